@@ -1,0 +1,111 @@
+"""Command line: ``python -m hematovision classify PATH... [--csv FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from hematovision import paths
+from hematovision.artifacts import ArtifactError
+from hematovision.imaging import IMAGE_SUFFIXES
+
+
+def expand_paths(targets: list[Path]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders searched recursively for image files; problems reported, not raised."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for target in targets:
+        if target.is_dir():
+            found = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{target}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif target.is_file():
+            files.append(target)
+        else:
+            problems.append(f"{target}: no such file or folder")
+    return files, problems
+
+
+def classify_command(args: argparse.Namespace) -> int:
+    files, problems = expand_paths(args.paths)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not files:
+        print("error: nothing to classify", file=sys.stderr)
+        return 2
+
+    from hematovision.predict import Classifier
+
+    try:
+        classifier = Classifier.load(args.model)
+    except ArtifactError as exc:
+        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+        print(
+            f"fix: point --model or ${paths.MODEL_DIR_ENV} at an artifact folder (see models/README.md)",
+            file=sys.stderr,
+        )
+        return 2
+
+    results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold)
+    classes = classifier.classes
+    columns = ["file", "predicted_class", "confidence", "uncertain", "error", *[f"p_{name}" for name in classes]]
+    rows = []
+    for result in results:
+        row = {"file": result.name, "error": result.error or ""}
+        if result.prediction:
+            row.update(
+                predicted_class=result.prediction.label,
+                confidence=f"{result.prediction.confidence:.4f}",
+                uncertain="yes" if result.prediction.uncertain else "no",
+                **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
+            )
+        rows.append(row)
+        if result.prediction:
+            flag = "  UNCERTAIN" if result.prediction.uncertain else ""
+            notes = f"  ({'; '.join(result.notes)})" if result.notes else ""
+            print(f"{result.name}\t{result.prediction.label}\t{result.prediction.confidence:.3f}{flag}{notes}")
+        else:
+            print(f"{result.name}\tERROR: {result.error}", file=sys.stderr)
+
+    if args.csv:
+        with args.csv.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+    n_ok = sum(result.prediction is not None for result in results)
+    print(
+        f"classified {n_ok} of {len(results)} images" + (f"; table written to {args.csv}" if args.csv else ""),
+        file=sys.stderr,
+    )
+    return 0 if n_ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hematovision", description="HematoVision command-line tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    classify = commands.add_parser(
+        "classify",
+        help="classify image files or folders of images",
+        description="Classify blood-cell images. One row per image: predicted class, calibrated confidence "
+        "and every class probability; unreadable images are reported and the rest still classified.",
+    )
+    classify.add_argument("paths", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
+    classify.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    classify.add_argument(
+        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
+    )
+    classify.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="flag predictions below this confidence as uncertain (default: the model card's)",
+    )
+    args = parser.parse_args(argv)
+    return classify_command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

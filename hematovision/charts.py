@@ -1,0 +1,215 @@
+"""Plotly figures and pandas tables for the pages: pure functions of plain data, testable without Streamlit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from hematovision.differential import Differential
+from hematovision.predict import ImageResult, Prediction
+
+HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
+MUTED = "#90a4ae"
+UNCERTAIN = "#f9a825"
+FONT = {"size": 16}
+
+
+def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:
+    """Horizontal bars of every class's calibrated probability, highest on top."""
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1])
+    labels = [label for label, _ in ranked]
+    values = [100 * p for _, p in ranked]
+    top_colour = UNCERTAIN if prediction.uncertain else HIGHLIGHT
+    colours = [top_colour if label == prediction.label else MUTED for label in labels]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.1f}%" for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        )
+    )
+    figure.add_vline(
+        x=100 * threshold,
+        line_dash="dot",
+        line_color="#455a64",
+        annotation_text=f"uncertain below {100 * threshold:.0f}%",
+        annotation_position="bottom right",
+    )
+    figure.update_layout(
+        xaxis={"title": "calibrated confidence (%)", "range": [0, 115]},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=60 + 32 * len(labels),
+        font=FONT,
+        showlegend=False,
+    )
+    return figure
+
+
+def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        prediction = result.prediction
+        rows.append(
+            {
+                "file": result.name,
+                "class": prediction.label if prediction else None,
+                "confidence (%)": round(100 * prediction.confidence, 1) if prediction else None,
+                "uncertain": prediction.uncertain if prediction else None,
+                "problem": result.error or "; ".join(result.notes) or "",
+            }
+        )
+    return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "problem"])
+
+
+def results_csv(results: Sequence[ImageResult], classes: Sequence[str]) -> str:
+    """Every class probability too, for spreadsheets (the on-screen table keeps to the essentials)."""
+    table = results_table(results)
+    for name in classes:
+        table[f"p_{name}"] = [round(r.prediction.probabilities[name], 5) if r.prediction else None for r in results]
+    return table.to_csv(index=False)
+
+
+def differential_table(differential: Differential) -> pd.DataFrame:
+    rows = [
+        {"cell type": label, "count": count, "% of white cells": round(differential.percent[label], 1)}
+        for label, count in differential.white_cells.items()
+    ]
+    rows.append(
+        {
+            "cell type": "total white cells",
+            "count": differential.total_white,
+            "% of white cells": 100.0 if differential.total_white else 0.0,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def set_apart_table(differential: Differential) -> pd.DataFrame:
+    """What a differential leaves out: non-white cells, uncertain cells, unreadable files."""
+    rows = [{"group": "not a white cell", "class": label, "count": n} for label, n in differential.other_cells.items()]
+    rows += [
+        {"group": "uncertain (check by eye)", "class": label, "count": n} for label, n in differential.uncertain.items()
+    ]
+    if differential.unreadable:
+        rows.append({"group": "could not be read", "class": "", "count": differential.unreadable})
+    return pd.DataFrame(rows, columns=["group", "class", "count"])
+
+
+def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], normalise: bool) -> go.Figure:
+    counts = np.asarray(matrix, dtype=np.float64)
+    if normalise:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) * 100
+        text = [[f"{v:.1f}%" for v in row] for row in values]
+    else:
+        values = counts
+        text = [[f"{int(v)}" for v in row] for row in values]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(labels),
+            y=list(labels),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            colorbar={"title": "% of row" if normalise else "images"},
+        )
+    )
+    figure.update_layout(
+        xaxis={"title": "predicted class", "side": "bottom"},
+        yaxis={"title": "true class", "autorange": "reversed"},
+        height=560,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font=FONT,
+    )
+    return figure
+
+
+def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "class": name,
+                "precision": round(scores["precision"], 4),
+                "recall": round(scores["recall"], 4),
+                "F1": round(scores["f1"], 4),
+                "support": scores["support"],
+            }
+            for name, scores in report["per_class"].items()
+        ]
+    )
+
+
+def training_curves(history: Sequence[dict[str, Any]], metric: str) -> go.Figure:
+    """``metric`` ('loss' or 'accuracy') for train and validation, epochs numbered across both phases."""
+    figure = go.Figure()
+    steps = list(range(1, len(history) + 1))
+    for key, name, dash in ((metric, "train", "solid"), (f"val_{metric}", "validation", "dash")):
+        figure.add_trace(
+            go.Scatter(
+                x=steps, y=[row.get(key) for row in history], name=name, mode="lines+markers", line={"dash": dash}
+            )
+        )
+    phases = [row.get("phase") for row in history]
+    for i in range(1, len(phases)):
+        if phases[i] != phases[i - 1]:
+            figure.add_vline(x=i + 0.5, line_dash="dot", annotation_text=f"{phases[i]} starts")
+    figure.update_layout(
+        xaxis_title="epoch", yaxis_title=metric, height=360, font=FONT, margin={"l": 10, "r": 10, "t": 30, "b": 10}
+    )
+    return figure
+
+
+def reliability_diagram(report: dict[str, Any]) -> go.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], name="perfect calibration", mode="lines", line={"dash": "dot", "color": "#607d8b"}
+        )
+    )
+    for key, name, colour in (
+        ("reliability_uncalibrated", "before", MUTED),
+        ("reliability", "after (temperature)", HIGHLIGHT),
+    ):
+        bins = report.get(key)
+        if not bins:
+            continue
+        points = [(c, a, n) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"], strict=True) if n]
+        figure.add_trace(
+            go.Scatter(
+                x=[c for c, _, _ in points],
+                y=[a for _, a, _ in points],
+                name=name,
+                mode="lines+markers",
+                marker={"size": [6 + 4 * np.log10(n) for _, _, n in points], "color": colour},
+                line={"color": colour},
+                customdata=[n for _, _, n in points],
+                hovertemplate="confidence %{x:.3f}, accuracy %{y:.3f}, %{customdata} images<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        xaxis={"title": "mean confidence in bin", "range": [0, 1.02]},
+        yaxis={"title": "accuracy in bin", "range": [0, 1.02]},
+        height=420,
+        font=FONT,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return figure
+
+
+def class_counts_table(counts_by_split: dict[str, dict[str, int]]) -> pd.DataFrame:
+    table = pd.DataFrame(counts_by_split).fillna(0).astype(int)
+    table["total"] = table.sum(axis=1)
+    table.index.name = "class"
+    return table.reset_index()

@@ -1,0 +1,98 @@
+"""Finding labelled images: the PBC manifest, or any class-per-folder tree.
+
+A manifest dataset carries its own train/val/test split; a folder tree gets a stratified split
+made here from a seed, so the same seed always gives the same split.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hematovision.imaging import IMAGE_SUFFIXES
+
+MANIFEST_NAME = "pbc_manifest.csv"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    path: Path
+    label: str
+    split: str = ""
+
+
+@dataclass
+class FolderScan:
+    """A class-per-folder tree: the images found, and what was skipped and why."""
+
+    images: list[LabelledImage]
+    skipped: list[str]
+
+
+def find_manifest(data_dir: Path) -> Path | None:
+    candidate = data_dir / MANIFEST_NAME
+    return candidate if candidate.is_file() else None
+
+
+def read_manifest(manifest: Path) -> list[LabelledImage]:
+    """Rows of the manifest, with paths resolved against the manifest's folder."""
+    with manifest.open(newline="") as handle:
+        return [
+            LabelledImage(manifest.parent / row["path"], row["label"], row["split"]) for row in csv.DictReader(handle)
+        ]
+
+
+def scan_class_folders(root: Path, known_labels: list[str] | None = None) -> FolderScan:
+    """Images under ``root/<label>/``; labels match ``known_labels`` case-insensitively.
+
+    A folder whose name is not a known label is skipped and reported, not an error: a user's
+    dataset often holds classes this model was never taught.
+    """
+    by_lower = {label.lower(): label for label in known_labels} if known_labels else None
+    images: list[LabelledImage] = []
+    skipped: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if by_lower is None:
+            label = folder.name.lower()
+        elif folder.name.lower() in by_lower:
+            label = by_lower[folder.name.lower()]
+        else:
+            skipped.append(f"{folder.name}/ ({len(files)} images): the model has no class '{folder.name}'")
+            continue
+        if not files:
+            skipped.append(f"{folder.name}/: no image files")
+            continue
+        images.extend(LabelledImage(path, label) for path in files)
+    return FolderScan(images, skipped)
+
+
+def stratified_split(
+    images: list[LabelledImage], seed: int, fractions: tuple[float, float, float] = (0.75, 0.10, 0.15)
+) -> list[LabelledImage]:
+    """Assign train/val/test per class in the given fractions, reproducibly from ``seed``."""
+    rng = np.random.default_rng(seed)
+    out: list[LabelledImage] = []
+    for label in sorted({image.label for image in images}):
+        members = sorted((image for image in images if image.label == label), key=lambda image: str(image.path))
+        order = rng.permutation(len(members))
+        n_val = round(len(members) * fractions[1])
+        n_test = round(len(members) * fractions[2])
+        for rank, index in enumerate(order):
+            split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+            out.append(LabelledImage(members[index].path, label, split))
+    return out
+
+
+def class_counts_by_split(images: list[LabelledImage]) -> dict[str, dict[str, int]]:
+    """{split: {label: count}} for the model card and the Model performance page."""
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        tally = Counter(image.label for image in images if image.split == split)
+        counts[split] = dict(sorted(tally.items()))
+    return counts

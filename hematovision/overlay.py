@@ -1,0 +1,39 @@
+"""Turning a [0, 1] heatmap into colour and laying it over the image."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+
+#: Perceptually uniform maps first: equal steps in attribution look like equal steps in colour,
+#: and they survive projectors and colour-vision deficiency better than jet.
+COLOUR_MAPS = ("inferno", "viridis", "magma", "cividis", "turbo", "jet")
+
+
+def colourise(heatmap: np.ndarray, colour_map: str = COLOUR_MAPS[0]) -> np.ndarray:
+    """uint8 RGB image of a [0, 1] heatmap."""
+    rgba = colormaps[colour_map](np.clip(heatmap, 0.0, 1.0))
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def overlay(
+    image: np.ndarray, heatmap: np.ndarray, colour_map: str = COLOUR_MAPS[0], opacity: float = 0.45
+) -> np.ndarray:
+    """Blend the coloured heatmap over a uint8 RGB image, resizing the heatmap to fit."""
+    height, width = image.shape[:2]
+    if heatmap.shape != (height, width):
+        heatmap = np.asarray(
+            Image.fromarray(heatmap.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+        )
+    coloured = colourise(heatmap, colour_map).astype(np.float32)
+    blended = (1.0 - opacity) * image.astype(np.float32) + opacity * coloured
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,168 @@
+"""Loading the shipped model once and classifying images with it.
+
+The Keras model outputs softmax probabilities; confidences shown to users come from the logits
+layer divided by the calibration temperature in the model card, so they are calibrated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hematovision import paths
+from hematovision.artifacts import ArtifactError, ModelCard, load_card
+from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
+from hematovision.metrics import softmax
+
+#: Images per forward pass: large enough to amortise per-call overhead, small enough that a
+#: folder of thousands never holds more than one chunk of tensors at a time.
+CHUNK = 64
+
+
+@dataclass
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    uncertain: bool
+
+
+@dataclass
+class ImageResult:
+    """One input's outcome: a prediction, or the reason it could not be classified."""
+
+    name: str
+    prediction: Prediction | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    image: DecodedImage | None = None
+
+
+class Classifier:
+    """A loaded model plus its card. Never mutated after construction, so one can serve every page."""
+
+    def __init__(self, model, card: ModelCard) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.card = card
+        logits_model = keras.Model(model.inputs, model.get_layer(card.logits_layer).output)
+        size = card.input_size
+        # One compiled graph for every batch size: predict() and eager calls cost 5-10x more per image.
+        self._logits = tf.function(
+            lambda images: logits_model(tf.cast(images, tf.float32), training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
+        )
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None) -> Classifier:
+        """Load model and card from an artifact folder, checking that they agree."""
+        folder = model_dir or paths.model_dir()
+        card = load_card(folder)
+        model_path = folder / paths.MODEL_FILE
+        if not model_path.is_file():
+            raise ArtifactError(f"{paths.MODEL_FILE} is missing from {folder}")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        try:
+            model = keras.saving.load_model(model_path, compile=False)
+        except Exception as exc:  # Keras raises many types for a damaged file; all mean the same to a user.
+            raise ArtifactError(f"{model_path} could not be loaded: {type(exc).__name__}: {exc}") from None
+        outputs = model.outputs[0].shape[-1]
+        if outputs != len(card.classes):
+            raise ArtifactError(f"the model has {outputs} outputs but its card lists {len(card.classes)} classes")
+        if tuple(model.inputs[0].shape[1:]) != (card.input_size, card.input_size, 3):
+            raise ArtifactError(
+                f"the model takes {tuple(model.inputs[0].shape[1:])} but its card says {card.input_size} px RGB"
+            )
+        for layer in (card.logits_layer, card.gradcam_layer):
+            try:
+                model.get_layer(layer)
+            except ValueError:
+                raise ArtifactError(f"the card names layer '{layer}', which the model does not have") from None
+        return cls(model, card)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.card.classes
+
+    def warm_up(self) -> None:
+        """The first call traces the graph (seconds); do it at load, not on a user's first click."""
+        self.logits(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits for a uint8 batch (N, size, size, 3)."""
+        if len(batch) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        parts = [self._logits(batch[start : start + CHUNK]).numpy() for start in range(0, len(batch), CHUNK)]
+        return np.concatenate(parts)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (temperature from the card)."""
+        return softmax(self.logits(batch), self.card.temperature)
+
+    def predictions(self, batch: np.ndarray, threshold: float | None = None) -> list[Prediction]:
+        cut = self.card.low_confidence_threshold if threshold is None else threshold
+        out = []
+        for row in self.probabilities(batch):
+            best = int(row.argmax())
+            out.append(
+                Prediction(
+                    label=self.classes[best],
+                    confidence=float(row[best]),
+                    probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
+                    uncertain=bool(row[best] < cut),
+                )
+            )
+        return out
+
+    def classify(
+        self,
+        sources: Sequence[tuple[str, bytes | str | Path]],
+        threshold: float | None = None,
+        keep_images: bool = False,
+        on_progress=None,
+    ) -> list[ImageResult]:
+        """Classify named inputs; a bad input gets its error and the rest are still classified.
+
+        ``on_progress(done, total)`` is called as inputs are decoded, for progress bars.
+        """
+        results = [ImageResult(name=name) for name, _ in sources]
+        inputs: list[np.ndarray] = []
+        classified: list[ImageResult] = []
+        for done, (result, decoded) in enumerate(
+            zip(results, decode_all(source for _, source in sources), strict=True), start=1
+        ):
+            if isinstance(decoded, ImageLoadError):
+                result.error = str(decoded)
+            else:
+                result.notes = decoded.notes
+                result.image = decoded if keep_images else None
+                inputs.append(to_model_input(decoded.rgb, self.card.input_size))
+                classified.append(result)
+            if on_progress:
+                on_progress(done, len(results))
+        if inputs:
+            for result, prediction in zip(classified, self.predictions(np.stack(inputs), threshold), strict=True):
+                result.prediction = prediction
+        return results
+
+
+def decode_all(sources: Iterable[bytes | str | Path], workers: int = 4) -> Iterable[DecodedImage | ImageLoadError]:
+    """Decode in threads (Pillow releases the GIL while decoding), in input order."""
+
+    def attempt(source):
+        try:
+            return decode_image(source)
+        except ImageLoadError as exc:
+            return exc
+
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(attempt, sources)

@@ -1,0 +1,145 @@
+"""Streamlit glue: the cached loaders and the session state the pages share.
+
+The only library module that imports Streamlit. Heavy objects are built once per process
+(``st.cache_resource``) and never mutated; pages call these functions and render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from hematovision import paths
+from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.predict import Classifier, ImageResult
+from hematovision.saliency import AttributionMethods
+
+DISCLAIMER = (
+    "HematoVision is a teaching and review aid, **not a diagnostic device**. "
+    "Every result needs checking by a qualified person."
+)
+DATASET_CREDIT = (
+    "Training images: Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. "
+    "*A dataset of microscopic peripheral blood cell images for development of automatic recognition "
+    "systems.* Data in Brief 30 (2020) 105474, CC BY 4.0. Morphological attributes: Tsutsui S., Pang W., "
+    "Wen B. *WBCAtt*, NeurIPS 2023 Datasets and Benchmarks, MIT."
+)
+RESULTS_KEY = "classified_images"
+
+
+@st.cache_resource(show_spinner="Loading the model (first time only)…")
+def _load_classifier(model_dir: str) -> Classifier:
+    classifier = Classifier.load(paths.Path(model_dir))
+    classifier.warm_up()
+    return classifier
+
+
+def classifier_or_stop() -> Classifier:
+    """The shared classifier; if it cannot load, say so plainly and stop the page (nothing is invented)."""
+    folder = paths.model_dir()
+    try:
+        return _load_classifier(str(folder))
+    except ArtifactError as exc:
+        st.error(
+            f"**The model cannot be loaded**, so nothing can be classified.\n\n{exc}\n\n"
+            f"To fix it: restore the shipped artifacts (`git checkout -- models/`), retrain with "
+            f"`python -m training.train` (see models/README.md), or point `{paths.MODEL_DIR_ENV}` at a "
+            "complete artifact folder."
+        )
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _load_attribution(model_dir: str) -> AttributionMethods:
+    classifier = _load_classifier(model_dir)
+    return AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
+
+
+def attribution_methods() -> AttributionMethods:
+    classifier_or_stop()
+    return _load_attribution(str(paths.model_dir()))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def heatmap(method: str, image_digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
+    """Cached per (method, image, class): the slow methods take seconds, and sliders rerun the page."""
+    return attribution_methods().heatmap(method, _image, class_index)
+
+
+def card_or_none() -> ModelCard | None:
+    try:
+        return _cached_card(str(paths.model_dir()))
+    except ArtifactError:
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def _cached_card(model_dir: str) -> ModelCard:
+    return load_card(paths.Path(model_dir))
+
+
+def evaluation_or_stop() -> dict:
+    try:
+        return _cached_evaluation(str(paths.model_dir()))
+    except ArtifactError as exc:
+        st.error(f"**No evaluation to show.** {exc}\n\nRun `python -m training.evaluate` to write one.")
+        st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def _cached_evaluation(model_dir: str) -> dict:
+    return load_evaluation(paths.Path(model_dir))
+
+
+@st.cache_data(show_spinner=False)
+def history() -> list[dict]:
+    return load_history(paths.model_dir())
+
+
+@dataclass
+class StoredImage:
+    """A classified image kept for the Explain page: its name, model input, upright RGB and prediction."""
+
+    name: str
+    digest: str
+    model_input: np.ndarray
+    display: np.ndarray
+    result: ImageResult
+
+
+def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage]:
+    """The classified results (kept with their images) in the form the Explain page works on."""
+    from hematovision.imaging import centre_square, to_model_input
+
+    stored = []
+    for result in results:
+        if result.prediction is None or result.image is None:
+            continue
+        model_input = to_model_input(result.image.rgb, input_size)
+        stored.append(
+            StoredImage(
+                name=result.name,
+                digest=hashlib.sha1(model_input.tobytes()).hexdigest(),
+                model_input=model_input,
+                display=centre_square(result.image.rgb),
+                result=result,
+            )
+        )
+    return stored
+
+
+def store_results(results: list[ImageResult], input_size: int) -> None:
+    st.session_state[RESULTS_KEY] = explainable(results, input_size)
+
+
+def stored_images() -> list[StoredImage]:
+    return st.session_state.get(RESULTS_KEY, [])
+
+
+def footer() -> None:
+    st.divider()
+    st.caption(DISCLAIMER)
+    st.caption(DATASET_CREDIT)

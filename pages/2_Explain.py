@@ -1,0 +1,66 @@
+"""Explain: heatmaps of the image regions that drove a class score."""
+
+import numpy as np
+import streamlit as st
+
+from hematovision import ui
+from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
+from hematovision.saliency import FAST_METHOD, METHODS
+
+st.set_page_config(page_title="Explain · HematoVision", page_icon="🩸", layout="wide")
+st.title("Explain")
+st.caption("Where did the network look? Warm colours mark the regions that raised the chosen class's score.")
+classifier = ui.classifier_or_stop()
+card = classifier.card
+
+candidates = ui.stored_images()
+upload = st.file_uploader("Upload an image to explain", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"])
+if upload is not None:
+    result = classifier.classify([(upload.name, upload.getvalue())], keep_images=True)[0]
+    if result.prediction is None:
+        st.error(f"**{upload.name}** could not be read: {result.error}")
+        st.stop()
+    candidates = ui.explainable([result], card.input_size) + candidates
+if not candidates:
+    st.info("Classify some images on the **Classify** page, or upload one here.")
+    ui.footer()
+    st.stop()
+
+by_name = {item.name: item for item in candidates}
+chosen = by_name[st.selectbox("Image", list(by_name))]
+prediction = chosen.result.prediction
+
+with st.sidebar:
+    method = st.radio("Method", list(METHODS), index=list(METHODS).index(FAST_METHOD), captions=list(METHODS.values()))
+    target = st.selectbox(
+        "Explain the class",
+        card.classes,
+        index=card.classes.index(prediction.label),
+        help="Default: the predicted class. Pick another to ask 'why not this one?'",
+    )
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    colour_map = st.selectbox(
+        "Colour map", COLOUR_MAPS, help="inferno, viridis, magma and cividis are perceptually uniform"
+    )
+
+st.markdown(
+    f"Predicted **{prediction.label}** ({100 * prediction.confidence:.1f}%). Showing evidence for "
+    f"**{target}** ({100 * prediction.probabilities[target]:.1f}%) by **{method}** on layer `{card.gradcam_layer}`."
+)
+with st.spinner(f"Computing {method}…"):
+    heat = ui.heatmap(method, chosen.digest, card.classes.index(target), chosen.model_input)
+blended = overlay(chosen.display, heat, colour_map, opacity)
+
+original_column, heatmap_column, overlay_column = st.columns(3)
+original_column.image(chosen.display, caption="original (centre square)", use_container_width=True)
+heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", use_container_width=True)
+overlay_column.image(blended, caption="overlay", use_container_width=True)
+st.download_button(
+    "Download overlay (PNG)",
+    png_bytes(np.hstack([chosen.display, blended])),
+    file_name=f"{chosen.name.rsplit('.', 1)[0]}_{method}_{target}.png",
+    mime="image/png",
+)
+if float(heat.max()) == 0.0:
+    st.warning(f"No region raises the score for {target}: the map is empty.")
+ui.footer()

@@ -1,0 +1,49 @@
+"""Model performance: how good the shipped model is, from the artifact folder alone."""
+
+import streamlit as st
+
+from hematovision import charts, ui
+
+st.set_page_config(page_title="Model performance · HematoVision", page_icon="🩸", layout="wide")
+st.title("Model performance")
+evaluation = ui.evaluation_or_stop()
+datasets = evaluation["datasets"]
+names = list(datasets)
+default = names.index("pbc_test") if "pbc_test" in names else 0
+name = st.selectbox(
+    "Evaluated on", names, index=default, format_func=lambda key: evaluation.get("descriptions", {}).get(key, key)
+)
+report = datasets[name]
+
+columns = st.columns(4)
+columns[0].metric("accuracy", f"{100 * report['accuracy']:.2f}%")
+columns[1].metric("macro F1", f"{report['macro_f1']:.4f}")
+columns[2].metric("ECE after calibration", f"{100 * report['ece']:.2f}%")
+columns[3].metric("images", f"{report['n']:,}")
+
+st.header("Confusion matrix")
+normalise = st.toggle("Show row percentages (recall per class)", value=False)
+st.plotly_chart(charts.confusion_heatmap(report["confusion_matrix"], report["labels"], normalise))
+
+st.header("Per-class metrics")
+st.dataframe(charts.per_class_table(report), hide_index=True)
+
+st.header("Calibration")
+st.caption(
+    f"Expected calibration error (15 bins): {100 * report.get('ece_uncalibrated', float('nan')):.2f}% before, "
+    f"{100 * report['ece']:.2f}% after temperature scaling. Marker size grows with the images in a bin."
+)
+st.plotly_chart(charts.reliability_diagram(report))
+
+history = ui.history()
+if history:
+    st.header("Training curves")
+    loss_column, accuracy_column = st.columns(2)
+    loss_column.plotly_chart(charts.training_curves(history, "loss"))
+    accuracy_column.plotly_chart(charts.training_curves(history, "accuracy"))
+
+card = ui.card_or_none()
+if card and card.data.get("class_counts"):
+    st.header("Data: images per class and split")
+    st.dataframe(charts.class_counts_table(card.data["class_counts"]), hide_index=True)
+ui.footer()

@@ -1,0 +1,55 @@
+"""Home: what HematoVision does, the model behind it, and how to use each page."""
+
+import streamlit as st
+
+from hematovision import ui
+
+st.set_page_config(page_title="HematoVision", page_icon="🩸", layout="wide")
+st.title("HematoVision")
+st.subheader("Blood-cell images, classified and explained by a neural network")
+st.info(ui.DISCLAIMER)
+
+st.markdown(
+    """
+Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell) and
+HematoVision tells you which of eight cell types each one most likely is, how sure it is, and where
+in the image the network looked.
+
+| page | what it does |
+|---|---|
+| **Classify** | class, calibrated confidence and every class charted; batches add a differential count and CSV |
+| **Explain** | heatmaps of the evidence (Grad-CAM and relatives) for any class ("why not X?") |
+| **Model performance** | confusion matrix, per-class precision/recall/F1, training curves, calibration, data split |
+"""
+)
+
+card = ui.card_or_none()
+if card is None:
+    st.error("The model card cannot be read, so the model is unavailable. See the Classify page for how to fix it.")
+else:
+    st.header("The model")
+    metrics = card.metrics
+    columns = st.columns(4)
+    columns[0].metric("test accuracy", f"{100 * metrics.get('accuracy', 0):.1f}%")
+    columns[1].metric("macro F1", f"{metrics.get('macro_f1', 0):.3f}")
+    columns[2].metric(
+        "calibration error (ECE)",
+        f"{100 * metrics.get('ece', 0):.1f}%",
+        delta=f"{100 * (metrics.get('ece', 0) - metrics.get('ece_uncalibrated', 0)):.1f} pts from calibration",
+        delta_color="inverse",
+    )
+    columns[3].metric("test images", f"{metrics.get('n', 0):,}")
+    st.markdown(
+        f"""
+- **Classes** (output order): {", ".join(card.classes)}. White cells for the differential count:
+  {", ".join(card.white_cell_classes)}.
+- **Network**: {card.backbone.get("architecture", "?")} (width {card.backbone.get("alpha", "?")}), ImageNet-pretrained,
+  fine-tuned on {card.input_size}×{card.input_size} px images; Grad-CAM reads layer `{card.gradcam_layer}`.
+- **Calibration**: confidences are divided by a softmax temperature of {card.temperature:.3f}, fitted on the
+  validation split; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.
+- **Training data**: {card.data.get("split", "?")}; trained {card.created[:10]} in
+  {card.training.get("wall_time_minutes", "?")} min on {card.training.get("machine", "?")}.
+"""
+    )
+
+ui.footer()

@@ -1,0 +1,1 @@
+"""Offline training pipeline: data -> transfer-learned model -> artifacts in models/. Never imports Streamlit."""

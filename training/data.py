@@ -1,0 +1,108 @@
+"""Reading the labelled images into memory and the augmented input pipeline."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from hematovision.datasets import (
+    LabelledImage,
+    find_manifest,
+    read_manifest,
+    scan_class_folders,
+    stratified_split,
+)
+from hematovision.imaging import ImageLoadError, to_model_input
+from hematovision.predict import decode_all
+from training.config import TrainConfig
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (N, size, size, 3) uint8, exactly what the served model would see
+    labels: np.ndarray  # (N,) int class indices
+    paths: list[Path]
+
+
+def find_images(data_dir: Path, seed: int) -> tuple[list[LabelledImage], str]:
+    """The labelled images and a description of where their split came from."""
+    manifest = find_manifest(data_dir)
+    if manifest is not None:
+        return read_manifest(manifest), f"{manifest.name} (its train/val/test split)"
+    scan = scan_class_folders(data_dir)
+    for reason in scan.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    if not scan.images:
+        raise SystemExit(f"error: no class folders with images under {data_dir}")
+    return stratified_split(scan.images, seed), f"class folders, stratified 75/10/15 split with seed {seed}"
+
+
+def load_split(images: list[LabelledImage], classes: list[str], size: int) -> Split:
+    """Decode and resize every image through the serving path; unreadable files are reported and left out."""
+    index = {name: i for i, name in enumerate(classes)}
+    arrays, labels, kept = [], [], []
+    for item, decoded in zip(images, decode_all(item.path for item in images), strict=True):
+        if isinstance(decoded, ImageLoadError):
+            print(f"skipped {item.path}: {decoded}", file=sys.stderr)
+            continue
+        arrays.append(to_model_input(decoded.rgb, size))
+        labels.append(index[item.label])
+        kept.append(item.path)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    return Split(stacked, np.asarray(labels, np.int64), kept)
+
+
+def load_splits(images: list[LabelledImage], classes: list[str], size: int) -> dict[str, Split]:
+    started = time.perf_counter()
+    splits = {
+        name: load_split([i for i in images if i.split == name], classes, size) for name in ("train", "val", "test")
+    }
+    sizes = ", ".join(f"{name} {len(split.labels)}" for name, split in splits.items())
+    print(f"decoded {sizes} images in {time.perf_counter() - started:.0f} s", flush=True)
+    return splits
+
+
+def augment(image: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """One random view of a uint8 image, returned as float 0-255 (the model's input range)."""
+    size = config.image_size
+    x = tf.image.convert_image_dtype(image, tf.float32)
+    x = tf.image.random_flip_left_right(x)
+    x = tf.image.random_flip_up_down(x)
+    x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+    # Zoom in by up to `zoom` and shift by up to `shift`, always staying inside the image: padding
+    # would add black borders that real smear images never have.
+    side = tf.random.uniform([], 1.0 - config.zoom, 1.0)
+    slack = 1.0 - side
+    top = tf.clip_by_value(slack / 2 + tf.random.uniform([], -config.shift, config.shift), 0.0, slack)
+    left = tf.clip_by_value(slack / 2 + tf.random.uniform([], -config.shift, config.shift), 0.0, slack)
+    box = tf.stack([top, left, top + side, left + side])[None]
+    x = tf.image.crop_and_resize(x[None], box, [0], [size, size])[0]
+    # Stain and illumination differ between slides, stainings and cameras.
+    x = tf.image.random_brightness(x, config.brightness)
+    x = tf.image.random_contrast(x, 1.0 - config.contrast, 1.0 + config.contrast)
+    x = tf.image.random_saturation(x, 1.0 - config.saturation, 1.0 + config.saturation)
+    x = tf.image.random_hue(x, config.hue)
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def training_dataset(split: Split, n_classes: int, config: TrainConfig, sample_weights: np.ndarray) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((split.images, tf.one_hot(split.labels, n_classes), sample_weights))
+    return (
+        dataset.shuffle(len(split.labels), seed=config.seed, reshuffle_each_iteration=True)
+        .map(lambda x, y, w: (augment(x, config), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float) -> np.ndarray:
+    """Per-class loss weights, (N / (K * n_c)) ** power, normalised to mean 1 over the samples."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    balanced = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    weights = balanced**power
+    return weights / (weights[labels].mean() if len(labels) else 1.0)

@@ -1,0 +1,90 @@
+"""Score an artifact folder's model on labelled images.
+
+    python -m training.evaluate --model models --data ../shared/data [--json FILE]
+
+DATA is a manifest dataset (its test split is scored) or any class-per-folder tree (folder names
+are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
+Images go through the dashboard's own decode -> resize -> predict path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hematovision import paths
+from hematovision.artifacts import ArtifactError, write_json
+from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
+
+
+def print_report(report: dict) -> None:
+    print(
+        f"n {report['n']}  accuracy {report['accuracy']:.4f}  macro_f1 {report['macro_f1']:.4f}  "
+        f"ece {report['ece']:.4f}  (before calibration {report.get('ece_uncalibrated', float('nan')):.4f})"
+    )
+    print(f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for name, scores in report["per_class"].items():
+        print(
+            f"{name:<14}{scores['precision']:>10.4f}{scores['recall']:>10.4f}{scores['f1']:>10.4f}{scores['support']:>9}"
+        )
+    labels = report["labels"]
+    print("confusion matrix (rows true, columns predicted):")
+    print(" " * 14 + "".join(f"{name[:8]:>9}" for name in labels))
+    for name, row in zip(labels, report["confusion_matrix"], strict=True):
+        print(f"{name:<14}" + "".join(f"{count:>9}" for count in row))
+    for item in report.get("unreadable", []):
+        print(f"unreadable: {item['file']}: {item['reason']}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
+    parser.add_argument("--data", type=Path, required=True, help="manifest dataset folder or class-per-folder tree")
+    parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    args = parser.parse_args(argv)
+
+    if not args.data.is_dir():
+        print(f"error: {args.data} is not a folder", file=sys.stderr)
+        return 2
+    from hematovision.evaluation import evaluate_files
+    from hematovision.predict import Classifier
+
+    try:
+        classifier = Classifier.load(args.model)
+    except ArtifactError as exc:
+        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+        return 2
+
+    manifest = find_manifest(args.data)
+    if manifest is not None:
+        items = [item for item in read_manifest(manifest) if item.split == "test"]
+        unknown = sorted({item.label for item in items} - set(classifier.classes))
+        if unknown:
+            print(f"skipped labels the model does not know: {', '.join(unknown)}", file=sys.stderr)
+            items = [item for item in items if item.label in classifier.classes]
+        source = f"{manifest} (test split)"
+    else:
+        scan = scan_class_folders(args.data, classifier.classes)
+        for reason in scan.skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+        items = scan.images
+        source = str(args.data)
+    if not items:
+        print(f"error: no labelled images the model can score under {args.data}", file=sys.stderr)
+        return 2
+
+    report = evaluate_files(classifier, items)
+    if report["n"] == 0:
+        print("error: none of the images could be read", file=sys.stderr)
+        return 2
+    report["source"] = source
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+        print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

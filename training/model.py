@@ -1,0 +1,57 @@
+"""The network: MobileNetV2 from ImageNet weights with a new head, built as one flat graph."""
+
+from __future__ import annotations
+
+import keras
+
+from training.config import TrainConfig
+
+GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px): Grad-CAM's layer.
+FEATURES_LAYER = "features"
+LOGITS_LAYER = "logits"
+
+
+def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
+    """Raw RGB 0-255 in, softmax probabilities out.
+
+    The backbone is built on our own input tensor (``input_tensor=``) rather than used as a nested
+    layer, so its layers are reachable from the model's input: tf-keras-vis needs that for Grad-CAM.
+    Preprocessing sits inside the model so no caller can get it wrong.
+    """
+    size = config.image_size
+    image = keras.Input((size, size, 3), name="image")
+    # MobileNetV2 expects [-1, 1].
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(image)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3),
+        input_tensor=scaled,
+        alpha=config.alpha,
+        include_top=False,
+        weights=config.weights,
+    )
+    features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(backbone.output)
+    dropped = keras.layers.Dropout(config.dropout, name="dropout")(features)
+    logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(dropped)
+    probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
+    return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{config.alpha:g}")
+
+
+def set_trainable(model: keras.Model, fine_tune_from: str | None) -> int:
+    """Freeze the backbone below ``fine_tune_from`` (all of it when None); return trainable layers.
+
+    BatchNormalization stays frozen throughout: in Keras a frozen BN layer runs in inference mode,
+    which keeps the pretrained statistics (and the folded BN of the approximate 1.0 weights) intact
+    while small fine-tuning batches pass through.
+    """
+    head = {FEATURES_LAYER, "dropout", LOGITS_LAYER, "probabilities"}
+    unfrozen = False
+    count = 0
+    for layer in model.layers:
+        if fine_tune_from is not None and layer.name == fine_tune_from:
+            unfrozen = True
+        trainable = layer.name in head or (unfrozen and not isinstance(layer, keras.layers.BatchNormalization))
+        layer.trainable = trainable
+        count += int(trainable and bool(layer.weights))
+    if fine_tune_from is not None and not unfrozen:
+        raise ValueError(f"no layer named {fine_tune_from!r} in the backbone")
+    return count

@@ -1,0 +1,296 @@
+"""Train the classifier and write a complete artifact folder.
+
+    python -m training.train --data ../shared/data --out models \
+        --weights ../shared/weights/mobilenet_v2_1.0_224_no_top_imagenet_approx.h5
+
+Phase 1 fits a linear head on frozen, cached backbone features; phase 2 fine-tunes the upper
+backbone blocks with augmentation. Then the softmax temperature and the "uncertain" threshold are
+chosen on the validation split, and the test split is scored once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hematovision import paths
+from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
+from hematovision.datasets import class_counts_by_split
+from hematovision.evaluation import evaluate_arrays
+from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
+from hematovision.predict import Classifier
+from training.config import TrainConfig
+from training.data import class_weights, find_images, load_splits, training_dataset
+from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, build_model, set_trainable
+
+OPTION_HELP = {
+    "alpha": "MobileNetV2 width multiplier (1.0 or 0.35)",
+    "weights": "backbone weights: 'imagenet' (Keras downloads them) or a local no-top .h5 file",
+    "image_size": "input side in pixels (images are centre-cropped square and resized)",
+    "batch_size": "images per training step",
+    "seed": "random seed for the split (folder datasets), shuffling and augmentation",
+    "head_epochs": "phase 1 epochs: linear head on frozen backbone features",
+    "head_learning_rate": "phase 1 Adam learning rate",
+    "fine_tune_from": "phase 2 unfreezes the backbone from this layer upward",
+    "fine_tune_epochs": "phase 2 epochs (0 skips fine-tuning)",
+    "fine_tune_learning_rate": "phase 2 peak learning rate (cosine decay to 0)",
+    "weight_decay": "phase 2 AdamW weight decay",
+    "dropout": "dropout before the classifier",
+    "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
+    "zoom": "augmentation: largest zoom-in fraction",
+    "shift": "augmentation: largest shift, as a fraction of the side",
+    "brightness": "augmentation: largest brightness change (0-1 scale)",
+    "contrast": "augmentation: largest contrast change (fraction)",
+    "saturation": "augmentation: largest saturation change (fraction)",
+    "hue": "augmentation: largest hue shift (fraction of the colour wheel)",
+    "threshold_target_accuracy": "validation accuracy the 'uncertain' threshold must secure above it",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Transfer-learn MobileNetV2 on labelled blood-cell images and write the artifact folder "
+        "(model.keras, model_card.json, evaluation.json, history.csv).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=paths.SHARED_DATA_DIR,
+        help="a folder holding pbc_manifest.csv (its split is used), or any class-per-folder tree",
+    )
+    parser.add_argument("--out", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder to write")
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(defaults, field.name)
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"), type=type(value), default=value, help=OPTION_HELP[field.name]
+        )
+    args = parser.parse_args(argv)
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    return args, config
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Collects one history row per epoch, with its wall time and learning rate."""
+
+    def __init__(self, phase: str, rows: list[dict]) -> None:
+        super().__init__()
+        self.phase, self.rows = phase, rows
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        learning_rate = self.model.optimizer.learning_rate
+        self.rows.append(
+            {
+                "phase": self.phase,
+                "epoch": epoch + 1,
+                **{key: round(float(value), 5) for key, value in (logs or {}).items() if key != "learning_rate"},
+                "learning_rate": float(keras.ops.convert_to_numpy(learning_rate)),
+                "seconds": round(time.perf_counter() - self.started, 1),
+            }
+        )
+
+
+def train_head(model: keras.Model, splits, weights: np.ndarray, config: TrainConfig, history: list[dict]) -> None:
+    """Phase 1: cache backbone features once, then fit the head on them (seconds per epoch)."""
+    set_trainable(model, None)
+    extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+    started = time.perf_counter()
+    features = {name: extractor.predict(splits[name].images, batch_size=64, verbose=0) for name in ("train", "val")}
+    print(f"phase 1: backbone features cached in {time.perf_counter() - started:.0f} s", flush=True)
+    feature_input = keras.Input(features["train"].shape[1:])
+    head_output = model.get_layer("probabilities")(
+        model.get_layer(LOGITS_LAYER)(model.get_layer("dropout")(feature_input))
+    )
+    head = keras.Model(feature_input, head_output)
+    head.compile(
+        optimizer=keras.optimizers.Adam(config.head_learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    n_classes = model.outputs[0].shape[-1]
+    head.fit(
+        features["train"],
+        keras.utils.to_categorical(splits["train"].labels, n_classes),
+        sample_weight=weights[splits["train"].labels],
+        validation_data=(features["val"], keras.utils.to_categorical(splits["val"].labels, n_classes)),
+        epochs=config.head_epochs,
+        batch_size=64,
+        verbose=0,
+        callbacks=[EpochLog("head", history)],
+    )
+    last = history[-1]
+    print(f"phase 1: {config.head_epochs} epochs, val accuracy {last['val_accuracy']:.4f}", flush=True)
+
+
+def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConfig, history: list[dict]) -> None:
+    """Phase 2: unfreeze the upper backbone and train end to end on augmented images."""
+    n_trainable = set_trainable(model, config.fine_tune_from)
+    steps = -(-len(splits["train"].labels) // config.batch_size) * config.fine_tune_epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.fine_tune_learning_rate, decay_steps=steps)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    n_classes = model.outputs[0].shape[-1]
+    print(f"phase 2: fine-tuning {n_trainable} layers from {config.fine_tune_from}", flush=True)
+    model.fit(
+        training_dataset(splits["train"], n_classes, config, weights[splits["train"].labels].astype(np.float32)),
+        validation_data=(splits["val"].images, keras.utils.to_categorical(splits["val"].labels, n_classes)),
+        validation_batch_size=64,
+        epochs=config.fine_tune_epochs,
+        verbose=2,
+        callbacks=[EpochLog("fine_tune", history)],
+    )
+
+
+def measure_throughput(classifier: Classifier, images: np.ndarray, repeats: int = 3) -> float:
+    """Images per second for batched classification, best of a few runs after a warm-up."""
+    batch = images[:256]
+    classifier.logits(batch[:64])
+    best = min(_timed(lambda: classifier.logits(batch)) for _ in range(repeats))
+    return round(len(batch) / best, 1)
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), no GPU used" if not tf.config.list_physical_devices("GPU") else cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, config = parse_args(argv)
+    if not args.data.is_dir():
+        print(f"error: data folder {args.data} does not exist", file=sys.stderr)
+        return 2
+    if config.weights != "imagenet" and not Path(config.weights).is_file():
+        print(f"error: weights file {config.weights} does not exist (or pass --weights imagenet)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+
+    images, split_source = find_images(args.data, config.seed)
+    classes = sorted({item.label for item in images})
+    splits = load_splits(images, classes, config.image_size)
+    if len(splits["train"].labels) == 0 or len(splits["val"].labels) == 0:
+        print("error: the train and val splits both need images", file=sys.stderr)
+        return 2
+
+    model = build_model(config, len(classes))
+    weights = class_weights(splits["train"].labels, len(classes), config.class_weight_power)
+    history: list[dict] = []
+    train_head(model, splits, weights, config, history)
+    if config.fine_tune_epochs > 0:
+        fine_tune(model, splits, weights, config, history)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    set_trainable(model, None)
+    model.save(args.out / paths.MODEL_FILE)
+
+    card = ModelCard(
+        classes=classes,
+        input_size=config.image_size,
+        gradcam_layer=GRADCAM_LAYER,
+        logits_layer=LOGITS_LAYER,
+        white_cell_classes=[name for name in classes if name in WHITE_CELL_CLASSES],
+    )
+    classifier = Classifier(model, card)
+    val_logits = classifier.logits(splits["val"].images)
+    card.temperature = round(fit_temperature(val_logits, splits["val"].labels), 4)
+    card.low_confidence_threshold = choose_confidence_threshold(
+        softmax(val_logits, card.temperature), splits["val"].labels, config.threshold_target_accuracy
+    )
+
+    evaluation = {"datasets": {"pbc_val": evaluate_arrays(classifier, splits["val"].images, splits["val"].labels)}}
+    if len(splits["test"].labels):
+        evaluation["datasets"]["pbc_test"] = evaluate_arrays(classifier, splits["test"].images, splits["test"].labels)
+    wall = time.perf_counter() - started
+    val_confidence = softmax(val_logits, card.temperature).max(axis=1)
+
+    card.backbone = {
+        "architecture": "MobileNetV2",
+        "alpha": config.alpha,
+        "weights": config.weights if config.weights == "imagenet" else Path(config.weights).name,
+        "weights_origin": "ImageNet-pretrained, no top (see ../shared/README.md for the local files)",
+        "preprocessing_layer": "preprocess",
+    }
+    card.data = {
+        "source": str(args.data),
+        "split": split_source,
+        "class_counts": class_counts_by_split(images),
+        "credit": "Acevedo et al., Data in Brief 30 (2020) 105474, CC BY 4.0",
+    }
+    card.training = {
+        "config": dataclasses.asdict(config),
+        "command": "python -m training.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "wall_time_minutes": round(wall / 60, 1),
+        "machine": machine_description(),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
+        "validation_share_flagged_uncertain": round(float((val_confidence < card.low_confidence_threshold).mean()), 4),
+    }
+    summary_source = evaluation["datasets"].get("pbc_test", evaluation["datasets"]["pbc_val"])
+    card.metrics = {
+        "evaluated_on": "pbc_test" if "pbc_test" in evaluation["datasets"] else "pbc_val",
+        **{key: round(summary_source[key], 4) for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated")},
+        "n": summary_source["n"],
+        "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
+        "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
+    }
+    card.inference = {
+        "batch_images_per_second": measure_throughput(classifier, splits["val"].images),
+        "measured_on": machine_description(),
+    }
+    card.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    write_json(args.out / paths.CARD_FILE, card.to_dict())
+    write_json(args.out / paths.EVALUATION_FILE, evaluation)
+    write_history(args.out / paths.HISTORY_FILE, history)
+    print(
+        f"done in {wall / 60:.1f} min: temperature {card.temperature}, threshold {card.low_confidence_threshold}; "
+        + ", ".join(f"{k} {v}" for k, v in card.metrics.items())
+    )
+    return 0
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    columns = sorted({key for row in rows for key in row}, key=lambda k: (k not in ("phase", "epoch"), k))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
