@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,8 @@ def choose_confidence_threshold(
         return 1.0
     # The deepest cut down the confidence ranking that still keeps the target accuracy.
     threshold = float(confidence[order][meets[-1]])
-    return round(max(floor, threshold), 4)
+    # Rounded down, so that the cut-off image itself stays on the confident side.
+    return max(floor, math.floor(threshold * 1e4) / 1e4)
 
 
 def classification_report(

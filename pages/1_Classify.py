@@ -68,7 +68,7 @@ for result in results:
             st.error(f"**{result.name}**: could not be classified: {result.error}")
             continue
         image_column, chart_column = st.columns([1, 2])
-        image_column.image(result.image.rgb, caption=result.name, use_container_width=True)
+        image_column.image(result.image.rgb, caption=result.name, width="stretch")
         verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
         if result.prediction.uncertain:
             chart_column.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")

@@ -52,9 +52,9 @@ with st.spinner(f"Computing {method}…"):
 blended = overlay(chosen.display, heat, colour_map, opacity)
 
 original_column, heatmap_column, overlay_column = st.columns(3)
-original_column.image(chosen.display, caption="original (centre square)", use_container_width=True)
-heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", use_container_width=True)
-overlay_column.image(blended, caption="overlay", use_container_width=True)
+original_column.image(chosen.display, caption="original (centre square)", width="stretch")
+heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", width="stretch")
+overlay_column.image(blended, caption="overlay", width="stretch")
 st.download_button(
     "Download overlay (PNG)",
     png_bytes(np.hstack([chosen.display, blended])),

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class TrainConfig:
     # MobileNetV2 width. 1.0 beat 0.35 on validation accuracy (models/README.md); 0.35 is the small option.
     alpha: float = 1.0
-    # "imagenet" lets Keras download the official weights; a path uses a local .h5 (no network here).
+    # "imagenet" lets Keras download the official weights; a path uses a local .h5 (no network here);
+    # "none" starts from random weights (only for tests that must run without ../shared).
     weights: str = "imagenet"
     # 224 is the resolution the ImageNet weights were trained at; PBC cells are ~360 px, so little is lost.
     image_size: int = 224

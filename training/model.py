@@ -27,7 +27,7 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
         input_tensor=scaled,
         alpha=config.alpha,
         include_top=False,
-        weights=config.weights,
+        weights=None if config.weights == "none" else config.weights,
     )
     features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(backbone.output)
     dropped = keras.layers.Dropout(config.dropout, name="dropout")(features)

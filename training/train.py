@@ -39,7 +39,7 @@ from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, build_mo
 
 OPTION_HELP = {
     "alpha": "MobileNetV2 width multiplier (1.0 or 0.35)",
-    "weights": "backbone weights: 'imagenet' (Keras downloads them) or a local no-top .h5 file",
+    "weights": "backbone weights: 'imagenet' (Keras downloads them), a local no-top .h5 file, or 'none' (random)",
     "image_size": "input side in pixels (images are centre-cropped square and resized)",
     "batch_size": "images per training step",
     "seed": "random seed for the split (folder datasets), shuffling and augmentation",
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"error: data folder {args.data} does not exist", file=sys.stderr)
         return 2
-    if config.weights != "imagenet" and not Path(config.weights).is_file():
+    if config.weights not in ("imagenet", "none") and not Path(config.weights).is_file():
         print(f"error: weights file {config.weights} does not exist (or pass --weights imagenet)", file=sys.stderr)
         return 2
     started = time.perf_counter()
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     card.backbone = {
         "architecture": "MobileNetV2",
         "alpha": config.alpha,
-        "weights": config.weights if config.weights == "imagenet" else Path(config.weights).name,
+        "weights": Path(config.weights).name,
         "weights_origin": "ImageNet-pretrained, no top (see ../shared/README.md for the local files)",
         "preprocessing_layer": "preprocess",
     }

@@ -1,0 +1,89 @@
+"""Shared fixtures: generated cell-like images and a tiny model trained on them, built once per run."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hematovision import paths
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: Class names of the tiny model: two white-cell classes and one that a differential sets apart.
+TINY_CLASSES = ("lymphocyte", "neutrophil", "platelet")
+TINY_SIZE = 96
+SMALL_WEIGHTS = paths.MOBILENET_V2_WEIGHTS[0.35]
+
+
+def synthetic_cell(class_index: int, seed: int, size: int = 120) -> np.ndarray:
+    """A pink field with a purple blob whose size and colour depend on the class."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((size, size, 3), np.float64)
+    image[:] = (236, 200, 205)
+    yy, xx = np.mgrid[:size, :size]
+    centre = size / 2 + rng.uniform(-6, 6, 2)
+    radius = size * (0.18, 0.3, 0.08)[class_index % 3] * rng.uniform(0.9, 1.1)
+    colour = ((90, 40, 140), (150, 60, 170), (120, 80, 160))[class_index % 3]
+    image[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < radius**2] = colour
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def encode(array: np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def write_class_folders(root: Path, per_class: int, classes=TINY_CLASSES, seed: int = 0) -> Path:
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(synthetic_cell(index, seed * 10_000 + index * 1000 + i)).save(folder / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return write_class_folders(tmp_path_factory.mktemp("tiny_data"), per_class=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_dataset) -> Path:
+    """A complete artifact folder from the real training CLI: small backbone, one short epoch per phase.
+
+    Uses the ImageNet 0.35 weights from ../shared when present (trained features make Grad-CAM
+    maps meaningful); otherwise random weights, which still exercise every step of the contract.
+    """
+    from training.train import main
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    weights = str(SMALL_WEIGHTS) if SMALL_WEIGHTS.is_file() else "none"
+    code = main(
+        [
+            "--data", str(tiny_dataset), "--out", str(out), "--alpha", "0.35", "--weights", weights,
+            "--image-size", str(TINY_SIZE), "--head-epochs", "5", "--fine-tune-epochs", "1",
+            "--fine-tune-from", "block_15_expand", "--batch-size", "16",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir):
+    from hematovision.predict import Classifier
+
+    return Classifier.load(tiny_model_dir)
+
+
+def shared_data_or_skip() -> Path:
+    if not (paths.SHARED_DATA_DIR / "pbc_manifest.csv").is_file():
+        pytest.skip("needs ../shared/data (the PBC images); not present on this machine")
+    return paths.SHARED_DATA_DIR

@@ -1,0 +1,141 @@
+"""Every page through Streamlit's AppTest, uploading real image bytes, on the tiny model."""
+
+import json
+import shutil
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from hematovision import paths
+from tests.conftest import encode, synthetic_cell
+
+TIMEOUT = 120  # the first TensorFlow load in a process takes several seconds
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_model_dir):
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def chart_specs(at) -> list[dict]:
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+def texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "success", "warning", "error", "info", "caption") for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_shows_the_card_and_credits(app):
+    at = app.run()
+    assert not at.exception
+    assert at.title[0].value == "HematoVision"
+    assert "not a diagnostic device" in texts(at)
+    assert "Acevedo" in texts(at)
+    assert "lymphocyte, neutrophil, platelet" in texts(at)
+
+
+def upload(at, files):
+    at.file_uploader[0].set_value(files)
+    return at.run()
+
+
+def test_classify_one_image(app):
+    at = app.switch_page("pages/1_Classify.py").run()
+    assert not at.exception
+    at = upload(at, ("cell.png", encode(synthetic_cell(0, 11)), "image/png"))
+    assert not at.exception
+    verdicts = [e.value for e in (*at.success, *at.warning)]
+    assert len(verdicts) == 1 and any(name in verdicts[0] for name in ("lymphocyte", "neutrophil", "platelet"))
+    (spec,) = chart_specs(at)
+    bars = spec["data"][0]
+    assert sorted(bars["y"]) == ["lymphocyte", "neutrophil", "platelet"]
+    assert bars["x"] == sorted(bars["x"])  # sorted, highest on top
+    assert len(set(bars["marker"]["color"])) == 2  # one highlighted bar
+
+
+def test_uncertain_images_are_marked_not_hidden(monkeypatch, tiny_model_dir, tmp_path):
+    # The same model with a very high temperature: every confidence is near 1/3, under the threshold.
+    shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
+    card = json.loads((tmp_path / paths.CARD_FILE).read_text())
+    card.update(temperature=1000.0, low_confidence_threshold=0.5)
+    (tmp_path / paths.CARD_FILE).write_text(json.dumps(card))
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = at.switch_page("pages/1_Classify.py").run()
+    assert at.sidebar.slider[0].value == 50
+    at = upload(at, ("cell.png", encode(synthetic_cell(1, 12)), "image/png"))
+    assert not at.exception
+    assert len(at.warning) == 1 and "Uncertain" in at.warning[0].value
+    assert len(chart_specs(at)) == 1
+
+
+def test_batch_with_a_bad_file_shows_table_differential_and_error(app):
+    at = app.switch_page("pages/1_Classify.py").run()
+    files = [(f"cell_{i}.png", encode(synthetic_cell(i % 3, 20 + i)), "image/png") for i in range(5)]
+    files.append(("broken.jpg", b"definitely not a jpeg", "image/jpeg"))
+    at = upload(at, files)
+    assert not at.exception
+    assert any("broken.jpg" in e.value and "not a recognised image" in e.value for e in at.error)
+    assert len(chart_specs(at)) == 5
+    frames = [frame.value for frame in at.dataframe]
+    differential, set_apart, table = frames[0], frames[1], frames[2]
+    assert list(differential["cell type"]) == ["lymphocyte", "neutrophil", "total white cells"]
+    counted = int(differential["count"].iloc[-1]) + int(set_apart["count"].sum())
+    assert counted == 6  # every file accounted for: white, set apart, uncertain or unreadable
+    assert len(table) == 6 and table["problem"].str.contains("not a recognised").sum() == 1
+    assert at.get("download_button")
+
+
+def test_explain_uses_classified_images(app):
+    at = app.switch_page("pages/1_Classify.py").run()
+    at = upload(at, [(f"cell_{i}.png", encode(synthetic_cell(i, 30 + i)), "image/png") for i in range(2)])
+    at = at.switch_page("pages/2_Explain.py").run()
+    assert not at.exception
+    assert at.selectbox[0].options == ["cell_0.png", "cell_1.png"]
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    assert "Grad-CAM" in texts(at)
+    at.sidebar.selectbox[0].set_value("platelet").run()  # "why not platelet?"
+    assert not at.exception
+    assert "evidence for **platelet**" in texts(at)
+    at.sidebar.radio[0].set_value("Grad-CAM++").run()
+    assert not at.exception
+
+
+def test_explain_without_images_says_what_to_do(app):
+    at = app.switch_page("pages/2_Explain.py").run()
+    assert not at.exception
+    assert "Classify" in at.info[0].value
+
+
+def test_model_performance_page(app):
+    at = app.switch_page("pages/3_Model_performance.py").run()
+    assert not at.exception
+    specs = chart_specs(at)
+    assert specs[0]["data"][0]["type"] == "heatmap"
+    assert any(trace.get("name") == "after (temperature)" for spec in specs for trace in spec["data"])
+    at.toggle[0].set_value(True).run()
+    assert "%" in chart_specs(at)[0]["data"][0]["text"][0][0]
+    per_class = at.dataframe[0].value
+    assert list(per_class.columns) == ["class", "precision", "recall", "F1", "support"]
+
+
+def test_missing_model_is_said_plainly(monkeypatch, tmp_path):
+    (tmp_path / paths.CARD_FILE).write_text(json.dumps({"classes": ["a"], "input_size": 96, "gradcam_layer": "x"}))
+    (tmp_path / paths.MODEL_FILE).write_bytes(b"corrupt")
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = (
+        AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+        .switch_page("pages/1_Classify.py")
+        .run()
+    )
+    assert not at.exception
+    assert "model cannot be loaded" in at.error[0].value and "To fix it" in at.error[0].value
+    assert not at.success and not at.get("plotly_chart")

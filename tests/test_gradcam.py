@@ -1,0 +1,73 @@
+"""The fast Grad-CAM against tf-keras-vis, and every attribution method on a tiny trained model."""
+
+import numpy as np
+import pytest
+
+from hematovision.gradcam import GradCam
+from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
+from hematovision.saliency import METHODS, AttributionMethods
+from tests.conftest import TINY_SIZE, synthetic_cell
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.stack([synthetic_cell(i % 3, 900 + i, TINY_SIZE) for i in range(4)])
+
+
+def test_fast_gradcam_matches_tf_keras_vis(tiny_classifier, images):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    card = tiny_classifier.card
+    classes = [0, 1, 2, 1]
+    fast = GradCam(tiny_classifier.model, card.gradcam_layer, card.logits_layer)(images, classes)
+    reference = Gradcam(tiny_classifier.model, model_modifier=ReplaceToLinear(), clone=True)(
+        CategoricalScore(classes), images.astype(np.float32),
+        penultimate_layer=card.gradcam_layer, seek_penultimate_conv_layer=False,
+    )  # fmt: skip
+    assert fast.shape == reference.shape == (4, TINY_SIZE, TINY_SIZE)
+    compared = 0
+    for ours, theirs in zip(fast, reference, strict=True):
+        if theirs.max() - theirs.min() < 1e-6:
+            assert ours.max() - ours.min() < 1e-3  # both flat: no evidence for that class anywhere
+            continue
+        assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.99
+        compared += 1
+    assert compared >= 2, "too few non-empty maps to compare"
+
+
+def test_gradcam_depends_on_the_target_class(tiny_classifier, images):
+    card = tiny_classifier.card
+    cam = GradCam(tiny_classifier.model, card.gradcam_layer, card.logits_layer)
+    maps = cam(np.repeat(images[:1], 3, axis=0), [0, 1, 2])
+    assert 0.0 <= maps.min() and maps.max() <= 1.0
+    assert not np.allclose(maps[0], maps[1]) or not np.allclose(maps[1], maps[2])
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_gives_a_normalised_map(tiny_classifier, images, method):
+    card = tiny_classifier.card
+    methods = AttributionMethods(tiny_classifier.model, card.gradcam_layer, card.logits_layer)
+    heatmap = methods.heatmap(method, images[0], 1)
+    assert heatmap.shape == (TINY_SIZE, TINY_SIZE)
+    assert np.isfinite(heatmap).all() and heatmap.min() >= 0.0 and heatmap.max() <= 1.0 + 1e-6
+
+
+def test_unknown_method_is_refused(tiny_classifier, images):
+    card = tiny_classifier.card
+    with pytest.raises(ValueError, match="unknown method"):
+        AttributionMethods(tiny_classifier.model, card.gradcam_layer, card.logits_layer).heatmap("Magic", images[0], 0)
+
+
+def test_overlay_blends_and_resizes():
+    image = np.full((120, 120, 3), 100, np.uint8)
+    heat = np.zeros((40, 40), np.float32)
+    heat[:20] = 1.0
+    for colour_map in COLOUR_MAPS:
+        assert colourise(heat, colour_map).shape == (40, 40, 3)
+    blended = overlay(image, heat, "inferno", opacity=0.5)
+    assert blended.shape == (120, 120, 3)
+    assert not np.array_equal(blended[5, 5], blended[-5, -5])  # hot top differs from cold bottom
+    np.testing.assert_array_equal(overlay(image, heat, "inferno", opacity=0.0), image)
+    assert png_bytes(blended).startswith(b"\x89PNG")

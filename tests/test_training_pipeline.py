@@ -1,0 +1,136 @@
+"""End to end without ../shared: train a tiny model on generated images, then use every CLI on it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hematovision import paths
+from hematovision.artifacts import load_card, load_evaluation, load_history
+from hematovision.datasets import scan_class_folders, stratified_split
+from hematovision.metrics import softmax
+from tests.conftest import TINY_CLASSES, TINY_SIZE, encode, synthetic_cell, write_class_folders
+
+
+def test_artifact_folder_is_complete(tiny_model_dir):
+    for name in (paths.MODEL_FILE, paths.CARD_FILE, paths.EVALUATION_FILE, paths.HISTORY_FILE):
+        assert (tiny_model_dir / name).is_file(), name
+    card = load_card(tiny_model_dir)
+    assert card.classes == sorted(TINY_CLASSES)
+    assert card.input_size == TINY_SIZE
+    assert card.white_cell_classes == ["lymphocyte", "neutrophil"]
+    assert 0.05 <= card.temperature <= 20
+    assert "split" in card.data and card.training["wall_time_minutes"] >= 0
+    assert card.inference["batch_images_per_second"] > 0
+    evaluation = load_evaluation(tiny_model_dir)
+    assert {"pbc_val", "pbc_test"} <= set(evaluation["datasets"])
+    history = load_history(tiny_model_dir)
+    assert [row["phase"] for row in history].count("fine_tune") == 1
+
+
+def test_same_seed_same_split(tiny_dataset):
+    images = scan_class_folders(tiny_dataset).images
+    first = stratified_split(images, seed=3)
+    assert first == stratified_split(images, seed=3)
+    assert first != stratified_split(images, seed=4)
+    per_class = [item.split for item in first if item.label == "platelet"]
+    assert per_class.count("val") == round(24 * 0.10) and per_class.count("test") == round(24 * 0.15)
+
+
+def test_model_is_flat_and_takes_raw_pixels(tiny_classifier):
+    model = tiny_classifier.model
+    names = {layer.name for layer in model.layers}
+    # The backbone's layers sit in the model itself, not inside a nested sub-model.
+    assert tiny_classifier.card.gradcam_layer in names and "Conv1" in names
+    assert not any(hasattr(layer, "layers") for layer in model.layers)
+    assert model.get_layer("preprocess") is not None
+
+
+def test_classifier_probabilities_are_calibrated_softmax(tiny_classifier):
+    batch = np.stack([synthetic_cell(i % 3, 500 + i, TINY_SIZE) for i in range(5)])
+    probabilities = tiny_classifier.probabilities(batch)
+    assert probabilities.shape == (5, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # The model's own softmax output, re-tempered, is what the classifier reports.
+    raw = tiny_classifier.model.predict(batch.astype(np.float32), verbose=0)
+    expected = softmax(np.log(raw), tiny_classifier.card.temperature)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_evaluate_cli_on_class_folders(tiny_model_dir, tmp_path, capsys):
+    from training.evaluate import main
+
+    data = write_class_folders(tmp_path / "eval", per_class=4, seed=7)
+    (data / "NEUTROPHIL").mkdir()  # a case-variant folder name still matches
+    (data / "neutrophil" / "neutrophil_0.png").rename(data / "NEUTROPHIL" / "n.png")
+    (data / "monocyte").mkdir()
+    (data / "monocyte" / "m.png").write_bytes(encode(synthetic_cell(0, 1)))
+    (data / "lymphocyte" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "report.json"
+    assert main(["--model", str(tiny_model_dir), "--data", str(data), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 12  # 13 files in known classes, one unreadable; monocyte/ skipped
+    assert {"accuracy", "macro_f1", "ece", "n", "per_class", "confusion_matrix", "labels"} <= set(report)
+    assert report["unreadable"][0]["file"].endswith("broken.png")
+    captured = capsys.readouterr()
+    assert "monocyte" in captured.err and "no class" in captured.err
+    assert "accuracy" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root / "missing", "is not a folder"),
+        (lambda root: (root / "empty").mkdir() or root / "empty", "no labelled images"),
+    ],
+)
+def test_evaluate_cli_refuses_unusable_data(tiny_model_dir, tmp_path, capsys, make, message):
+    from training.evaluate import main
+
+    assert main(["--model", str(tiny_model_dir), "--data", str(make(tmp_path))]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_cli_reports_a_missing_model(tmp_path, tiny_dataset, capsys):
+    from training.evaluate import main
+
+    assert main(["--model", str(tmp_path), "--data", str(tiny_dataset)]) == 2
+    assert "cannot be loaded" in capsys.readouterr().err
+
+
+def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, tmp_path, capsys):
+    from hematovision.__main__ import main
+
+    good = tmp_path / "cells"
+    good.mkdir()
+    for i in range(3):
+        (good / f"cell_{i}.png").write_bytes(encode(synthetic_cell(i, 40 + i)))
+    (good / "fake.jpg").write_bytes(b"\x00" * 100)
+    (good / "zero.png").write_bytes(b"")
+    table = tmp_path / "out.csv"
+    code = main(["classify", str(good), str(tmp_path / "missing.png"), "--model", str(tiny_model_dir),
+                 "--csv", str(table)])  # fmt: skip
+    assert code == 0
+    rows = table.read_text().splitlines()
+    assert rows[0].startswith("file,predicted_class,confidence,uncertain,error,p_lymphocyte")
+    assert len(rows) == 1 + 5
+    errors = capsys.readouterr().err
+    assert "missing.png: no such file" in errors and "empty" in errors and "not a recognised image" in errors
+    assert "classified 3 of 5 images" in errors
+
+
+def test_classify_cli_fails_only_when_nothing_could_be_done(tiny_model_dir, tmp_path, capsys):
+    from hematovision.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["classify", str(tmp_path / "empty"), "--model", str(tiny_model_dir)]) == 2
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    assert main(["classify", str(tmp_path / "bad.png"), "--model", str(tiny_model_dir)]) == 1
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_train_cli_refuses_missing_data(tmp_path, capsys):
+    from training.train import main
+
+    assert main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err
