@@ -41,7 +41,7 @@ def test_gradcam_depends_on_the_target_class(tiny_classifier, images):
     card = tiny_classifier.card
     cam = GradCam(tiny_classifier.model, card.gradcam_layer, card.logits_layer)
     maps = cam(np.repeat(images[:1], 3, axis=0), [0, 1, 2])
-    assert 0.0 <= maps.min() and maps.max() <= 1.0
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
     assert not np.allclose(maps[0], maps[1]) or not np.allclose(maps[1], maps[2])
 
 

@@ -49,7 +49,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     start = data.index(b"IHDR")
     chunk = b"IHDR" + side.to_bytes(4, "big") * 2 + data[start + 12 : start + 17]
     bomb = data[:start] + chunk + zlib.crc32(chunk).to_bytes(4, "big") + data[start + 21 :]
-    with pytest.raises(ImageLoadError, match="megapixels|too large"):
+    with pytest.raises(ImageLoadError, match="the limit is 50 megapixels"):
         decode_image(bomb)
 
 
