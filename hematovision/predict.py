@@ -97,6 +97,10 @@ class Classifier:
         """The first call traces the graph (seconds); do it at load, not on a user's first click."""
         self.logits(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
 
+    def model_input(self, source: bytes | str | Path) -> np.ndarray:
+        """Decode one image and resize it to this model's input (raises ImageLoadError)."""
+        return to_model_input(decode_image(source).rgb, self.card.input_size)
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for a uint8 batch (N, size, size, 3)."""
         if len(batch) == 0:

@@ -139,6 +139,21 @@ def stored_images() -> list[StoredImage]:
     return st.session_state.get(RESULTS_KEY, [])
 
 
+PAGES = (
+    ("streamlit_app.py", "Home", ":material/home:"),
+    ("pages/1_Classify.py", "Classify", ":material/biotech:"),
+    ("pages/2_Explain.py", "Explain", ":material/visibility:"),
+    ("pages/3_Model_performance.py", "Model performance", ":material/monitoring:"),
+)
+
+
+def navigation() -> None:
+    with st.sidebar:
+        for script, label, icon in PAGES:
+            st.page_link(script, label=label, icon=icon)
+        st.divider()
+
+
 def footer() -> None:
     st.divider()
     st.caption(DISCLAIMER)

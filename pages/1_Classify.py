@@ -5,7 +5,8 @@ import streamlit as st
 from hematovision import charts, ui
 from hematovision.differential import differential_count
 
-st.set_page_config(page_title="Classify · HematoVision", page_icon="🩸", layout="wide")
+st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/bloodtype:", layout="wide")
+ui.navigation()
 st.title("Classify")
 classifier = ui.classifier_or_stop()
 card = classifier.card
@@ -78,5 +79,5 @@ for result in results:
             chart_column.caption(f"Note: {note}")
         chart_column.plotly_chart(charts.probability_chart(result.prediction, threshold), key=f"chart-{result.name}")
 
-st.page_link("pages/2_Explain.py", label="See where the network looked →", icon="🔍")
+st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")
 ui.footer()

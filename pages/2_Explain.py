@@ -7,7 +7,8 @@ from hematovision import ui
 from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
 from hematovision.saliency import FAST_METHOD, METHODS
 
-st.set_page_config(page_title="Explain · HematoVision", page_icon="🩸", layout="wide")
+st.set_page_config(page_title="Explain · HematoVision", page_icon=":material/bloodtype:", layout="wide")
+ui.navigation()
 st.title("Explain")
 st.caption("Where did the network look? Warm colours mark the regions that raised the chosen class's score.")
 classifier = ui.classifier_or_stop()

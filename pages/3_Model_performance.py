@@ -4,7 +4,8 @@ import streamlit as st
 
 from hematovision import charts, ui
 
-st.set_page_config(page_title="Model performance · HematoVision", page_icon="🩸", layout="wide")
+st.set_page_config(page_title="Model performance · HematoVision", page_icon=":material/bloodtype:", layout="wide")
+ui.navigation()
 st.title("Model performance")
 evaluation = ui.evaluation_or_stop()
 datasets = evaluation["datasets"]

@@ -50,6 +50,7 @@ OPTION_HELP = {
     "fine_tune_learning_rate": "phase 2 peak learning rate (cosine decay to 0)",
     "weight_decay": "phase 2 AdamW weight decay",
     "dropout": "dropout before the classifier",
+    "label_smoothing": "phase 2 label smoothing (0 = hard one-hot targets)",
     "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
     "zoom": "augmentation: largest zoom-in fraction",
     "shift": "augmentation: largest shift, as a fraction of the side",
@@ -148,7 +149,7 @@ def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConf
     schedule = keras.optimizers.schedules.CosineDecay(config.fine_tune_learning_rate, decay_steps=steps)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss="categorical_crossentropy",
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
     n_classes = model.outputs[0].shape[-1]
@@ -161,6 +162,13 @@ def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConf
         verbose=2,
         callbacks=[EpochLog("fine_tune", history)],
     )
+
+
+def copy_without_optimizer(model: keras.Model, config: TrainConfig, n_classes: int) -> keras.Model:
+    clean = build_model(dataclasses.replace(config, weights="none"), n_classes)
+    clean.set_weights(model.get_weights())
+    set_trainable(clean, None)
+    return clean
 
 
 def measure_throughput(classifier: Classifier, images: np.ndarray, repeats: int = 3) -> float:
@@ -215,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         fine_tune(model, splits, weights, config, history)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    set_trainable(model, None)
+    # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
+    model = copy_without_optimizer(model, config, len(classes))
     model.save(args.out / paths.MODEL_FILE)
 
     card = ModelCard(

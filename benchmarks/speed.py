@@ -1,0 +1,103 @@
+"""Speed and memory of the shipped model on this machine: `make bench` prints each figure.
+
+Targets (issue #3): one image <= 30 ms median; 100 images <= 1.5 s; fast Grad-CAM <= 40 ms median;
+`make run` to health <= 5 s and to the first prediction rendered <= 15 s; resident memory <= 1.2 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hematovision import paths
+from hematovision.gradcam import GradCam
+from hematovision.predict import Classifier
+from tests.browser import chromium_path, classify_in_browser, running_app
+from tests.conftest import encode, synthetic_cell
+
+
+def sample_images(n: int) -> list[tuple[str, bytes]]:
+    """Real test-split JPEGs when ../shared is here (their decode cost is the real one), else generated."""
+    manifest = paths.SHARED_DATA_DIR / "pbc_manifest.csv"
+    if manifest.is_file():
+        from hematovision.datasets import read_manifest
+
+        items = [item for item in read_manifest(manifest) if item.split == "test"][:n]
+        return [(item.path.name, item.path.read_bytes()) for item in items]
+    return [(f"cell_{i}.jpg", encode(synthetic_cell(i, i, size=360), "JPEG", quality=92)) for i in range(n)]
+
+
+def median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def rss_gb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def main() -> None:
+    classifier = Classifier.load()
+    classifier.warm_up()
+    images = sample_images(100)
+    one = images[:1]
+    classifier.classify(one)
+    print(f"one image classified (decode + resize + predict), median of 50: "
+          f"{median_ms(lambda: classifier.classify(one), 50):.1f} ms")  # fmt: skip
+    classifier.classify(images)
+    batch_seconds = median_ms(lambda: classifier.classify(images), 5) / 1000
+    rate = len(images) / batch_seconds
+    print(f"batch of {len(images)} images, median of 5: {batch_seconds:.2f} s ({rate:.0f} images/s)")
+
+    card = classifier.card
+    gradcam = GradCam(classifier.model, card.gradcam_layer, card.logits_layer)
+    model_input = np.stack([classifier.model_input(images[0][1])])
+    gradcam(model_input, [0])
+    print(f"fast Grad-CAM for one image, median of 30: {median_ms(lambda: gradcam(model_input, [0]), 30):.1f} ms")
+    print(f"resident memory of this process with the model loaded: {rss_gb():.2f} GB")
+
+    make = ["make", "--no-print-directory", "run"]
+    with running_app(make) as (_, _, seconds):
+        print(f"`make run` (environment installed) to health endpoint: {seconds:.1f} s")
+    if chromium_path() is None:
+        print("first prediction rendered: not measured (no Chromium; apt-get install chromium)")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / images[0][0]
+        image.write_bytes(images[0][1])
+        started = time.perf_counter()
+        with running_app(make) as (port, process, _):
+            classify_in_browser(port, image)
+            first = time.perf_counter() - started
+            server_rss = max(rss_gb(child) for child in [process.pid, *children(process.pid)])
+    print(f"`make run` to the first prediction rendered in a browser: {first:.1f} s")
+    print(f"resident memory of the app server after that prediction: {server_rss:.2f} GB")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split(") ")[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()

@@ -1,0 +1,90 @@
+"""Driving the real app in headless Chromium: shared by the browser test and the speed benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from hematovision import paths
+
+#: Without the background-networking flags Chromium keeps dialling out, which this network refuses.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("the app did not answer its health check")
+
+
+@contextmanager
+def running_app(command: list[str] | None = None, env: dict[str, str] | None = None):
+    """Start the app on a free port; yields (port, process, seconds from start to healthy)."""
+    port = free_port()
+    command = command or [str(paths.PROJECT_ROOT / ".venv" / "bin" / "streamlit"), "run", "streamlit_app.py"]
+    environment = {**os.environ, **(env or {}), "STREAMLIT_SERVER_PORT": str(port),
+                   "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=paths.PROJECT_ROOT, env=environment, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_health(port, process)
+        yield port, process, time.perf_counter() - started
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def classify_in_browser(port: int, image: Path, screenshot: Path | None = None, timeout_ms: int = 60_000) -> str:
+    """Upload ``image`` on the Classify page and return the verdict text the page shows."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/Classify", timeout=timeout_ms)
+            page.locator("input[type=file]").first.set_input_files(str(image), timeout=timeout_ms)
+            verdict = page.locator("[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]").first
+            verdict.wait_for(timeout=timeout_ms)
+            text = verdict.inner_text()
+            if screenshot is not None:
+                page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_ms)
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(screenshot), full_page=True)
+            return text
+        finally:
+            browser.close()

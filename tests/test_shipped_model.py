@@ -1,0 +1,63 @@
+"""The model in models/, tested for real."""
+
+import numpy as np
+import pytest
+
+from hematovision import paths
+from hematovision.artifacts import load_card, load_evaluation
+from hematovision.datasets import read_manifest
+from hematovision.evaluation import evaluate_files
+from hematovision.gradcam import GradCam
+from hematovision.predict import Classifier
+from tests.conftest import shared_data_or_skip, synthetic_cell
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return Classifier.load(paths.SHIPPED_MODEL_DIR)
+
+
+def test_card_and_model_agree(shipped):
+    card = shipped.card
+    assert len(card.classes) == 8 and shipped.model.outputs[0].shape[-1] == 8
+    assert tuple(shipped.model.inputs[0].shape[1:]) == (card.input_size, card.input_size, 3)
+    assert 0.05 < card.temperature < 20 and 0.5 <= card.low_confidence_threshold < 1
+    assert set(card.white_cell_classes) == {"basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil"}
+    assert (paths.SHIPPED_MODEL_DIR / paths.MODEL_FILE).stat().st_size <= 25 * 1024**2
+
+
+def test_graph_is_flat_with_preprocessing_inside(shipped):
+    model = shipped.model
+    assert not any(hasattr(layer, "layers") for layer in model.layers), "a nested sub-model breaks Grad-CAM"
+    assert model.get_layer("preprocess") is not None
+    layer = model.get_layer(shipped.card.gradcam_layer)
+    assert len(layer.output.shape) == 4  # a spatial activation map, reachable from the input
+
+
+def test_card_metrics_are_the_evaluation_of_the_test_split():
+    card, evaluation = load_card(paths.SHIPPED_MODEL_DIR), load_evaluation(paths.SHIPPED_MODEL_DIR)
+    test = evaluation["datasets"]["pbc_test"]
+    assert card.metrics["accuracy"] == pytest.approx(test["accuracy"], abs=1e-4)
+    assert test["n"] == 1894 and np.sum(test["confusion_matrix"]) == 1894
+
+
+def test_predicts_every_input_it_is_given(shipped):
+    batch = np.stack([synthetic_cell(i, i, shipped.card.input_size) for i in range(3)])
+    predictions = shipped.predictions(batch)
+    assert [p.label in shipped.classes for p in predictions] == [True] * 3
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+    heatmaps = GradCam(shipped.model, shipped.card.gradcam_layer, shipped.card.logits_layer)(batch, [0, 1, 2])
+    assert heatmaps.shape == (3, shipped.card.input_size, shipped.card.input_size)
+
+
+@pytest.mark.shared
+def test_classifies_a_fixed_sample_of_test_images(shipped):
+    data = shared_data_or_skip()
+    test_split = sorted(
+        (i for i in read_manifest(data / "pbc_manifest.csv") if i.split == "test"), key=lambda i: i.path
+    )
+    sample = test_split[::9][:200]
+    assert len(sample) == 200
+    report = evaluate_files(shipped, sample)
+    assert report["n"] == 200 and not report["unreadable"]
+    assert report["accuracy"] >= 0.95, report["per_class"]
