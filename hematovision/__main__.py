@@ -10,6 +10,7 @@ from pathlib import Path
 from hematovision import paths
 from hematovision.artifacts import ArtifactError
 from hematovision.imaging import IMAGE_SUFFIXES
+from hematovision.predict import CLASSIFY_MODES
 
 
 def expand_paths(targets: list[Path]) -> tuple[list[Path], list[str]]:
@@ -49,12 +50,18 @@ def classify_command(args: argparse.Namespace) -> int:
         )
         return 2
 
-    results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold)
+    results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold, mode=args.mode)
     classes = classifier.classes
-    columns = ["file", "predicted_class", "confidence", "uncertain", "error", *[f"p_{name}" for name in classes]]
+    columns = ["file", "cell_box", "predicted_class", "confidence", "uncertain", "error"]
+    columns += [f"p_{name}" for name in classes]
     rows = []
     for result in results:
-        row = {"file": result.name, "error": result.error or ""}
+        box = result.box
+        row = {
+            "file": result.source or result.name,
+            "cell_box": f"{box.left} {box.top} {box.right} {box.bottom}" if box else "",
+            "error": result.error or "",
+        }
         if result.prediction:
             row.update(
                 predicted_class=result.prediction.label,
@@ -77,7 +84,8 @@ def classify_command(args: argparse.Namespace) -> int:
             writer.writerows(rows)
     n_ok = sum(result.prediction is not None for result in results)
     print(
-        f"classified {n_ok} of {len(results)} images" + (f"; table written to {args.csv}" if args.csv else ""),
+        f"classified {n_ok} of {len(results)} images or cells in {len(files)} files"
+        + (f"; table written to {args.csv}" if args.csv else ""),
         file=sys.stderr,
     )
     return 0 if n_ok else 1
@@ -94,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     classify.add_argument("paths", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
     classify.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    classify.add_argument(
+        "--mode",
+        choices=CLASSIFY_MODES,
+        default="auto",
+        help="single: each image is one centred cell; field: find and classify every white cell in each image "
+        "(one row per cell, with its box as 'left top right bottom'); auto: decide per image (default)",
+    )
     classify.add_argument(
         "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
     )

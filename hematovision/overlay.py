@@ -6,7 +6,9 @@ import io
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+from hematovision.smear import CellBox
 
 #: Perceptually uniform maps first: equal steps in attribution look like equal steps in colour,
 #: and they survive projectors and colour-vision deficiency better than jet.
@@ -37,3 +39,20 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def draw_cell_boxes(rgb: np.ndarray, boxes: list[tuple[CellBox, str, bool]]) -> np.ndarray:
+    """The field with a numbered, labelled box per cell; uncertain cells drawn in amber."""
+    image = Image.fromarray(rgb).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(min(image.size) / 200))
+    font = ImageFont.load_default(size=max(12, round(min(image.size) / 28)))
+    for number, (box, label, uncertain) in enumerate(boxes, start=1):
+        colour = (249, 168, 37) if uncertain else (194, 24, 91)
+        draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), outline=colour, width=width)
+        text = f"{number} {label}" + ("?" if uncertain else "")
+        left, top, right, bottom = draw.textbbox((box.left, box.top), text, font=font)
+        y = box.top - (bottom - top) - 2 * width if box.top > bottom - top + 2 * width else box.bottom
+        draw.rectangle((left, y, right + 2 * width, y + bottom - top + 2 * width), fill=colour)
+        draw.text((box.left + width, y + width - (top - box.top)), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)

@@ -18,10 +18,12 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.metrics import softmax
+from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: Images per forward pass: large enough to amortise per-call overhead, small enough that a
 #: folder of thousands never holds more than one chunk of tensors at a time.
 CHUNK = 64
+CLASSIFY_MODES = ("auto", "single", "field")
 
 
 @dataclass
@@ -34,13 +36,20 @@ class Prediction:
 
 @dataclass
 class ImageResult:
-    """One input's outcome: a prediction, or the reason it could not be classified."""
+    """One classified image or cell: a prediction, or the reason there is none.
+
+    A single-cell image gives one result; a whole field of view gives one per white cell found in
+    it, each with its ``box`` in the field, the field's file as ``source`` and the field itself.
+    """
 
     name: str
+    source: str = ""
     prediction: Prediction | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     image: DecodedImage | None = None
+    box: CellBox | None = None
+    field_image: DecodedImage | None = None
 
 
 class Classifier:
@@ -133,30 +142,59 @@ class Classifier:
         threshold: float | None = None,
         keep_images: bool = False,
         on_progress=None,
+        mode: str = "auto",
     ) -> list[ImageResult]:
         """Classify named inputs; a bad input gets its error and the rest are still classified.
 
-        ``on_progress(done, total)`` is called as inputs are decoded, for progress bars.
+        ``mode``: "single" treats every image as one centred cell; "field" finds the white cells in
+        each image and classifies each (one result per cell, with its box); "auto" decides per image
+        (:func:`hematovision.smear.is_whole_field`). ``on_progress(done, total)`` follows decoding.
         """
-        results = [ImageResult(name=name) for name, _ in sources]
+        if mode not in CLASSIFY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(CLASSIFY_MODES)}")
+        results: list[ImageResult] = []
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
-        for done, (result, decoded) in enumerate(
-            zip(results, decode_all(source for _, source in sources), strict=True), start=1
-        ):
+        decoded_all = decode_all(source for _, source in sources)
+        for done, ((name, _), decoded) in enumerate(zip(sources, decoded_all, strict=True), start=1):
             if isinstance(decoded, ImageLoadError):
-                result.error = str(decoded)
+                results.append(ImageResult(name=name, source=name, error=str(decoded)))
+            elif mode == "field" or (mode == "auto" and is_whole_field(decoded.rgb)):
+                cells = self._field_cells(name, decoded, keep_images)
+                results.extend(cells)
+                for cell in cells:
+                    if cell.error is None:
+                        inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
+                        classified.append(cell)
             else:
-                result.notes = decoded.notes
+                result = ImageResult(name=name, source=name, notes=decoded.notes)
                 result.image = decoded if keep_images else None
+                results.append(result)
                 inputs.append(to_model_input(decoded.rgb, self.card.input_size))
                 classified.append(result)
             if on_progress:
-                on_progress(done, len(results))
+                on_progress(done, len(sources))
         if inputs:
             for result, prediction in zip(classified, self.predictions(np.stack(inputs), threshold), strict=True):
                 result.prediction = prediction
         return results
+
+    @staticmethod
+    def _field_cells(name: str, decoded: DecodedImage, keep_images: bool) -> list[ImageResult]:
+        """One result per white cell found in a field of view (a result with an error if none)."""
+        boxes = find_white_cells(decoded.rgb)
+        notes = [*decoded.notes, "whole field of view: white cells found and classified one by one"]
+        if not boxes:
+            message = "whole field of view, but no white cell was found in it (choose single-cell mode to classify it)"
+            return [ImageResult(name=name, source=name, error=message, field_image=decoded if keep_images else None)]
+        cells = []
+        for number, box in enumerate(boxes, start=1):
+            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=notes, box=box)
+            if keep_images:
+                cell.image = DecodedImage(crop_cell(decoded.rgb, box))
+                cell.field_image = decoded
+            cells.append(cell)
+        return cells
 
 
 def decode_all(sources: Iterable[bytes | str | Path], workers: int = 4) -> Iterable[DecodedImage | ImageLoadError]:

@@ -139,6 +139,62 @@ def stored_images() -> list[StoredImage]:
     return st.session_state.get(RESULTS_KEY, [])
 
 
+CLASSIFY_MODES = {
+    "auto": "Automatic",
+    "single": "Single centred cell",
+    "field": "Whole field of view (find the white cells)",
+}
+
+
+def group_by_source(results: list[ImageResult]) -> list[list[ImageResult]]:
+    """Results in upload order, the cells of one field of view kept together."""
+    groups: dict[str, list[ImageResult]] = {}
+    for result in results:
+        groups.setdefault(result.source or result.name, []).append(result)
+    return list(groups.values())
+
+
+def show_single(result: ImageResult, threshold: float) -> None:
+    """One image: the picture beside its verdict and the chart of every class."""
+    from hematovision import charts
+
+    image_column, chart_column = st.columns([1, 2])
+    image_column.image(result.image.rgb, caption=result.name, width="stretch")
+    show_verdict(chart_column, result, threshold)
+    chart_column.plotly_chart(charts.probability_chart(result.prediction, threshold), key=f"chart-{result.name}")
+
+
+def show_verdict(container, result: ImageResult, threshold: float) -> None:
+    verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
+    if result.prediction.uncertain:
+        container.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")
+    else:
+        container.success(verdict)
+    for note in result.notes:
+        container.caption(f"Note: {note}")
+
+
+def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: list[str]) -> None:
+    """A field of view: the photo with a labelled box per white cell, its own differential, each cell."""
+    from hematovision import charts
+    from hematovision.differential import differential_count
+    from hematovision.overlay import draw_cell_boxes
+
+    field = cells[0].field_image
+    found = [cell for cell in cells if cell.prediction is not None]
+    boxes = [(cell.box, cell.prediction.label, cell.prediction.uncertain) for cell in found]
+    photo_column, table_column = st.columns([3, 2])
+    photo_column.image(draw_cell_boxes(field.rgb, boxes), caption=cells[0].source, width="stretch")
+    table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
+    table_column.dataframe(charts.differential_table(differential_count(found, white_cell_classes)), hide_index=True)
+    for number, cell in enumerate(found, start=1):
+        with st.expander(f"cell {number}: {cell.prediction.label} ({100 * cell.prediction.confidence:.1f}%)"):
+            crop_column, chart_column = st.columns([1, 2])
+            crop_column.image(cell.image.rgb, width="stretch")
+            show_verdict(chart_column, cell, threshold)
+            chart_column.plotly_chart(charts.probability_chart(cell.prediction, threshold), key=f"chart-{cell.name}")
+
+
 PAGES = (
     ("streamlit_app.py", "Home", ":material/home:"),
     ("pages/1_Classify.py", "Classify", ":material/biotech:"),

@@ -11,18 +11,17 @@ st.title("Classify")
 classifier = ui.classifier_or_stop()
 card = classifier.card
 
-threshold = (
-    st.sidebar.slider(
-        "Mark as uncertain below (% confidence)",
-        0,
-        100,
-        round(100 * card.low_confidence_threshold),
-        help="Default chosen on validation data (model card). Uncertain images are shown, never hidden.",
-    )
-    / 100
-)
+threshold_percent = st.sidebar.slider(
+    "Mark as uncertain below (% confidence)", 0, 100, round(100 * card.low_confidence_threshold),
+    help="Default chosen on validation data (model card). Uncertain images are shown, never hidden.",
+)  # fmt: skip
+threshold = threshold_percent / 100
+mode = st.sidebar.radio(
+    "Image type", list(ui.CLASSIFY_MODES), format_func=ui.CLASSIFY_MODES.get,
+    help="Automatic treats square single-cell images as one cell and finds the white cells in wider fields of view.",
+)  # fmt: skip
 uploads = st.file_uploader(
-    "Microscope images of single blood cells",
+    "Microscope images: single blood cells, or whole fields of view",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"],
     accept_multiple_files=True,
 )
@@ -40,12 +39,13 @@ results = classifier.classify(
     sources,
     threshold=threshold,
     keep_images=True,
+    mode=mode,
     on_progress=lambda done, total: progress.progress(done / total, text=f"Read {done} of {total} images"),
 )
 progress.empty()
 ui.store_results(results, card.input_size)
 
-if len(results) > 1:
+if len(results) > 1 or results[0].box is not None:
     st.header("Batch summary")
     differential = differential_count(results, card.white_cell_classes)
     left, right = st.columns(2)
@@ -63,21 +63,14 @@ if len(results) > 1:
     )
     st.header("Each image")
 
-for result in results:
+for group in ui.group_by_source(results):
     with st.container(border=True):
-        if result.prediction is None:
-            st.error(f"**{result.name}**: could not be classified: {result.error}")
-            continue
-        image_column, chart_column = st.columns([1, 2])
-        image_column.image(result.image.rgb, caption=result.name, width="stretch")
-        verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
-        if result.prediction.uncertain:
-            chart_column.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")
+        if group[0].error is not None:
+            st.error(f"**{group[0].name}**: could not be classified: {group[0].error}")
+        elif group[0].box is not None:
+            ui.show_field(group, threshold, card.white_cell_classes)
         else:
-            chart_column.success(verdict)
-        for note in result.notes:
-            chart_column.caption(f"Note: {note}")
-        chart_column.plotly_chart(charts.probability_chart(result.prediction, threshold), key=f"chart-{result.name}")
+            ui.show_single(group[0], threshold)
 
 st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")
 ui.footer()

@@ -139,3 +139,18 @@ def test_missing_model_is_said_plainly(monkeypatch, tmp_path):
     assert not at.exception
     assert "model cannot be loaded" in at.error[0].value and "To fix it" in at.error[0].value
     assert not at.success and not at.get("plotly_chart")
+
+
+def test_whole_field_shows_boxes_and_a_differential(app):
+    from tests.test_smear import synthetic_smear
+
+    smear, true_boxes = synthetic_smear(seed=0)
+    at = app.switch_page("pages/1_Classify.py").run()
+    at = upload(at, ("smear.png", encode(smear), "image/png"))
+    assert not at.exception
+    assert f"**{len(true_boxes)} white cells found** in this field" in texts(at)
+    assert len(at.expander) == len(true_boxes)
+    table = at.dataframe[2].value  # differential, set apart, all images, then the field's own differential
+    assert list(table["file"]) == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
+    at.sidebar.radio[0].set_value("single").run()  # forcing single-cell mode: one verdict, no boxes
+    assert not at.exception and len(at.expander) == 0 and len(chart_specs(at)) == 1

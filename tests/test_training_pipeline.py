@@ -112,11 +112,11 @@ def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, 
                  "--csv", str(table)])  # fmt: skip
     assert code == 0
     rows = table.read_text().splitlines()
-    assert rows[0].startswith("file,predicted_class,confidence,uncertain,error,p_lymphocyte")
+    assert rows[0].startswith("file,cell_box,predicted_class,confidence,uncertain,error,p_lymphocyte")
     assert len(rows) == 1 + 5
     errors = capsys.readouterr().err
     assert "missing.png: no such file" in errors and "empty" in errors and "not a recognised image" in errors
-    assert "classified 3 of 5 images" in errors
+    assert "classified 3 of 5 images or cells in 5 files" in errors
 
 
 def test_classify_cli_fails_only_when_nothing_could_be_done(tiny_model_dir, tmp_path, capsys):
@@ -134,3 +134,19 @@ def test_train_cli_refuses_missing_data(tmp_path, capsys):
 
     assert main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
+    from hematovision.__main__ import main
+    from tests.test_smear import synthetic_smear
+
+    smear, true_boxes = synthetic_smear(seed=1)
+    (tmp_path / "smear.png").write_bytes(encode(smear))
+    table = tmp_path / "cells.csv"
+    assert main(["classify", str(tmp_path / "smear.png"), "--model", str(tiny_model_dir), "--csv", str(table)]) == 0
+    rows = table.read_text().splitlines()[1:]
+    assert len(rows) == len(true_boxes)
+    assert all(row.split(",")[1].count(" ") == 3 for row in rows)  # a "left top right bottom" box per cell
+    assert main(["classify", str(tmp_path / "smear.png"), "--model", str(tiny_model_dir), "--mode", "single",
+                 "--csv", str(table)]) == 0  # fmt: skip
+    assert len(table.read_text().splitlines()) == 2

@@ -1,0 +1,235 @@
+"""Finding white blood cells in a whole blood-smear photo, classically (no network, no training).
+
+In a Romanowsky-type stain (Giemsa, Wright, May-Grünwald) only nuclei and platelets are blue-purple:
+blue clearly exceeds red there, while red cells are red-dominant and bare glass is near grey. So a
+"blue minus red" map, thresholded, shows nuclei and platelets; size tells the two apart, nearby blobs
+are lobes of one nucleus, and the nucleus's box, grown by the cytoplasm around it, is the white cell.
+
+Every size below is in pixels of the working image, a copy scaled to a short side of
+``WORK_SHORT_SIDE``: a smear photo's field of view is set by the objective (100x oil), not the camera,
+so after this scaling a red cell is about 50 pixels across whatever the camera's resolution.
+All values were chosen on the BCCD training photos (see ``training/bccd.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+
+
+@dataclass(frozen=True)
+class CellBox:
+    """A box in pixel coordinates; ``right`` and ``bottom`` are exclusive."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> int:
+        return max(self.width, 0) * max(self.height, 0)
+
+    def contains(self, x: float, y: float) -> bool:
+        return self.left <= x < self.right and self.top <= y < self.bottom
+
+    def intersection(self, other: CellBox) -> int:
+        """Area shared with ``other``."""
+        overlap_w = min(self.right, other.right) - max(self.left, other.left)
+        overlap_h = min(self.bottom, other.bottom) - max(self.top, other.top)
+        return max(overlap_w, 0) * max(overlap_h, 0)
+
+    def iou(self, other: CellBox) -> float:
+        """Intersection over union; 0 for boxes that do not overlap."""
+        intersection = self.intersection(other)
+        return intersection / (self.area + other.area - intersection) if intersection else 0.0
+
+    def union(self, other: CellBox) -> CellBox:
+        """The smallest box holding both."""
+        return CellBox(
+            min(self.left, other.left),
+            min(self.top, other.top),
+            max(self.right, other.right),
+            max(self.bottom, other.bottom),
+        )
+
+
+WORK_SHORT_SIDE = 240
+#: Smoothed blue minus red (8-bit units) above which a pixel is nuclear stain. Nuclei measure 50-100 in
+#: both BCCD and PBC photos, red cells and glass below 20; on the BCCD training photos anything from
+#: 35 to 45 gives the same counts, 30 two more errors in 175 photos.
+NUCLEUS_THRESHOLD = 35.0
+#: Stained blobs closer than this are lobes of one nucleus (a neutrophil's lobes, an eosinophil's two).
+#: Two white cells side by side have their nuclei further apart than this, cytoplasm between them.
+LOBE_GAP = 16
+#: A nucleus, all lobes together, covers at least this many pixels; a platelet or a clump of
+#: platelets covers at most about 400 in BCCD, a small lymphocyte's nucleus 1,000 or more.
+MIN_NUCLEUS_AREA = 600
+#: The cytoplasm seen beyond the nucleus's box on any side: at least MIN_RIM pixels, at most
+#: MAX_RIM_FRACTION of the nucleus's equivalent diameter (a rim that "runs on" has met a red cell).
+MIN_RIM = 3
+MAX_RIM_FRACTION = 0.5
+#: Bare glass is the GLASS_PERCENTILE brightness of each GLASS_TILE square; a pixel darker than its
+#: local glass by GLASS_MARGIN belongs to a cell (pale neutrophil cytoplasm is 10-30 darker).
+GLASS_TILE = 20
+GLASS_PERCENTILE = 90
+GLASS_MARGIN = 10
+#: Two cell boxes sharing this fraction of the smaller one are one cell whose nucleus came apart (an
+#: eosinophil's two lobes behind its granules); neighbouring cells share at most about 0.3.
+MERGE_OVERLAP = 0.4
+#: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops.
+MAX_SINGLE_CELL_ASPECT = 1.15
+
+
+def reduce_to_work_scale(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The 8-bit RGB photo as floats with a short side of WORK_SHORT_SIDE, and the factor back to photo pixels."""
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"expected an RGB image of shape (height, width, 3), got {rgb.shape}")
+    height, width = rgb.shape[:2]
+    scale = min(height, width) / WORK_SHORT_SIDE
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    # Box filtering averages each output pixel's footprint, so JPEG noise is smoothed, not aliased.
+    work = Image.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)).resize(size, Image.Resampling.BOX)
+    return np.asarray(work, dtype=np.float32), scale
+
+
+def nucleus_mask(work: np.ndarray) -> np.ndarray:
+    stain = ndi.gaussian_filter(work[..., 2] - work[..., 0], 1.0)
+    return stain > NUCLEUS_THRESHOLD
+
+
+def stained_mask(work: np.ndarray) -> np.ndarray:
+    """Pixels clearly darker than the bare glass around them: cells, including pale cytoplasm.
+
+    The glass level is local (per tile, interpolated) because the illumination of most photos falls
+    off towards the corners by more than pale cytoplasm differs from glass.
+    """
+    lightness = ndi.gaussian_filter(work.mean(axis=2), 1.5)
+    height, width = lightness.shape
+    tile_rows, tile_cols = max(1, height // GLASS_TILE), max(1, width // GLASS_TILE)
+    tiles = lightness[: tile_rows * GLASS_TILE, : tile_cols * GLASS_TILE].reshape(tile_rows, -1, tile_cols, GLASS_TILE)
+    glass_tiles = np.percentile(tiles, GLASS_PERCENTILE, axis=(1, 3)).astype(np.float32)
+    # A tile packed with cells has no glass of its own: it borrows its brightest neighbour's.
+    glass_tiles = ndi.maximum_filter(glass_tiles, size=3)
+    glass = np.asarray(Image.fromarray(glass_tiles).resize((width, height), Image.Resampling.BILINEAR))
+    # Closing bridges the gaps between an eosinophil's separate granules and pale specks in cytoplasm.
+    return ndi.binary_closing(lightness < glass - GLASS_MARGIN, iterations=2)
+
+
+def leading_run(rays: np.ndarray) -> np.ndarray:
+    """Length of the unbroken run of True at the start of each row."""
+    return np.where(rays.all(axis=1), rays.shape[1], np.argmin(rays, axis=1))
+
+
+def middle_half(span: slice) -> np.ndarray:
+    """Indices of the middle half of ``span``, at least one: where rays leave a roundish nucleus squarely."""
+    quarter = (span.stop - span.start) // 4
+    return np.arange(span.start + quarter, max(span.stop - quarter, span.start + quarter + 1))
+
+
+def cytoplasm_rims(stained: np.ndarray, rows: slice, cols: slice, cap: int) -> tuple[int, ...]:
+    """How far stained pixels reach beyond the nucleus box on each side: (left, top, right, bottom).
+
+    Straight rays leave the box from the middle half of each side; their median ignores the minority
+    that run into a touching red cell, and ``cap`` bounds the rest. Outside the photo counts as stained,
+    so a cell cut by the frame keeps a full rim (the box is clipped to the frame afterwards).
+    """
+    padded = np.pad(stained, cap, constant_values=True)
+    mid_rows, mid_cols = middle_half(rows) + cap, middle_half(cols) + cap
+    left = padded[mid_rows, cols.start : cols.start + cap][:, ::-1]
+    right = padded[mid_rows, cols.stop + cap : cols.stop + 2 * cap]
+    top = padded[rows.start : rows.start + cap, mid_cols][::-1].T
+    bottom = padded[rows.stop + cap : rows.stop + 2 * cap, mid_cols].T
+    return tuple(int(np.median(leading_run(rays))) for rays in (left, top, right, bottom))
+
+
+def find_white_cells(rgb: np.ndarray) -> list[CellBox]:
+    """Boxes around each white cell (nucleus and cytoplasm) in an RGB smear photo, top to bottom.
+
+    Platelets, red cells and specks are left out. A white cell cut by the frame is found when enough
+    of its nucleus is inside; its box is clipped to the frame.
+    """
+    work, scale = reduce_to_work_scale(rgb)
+    nuclei = nucleus_mask(work)
+    stained = stained_mask(work) | nuclei
+    # Label blobs by what is within half a LOBE_GAP of them, so lobes that close are one nucleus.
+    groups, _ = ndi.label(ndi.distance_transform_edt(~nuclei) <= LOBE_GAP / 2)
+    groups[~nuclei] = 0
+    boxes = []
+    for index, (rows, cols) in enumerate(ndi.find_objects(groups), start=1):
+        area = int(np.count_nonzero(groups[rows, cols] == index))
+        if area < MIN_NUCLEUS_AREA:
+            continue
+        cap = max(MIN_RIM, round(MAX_RIM_FRACTION * 2 * np.sqrt(area / np.pi)))
+        left, top, right, bottom = (max(MIN_RIM, rim) for rim in cytoplasm_rims(stained, rows, cols, cap))
+        boxes.append(
+            CellBox(
+                left=max(0, round((cols.start - left) * scale)),
+                top=max(0, round((rows.start - top) * scale)),
+                right=min(rgb.shape[1], round((cols.stop + right) * scale)),
+                bottom=min(rgb.shape[0], round((rows.stop + bottom) * scale)),
+            )
+        )
+    return sorted(merge_overlapping(boxes), key=lambda box: (box.top, box.left))
+
+
+def merge_overlapping(boxes: list[CellBox]) -> list[CellBox]:
+    """The boxes, with each pair that shares MERGE_OVERLAP of the smaller one replaced by their union."""
+    merged = list(boxes)
+    changed = True
+    while changed:
+        changed = False
+        for i, j in combinations(range(len(merged)), 2):
+            if merged[i].intersection(merged[j]) >= MERGE_OVERLAP * min(merged[i].area, merged[j].area):
+                merged[i] = merged[i].union(merged.pop(j))
+                changed = True
+                break
+    return merged
+
+
+def is_whole_field(rgb: np.ndarray) -> bool:
+    """True for a field of view (cells to be found first), False for an image of one centred cell.
+
+    Single-cell images are square crops centred on their cell, so a frame that is not square is a
+    field. A square frame is a field when it shows white cells but none at its centre. Measured: that
+    content rule calls 4 of 3,000 PBC images fields (a white cell beside an uncentred erythroblast or
+    platelet), but also only 69% of the BCCD photos, whose photographers often centred a white cell
+    too; the frame shape decides those (all 296 BCCD photos are 4:3).
+    """
+    height, width = rgb.shape[:2]
+    if max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width):
+        return True
+    cells = find_white_cells(rgb)
+    return bool(cells) and not any(cell.contains(width / 2, height / 2) for cell in cells)
+
+
+def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = 0.15) -> np.ndarray:
+    """A square crop centred on ``box``, of side ``max(width, height) * (1 + 2 * margin)``.
+
+    Parts beyond the photo are filled by mirroring it at its edge: a black border would be something
+    the single-cell classifier never saw in training, where cells sit in a full field of smear.
+    """
+    height, width = rgb.shape[:2]
+    side = max(1, round(max(box.width, box.height) * (1 + 2 * margin)))
+    # Clamping the centre into the photo keeps at least one real pixel in the crop to mirror from.
+    centre_x = min(max((box.left + box.right) / 2, 0.5), width - 0.5)
+    centre_y = min(max((box.top + box.bottom) / 2, 0.5), height - 0.5)
+    left, top = round(centre_x - side / 2), round(centre_y - side / 2)
+    inside = rgb[max(top, 0) : min(top + side, height), max(left, 0) : min(left + side, width)]
+    padding = [
+        (max(-top, 0), max(top + side - height, 0)),
+        (max(-left, 0), max(left + side - width, 0)),
+    ] + [(0, 0)] * (rgb.ndim - 2)
+    return np.pad(inside, padding, mode="symmetric")

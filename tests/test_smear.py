@@ -1,0 +1,272 @@
+"""Finding white cells in smear photos: generated smears with known cells, plus one check on real BCCD photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from hematovision import paths
+from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
+from training.bccd import count_matches, detection_scores, parse_labels, parse_voc_boxes, read_photos, split_photos
+
+GLASS = (222, 220, 214)
+RED_CELL = (205, 150, 150)
+CYTOPLASM = (208, 186, 206)
+NUCLEUS = (112, 82, 192)
+PLATELET = (160, 128, 205)
+
+
+def paint_disc(image: np.ndarray, centre: tuple[float, float], radius: float, colour: tuple[int, int, int]) -> None:
+    yy, xx = np.ogrid[: image.shape[0], : image.shape[1]]
+    image[(xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2] = colour
+
+
+def paint_white_cell(image: np.ndarray, centre: tuple[int, int], radius: int, lobes: int) -> CellBox:
+    """A pale cell with a nucleus of ``lobes`` touching-but-separate dark lobes; returns the cell's box."""
+    paint_disc(image, centre, radius, CYTOPLASM)
+    if lobes == 1:
+        paint_disc(image, centre, radius * 0.65, NUCLEUS)
+    else:
+        # Lobes round the middle, neighbours 6 px apart, as in a segmented nucleus.
+        lobe_radius = radius * 0.33
+        ring = (2 * lobe_radius + 6) / (2 * np.sin(np.pi / lobes))
+        for k in range(lobes):
+            angle = 2 * np.pi * k / lobes
+            lobe_centre = (centre[0] + ring * np.cos(angle), centre[1] + ring * np.sin(angle))
+            paint_disc(image, lobe_centre, lobe_radius, NUCLEUS)
+    x, y = centre
+    return CellBox(x - radius, y - radius, x + radius + 1, y + radius + 1)
+
+
+def finish(image: np.ndarray, seed: int) -> np.ndarray:
+    """Camera blur and sensor noise, so that no rule can rely on perfectly flat colours."""
+    blurred = ndi.gaussian_filter(image, sigma=(1.5, 1.5, 0))
+    noisy = blurred + np.random.default_rng(seed).normal(0, 4, image.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def scatter_red_cells(image, keep_clear: list[tuple[int, int, int]], radius: int, count: int, seed: int) -> None:
+    """Red cells at random places that do not touch the given (x, y, radius) discs."""
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    placed = 0
+    while placed < count:
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        if all(np.hypot(x - cx, y - cy) > r + radius + 12 for cx, cy, r in keep_clear):
+            paint_disc(image, (x, y), radius, RED_CELL)
+            paint_disc(image, (x, y), radius * 0.4, (215, 175, 172))  # the paler centre of a biconcave disc
+            placed += 1
+
+
+PLATELETS = [(60, 420), (330, 60), (600, 250), (250, 300), (90, 40)]
+
+
+def synthetic_smear(seed: int = 0) -> tuple[np.ndarray, list[CellBox]]:
+    """A BCCD-like 640x480 field: red cells, three white cells (3-lobed, 2-lobed, round nucleus), five platelets."""
+    image = np.empty((480, 640, 3), np.float64)
+    image[:] = GLASS
+    cells = [((150, 140), 70, 3), ((470, 340), 70, 2), ((480, 110), 50, 1)]
+    keep_clear = [(x, y, r) for (x, y), r, _ in cells] + [(x, y, 8) for x, y in PLATELETS]
+    scatter_red_cells(image, keep_clear, radius=46, count=25, seed=seed)
+    truth = [paint_white_cell(image, centre, radius, lobes) for centre, radius, lobes in cells]
+    for centre in PLATELETS:
+        paint_disc(image, centre, 7, PLATELET)
+    return finish(image, seed), truth
+
+
+def synthetic_single_cell(seed: int = 0) -> np.ndarray:
+    """A PBC-like image: one white cell in the middle of a 360x363 frame, red cells around it."""
+    image = np.empty((363, 360, 3), np.float64)
+    image[:] = GLASS
+    scatter_red_cells(image, [(180, 181, 62)], radius=32, count=14, seed=seed)
+    paint_white_cell(image, (180, 181), 62, 2)
+    return finish(image, seed)
+
+
+# --- CellBox -------------------------------------------------------------------------------------
+
+
+def test_iou_by_hand():
+    box = CellBox(0, 0, 10, 10)
+    assert box.width == 10 and box.height == 10 and box.area == 100
+    assert box.iou(box) == 1.0
+    assert box.iou(CellBox(5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box.iou(CellBox(2, 2, 7, 7)) == pytest.approx(25 / 100)
+    assert box.iou(CellBox(10, 0, 20, 10)) == 0.0  # touching edges share no pixel (right is exclusive)
+    assert box.iou(CellBox(30, 30, 40, 40)) == 0.0
+
+
+def test_greedy_matching_is_one_to_one():
+    truth = [CellBox(0, 0, 100, 100), CellBox(200, 0, 300, 100)]
+    found = [CellBox(0, 0, 100, 100), CellBox(5, 5, 100, 100), CellBox(400, 0, 500, 100)]
+    assert count_matches(found, truth) == 1  # two boxes on one cell count once; the far box matches nothing
+    assert count_matches([CellBox(0, 0, 100, 100)], [CellBox(60, 0, 160, 100)]) == 0  # IoU 0.25 is no match
+
+
+# --- find_white_cells ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_exactly_the_white_cells_of_a_synthetic_smear(seed):
+    image, truth = synthetic_smear(seed)
+    found = find_white_cells(image)
+    assert len(found) == len(truth), found
+    assert count_matches(found, truth) == len(truth), (found, truth)
+    for x, y in PLATELETS:
+        assert not any(box.contains(x, y) for box in found), f"a box holds the platelet at {(x, y)}"
+
+
+def test_finds_nothing_without_white_cells():
+    image = np.empty((480, 640, 3), np.float64)
+    image[:] = GLASS
+    scatter_red_cells(image, [(x, y, 8) for x, y in PLATELETS], radius=46, count=30, seed=3)
+    for centre in PLATELETS:
+        paint_disc(image, centre, 7, PLATELET)
+    assert find_white_cells(finish(image, 3)) == []
+
+
+def test_boxes_scale_with_the_photo():
+    image, truth = synthetic_smear(0)
+    doubled = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    truth_doubled = [CellBox(2 * b.left, 2 * b.top, 2 * b.right, 2 * b.bottom) for b in truth]
+    assert count_matches(find_white_cells(doubled), truth_doubled) == len(truth)
+
+
+def test_cells_cut_by_the_frame_are_found_and_clipped():
+    image, truth = synthetic_smear(0)
+    cropped = image[40:, 90:]  # the 3-lobed cell (centre 150, 140) now lies across the left edge
+    height, width = cropped.shape[:2]
+    expected = [
+        CellBox(max(b.left - 90, 0), max(b.top - 40, 0), min(b.right - 90, width), b.bottom - 40) for b in truth
+    ]
+    found = find_white_cells(cropped)
+    assert count_matches(found, expected) == len(found) == 3
+    assert all(0 <= b.left < b.right <= width and 0 <= b.top < b.bottom <= height for b in found)
+
+
+def test_rejects_images_that_are_not_rgb():
+    with pytest.raises(ValueError, match="RGB"):
+        find_white_cells(np.zeros((100, 100), np.uint8))
+
+
+# --- is_whole_field ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_single_centred_cell_is_not_a_field(seed):
+    image = synthetic_single_cell(seed)
+    assert not is_whole_field(image)
+    [cell] = find_white_cells(image)  # the detector still finds the one cell at this (PBC) scale
+    assert cell.contains(180, 181)
+
+
+def test_smear_photo_is_a_field():
+    image, _ = synthetic_smear(0)
+    assert is_whole_field(image)
+
+
+def test_square_field_with_no_centred_cell_is_a_field():
+    # Square like a single-cell image, but its white cells are away from the centre.
+    image, _ = synthetic_smear(0)
+    square = image[:, :480]
+    assert is_whole_field(square)
+
+
+# --- crop_cell -----------------------------------------------------------------------------------
+
+
+def gradient_image(height: int = 200, width: int = 300) -> np.ndarray:
+    yy, xx = np.mgrid[:height, :width]
+    return np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8) | 1  # no pixel is 0
+
+
+def test_crop_is_square_and_centred():
+    image = gradient_image()
+    box = CellBox(100, 50, 160, 90)  # 60 x 40, centre (130, 70)
+    crop = crop_cell(image, box, margin=0.25)
+    side = round(60 * 1.5)
+    assert crop.shape == (side, side, 3)
+    top, left = 70 - side // 2, 130 - side // 2
+    np.testing.assert_array_equal(crop, image[top : top + side, left : left + side])
+
+
+def test_crop_at_an_edge_mirrors_the_photo_instead_of_padding_black():
+    image = gradient_image()
+    box = CellBox(0, 0, 40, 40)  # centre (20, 20); a 52-px crop reaches 6 px beyond the top and left
+    crop = crop_cell(image, box, margin=0.15)
+    assert crop.shape == (52, 52, 3)
+    assert crop.min() > 0
+    np.testing.assert_array_equal(crop[6:, 6:], image[:46, :46])
+    np.testing.assert_array_equal(crop[6:, :6], image[:46, :6][:, ::-1])  # the left strip mirrors the first columns
+    np.testing.assert_array_equal(crop[:6, 6:], image[:6, :46][::-1])
+
+
+def test_crop_larger_than_the_photo_keeps_its_size():
+    image = gradient_image(50, 60)
+    crop = crop_cell(image, CellBox(10, 10, 50, 40), margin=0.5)
+    assert crop.shape == (80, 80, 3)
+    assert crop.min() > 0
+
+
+# --- BCCD reading and splitting ------------------------------------------------------------------
+
+
+def test_split_is_deterministic_stratified_and_whole_photo():
+    names = [f"photo_{i:03d}" for i in range(100)]
+    strata = {name: "neutrophil" if i < 70 else "eosinophil" if i < 95 else "basophil" for i, name in enumerate(names)}
+    first = split_photos(names, seed=7, strata=strata)
+    assert first == split_photos(list(reversed(names)), seed=7, strata=strata)  # order does not matter
+    assert first != split_photos(names, seed=8, strata=strata)
+    assert set(first) == set(names)  # every photo in exactly one split
+    assert set(first.values()) == {"train", "val", "test"}
+    for stratum, size in (("neutrophil", 70), ("eosinophil", 25), ("basophil", 5)):
+        members = [first[name] for name in names if strata[name] == stratum]
+        assert members.count("val") == round(0.2 * size)
+        assert members.count("test") == round(0.2 * size)
+
+
+def test_parse_voc_boxes_tolerates_whitespace_and_edge_boxes(tmp_path):
+    xml = tmp_path / "a.xml"
+    xml.write_text(
+        "<annotation><object><name> WBC\n</name><bndbox><xmin>0</xmin><ymin>12</ymin><xmax>640</xmax>"
+        "<ymax>101.0</ymax></bndbox></object><object><name>RBC</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
+    )
+    assert parse_voc_boxes(xml) == [CellBox(0, 11, 640, 101)]
+
+
+def test_parse_labels_splits_multiple_cells(tmp_path):
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text('image,category\nA.jpg,NEUTROPHIL\nB.jpg,"NEUTROPHIL, EOSINOPHIL"\nC.jpg,\n')
+    assert parse_labels(csv_path) == {"A": ("neutrophil",), "B": ("neutrophil", "eosinophil"), "C": ()}
+
+
+# --- on the real BCCD photos ---------------------------------------------------------------------
+
+BCCD_DIR = paths.SHARED_DATA_DIR / "bccd"
+
+
+@pytest.fixture(scope="module")
+def bccd_test_scores() -> dict:
+    if not (BCCD_DIR / "JPEGImages").is_dir():
+        pytest.skip(f"needs the BCCD photos under {BCCD_DIR}; not present on this machine")
+    return detection_scores(read_photos(BCCD_DIR, seed=0), split="test")
+
+
+@pytest.mark.shared
+def test_detection_recall_and_precision_on_held_out_bccd_photos(bccd_test_scores):
+    if not bccd_test_scores["wbc_boxes"]:
+        pytest.skip("the BCCD annotations here list no WBC box, so IoU-matched scores cannot be computed")
+    assert bccd_test_scores["recall"] >= 0.95
+    assert bccd_test_scores["precision"] >= 0.90
+
+
+@pytest.mark.shared
+def test_detection_counts_on_held_out_bccd_photos(bccd_test_scores):
+    """Against the number of white cells labels.csv names per photo: a bound on both errors that needs no boxes."""
+    missed = bccd_test_scores["cells_missed_at_least"] / bccd_test_scores["labelled_cells"]
+    extra = bccd_test_scores["extra_detections_at_least"] / bccd_test_scores["detections_on_labelled_photos"]
+    assert missed <= 0.05
+    assert extra <= 0.10
+    assert bccd_test_scores["median_seconds_per_photo"] < 0.3

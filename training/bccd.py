@@ -1,0 +1,301 @@
+"""The BCCD smear photos: their annotations, a photo-level split, white-cell crops and detection scores.
+
+    python -m training.bccd --data ../shared/data [--seed 0] [--pbc-sample 200] [--json FILE]
+
+Prints how well :func:`hematovision.smear.find_white_cells` finds the white cells of each split,
+how many labelled single-cell crops each split yields for testing the PBC-trained classifier, and
+how often :func:`hematovision.smear.is_whole_field` tells BCCD fields from PBC single-cell images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hematovision import paths
+from hematovision.artifacts import write_json
+from hematovision.datasets import SPLITS
+from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
+
+#: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
+WHITE_CELL_LABELS = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
+SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class SmearPhoto:
+    name: str  # file stem, e.g. "BloodImage_00000"
+    image_path: Path
+    labels: tuple[str, ...]  # lowercased white-cell types from labels.csv, one per cell, may repeat
+    split: str  # "train", "val" or "test"
+    #: Annotated WBC boxes, or None where the photo has no annotation file or its file lists no WBC:
+    #: every BCCD photo shows a white cell, so no WBC object means "not annotated", not "none there".
+    wbc_boxes: tuple[CellBox, ...] | None
+
+
+@dataclass(frozen=True)
+class LabelledCrop:
+    photo: str
+    split: str
+    label: str
+    box: CellBox
+    box_source: str  # "annotation" (a VOC WBC box) or "detector" (find_white_cells, where none is annotated)
+    rgb: np.ndarray
+
+
+def parse_voc_boxes(xml_path: Path, name: str = "WBC") -> list[CellBox]:
+    """Boxes of one object class; VOC corners are inclusive and 1-based, a CellBox's right/bottom exclusive."""
+    boxes = []
+    for item in ET.parse(xml_path).getroot().iter("object"):
+        corners = item.find("bndbox")
+        if (item.findtext("name") or "").strip().upper() != name.upper() or corners is None:
+            continue
+        corners_text = [corners.findtext(key) for key in ("xmin", "ymin", "xmax", "ymax")]
+        if None in corners_text:
+            continue
+        left, top, right, bottom = (round(float(text)) for text in corners_text)
+        # Boxes that touch the frame are sometimes written with a 0 corner; clamping keeps them.
+        boxes.append(CellBox(max(left - 1, 0), max(top - 1, 0), right, bottom))
+    return boxes
+
+
+def parse_labels(csv_path: Path) -> dict[str, tuple[str, ...]]:
+    """{photo stem: lowercased labels}: "NEUTROPHIL, EOSINOPHIL" names two cells, a blank none."""
+    labels: dict[str, tuple[str, ...]] = {}
+    with csv_path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            image = (row.get("image") or "").strip()
+            if image:
+                parts = (part.strip().lower() for part in (row.get("category") or "").split(","))
+                labels[Path(image).stem] = tuple(part for part in parts if part)
+    return labels
+
+
+def stratum(labels: tuple[str, ...]) -> str:
+    """What a photo is stratified by: its one cell type, else "mixed" or "unlabelled"."""
+    kinds = sorted(set(labels))
+    return kinds[0] if len(kinds) == 1 else "mixed" if kinds else "unlabelled"
+
+
+def split_photos(names: Iterable[str], seed: int, strata: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{name: "train" | "val" | "test"}, about 60/20/20 within each stratum, the same for the same seed.
+
+    Whole photos are split, never cells, so that two cells of one photo (same stain, same focus) cannot
+    land on both sides. The result does not depend on the order of ``names``.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        groups.setdefault(strata.get(name, "") if strata else "", []).append(name)
+    splits: dict[str, str] = {}
+    for key in sorted(groups):
+        members = groups[key]
+        n_val = round(len(members) * SPLIT_FRACTIONS["val"])
+        n_test = round(len(members) * SPLIT_FRACTIONS["test"])
+        for rank, index in enumerate(rng.permutation(len(members))):
+            splits[members[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return splits
+
+
+def read_photos(bccd_dir: Path, seed: int = 0) -> list[SmearPhoto]:
+    """Every photo under ``bccd_dir/JPEGImages`` with its labels, split and annotated WBC boxes."""
+    labels = parse_labels(bccd_dir / "labels.csv")
+    image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
+    strata = {path.stem: stratum(labels.get(path.stem, ())) for path in image_paths}
+    splits = split_photos(strata, seed, strata)
+    photos = []
+    for path in image_paths:
+        xml_path = bccd_dir / "Annotations" / f"{path.stem}.xml"
+        boxes = tuple(parse_voc_boxes(xml_path)) if xml_path.is_file() else ()
+        photos.append(SmearPhoto(path.stem, path, labels.get(path.stem, ()), splits[path.stem], boxes or None))
+    return photos
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def labelled_crops(photos: Iterable[SmearPhoto], margin: float = 0.15) -> list[LabelledCrop]:
+    """One crop for each photo that shows exactly one white cell, of exactly one known type.
+
+    The cell's box is the annotated one. Where a photo has no annotated WBC it is the detector's,
+    and only when the detector finds exactly one cell, so the label cannot go to the wrong cell.
+    """
+    crops = []
+    for photo in photos:
+        if len(photo.labels) != 1 or photo.labels[0] not in WHITE_CELL_LABELS:
+            continue
+        rgb = load_rgb(photo.image_path)
+        if photo.wbc_boxes is not None:
+            boxes, source = list(photo.wbc_boxes), "annotation"
+        else:
+            boxes, source = find_white_cells(rgb), "detector"
+        if len(boxes) == 1:
+            crop = crop_cell(rgb, boxes[0], margin)
+            crops.append(LabelledCrop(photo.name, photo.split, photo.labels[0], boxes[0], source, crop))
+    return crops
+
+
+def count_matches(found: list[CellBox], truth: list[CellBox], min_iou: float = MATCH_IOU) -> int:
+    """Pairs made by greedy one-to-one matching, highest IoU first, each pair at ``min_iou`` or more."""
+    pairs = sorted(
+        ((box.iou(other), i, j) for i, box in enumerate(found) for j, other in enumerate(truth)), reverse=True
+    )
+    used_found: set[int] = set()
+    used_truth: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap < min_iou:
+            break
+        if i not in used_found and j not in used_truth:
+            used_found.add(i)
+            used_truth.add(j)
+    return len(used_found)
+
+
+def ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def detection_scores(photos: Iterable[SmearPhoto], split: str | None = None) -> dict:
+    """How well :func:`find_white_cells` does on the photos of ``split`` (all photos for None).
+
+    ``recall`` and ``precision`` are against the annotated WBC boxes at IoU >= 0.5, over the photos that
+    have any (None where none has). The count check needs no boxes: on each labelled photo, the number
+    of cells found is compared with the number labels.csv names, which bounds both errors from below.
+    """
+    chosen = [photo for photo in photos if split is None or photo.split == split]
+    seconds: list[float] = []
+    matched = found_on_annotated = boxes = 0
+    labelled = labelled_cells = found_on_labelled = agreeing = missed = extra = 0
+    for photo in chosen:
+        rgb = load_rgb(photo.image_path)
+        start = time.perf_counter()
+        found = find_white_cells(rgb)
+        seconds.append(time.perf_counter() - start)
+        if photo.wbc_boxes is not None:
+            boxes += len(photo.wbc_boxes)
+            found_on_annotated += len(found)
+            matched += count_matches(found, list(photo.wbc_boxes))
+        if photo.labels:
+            labelled += 1
+            labelled_cells += len(photo.labels)
+            found_on_labelled += len(found)
+            agreeing += len(found) == len(photo.labels)
+            missed += max(len(photo.labels) - len(found), 0)
+            extra += max(len(found) - len(photo.labels), 0)
+    return {
+        "split": split or "all",
+        "photos": len(chosen),
+        "photos_with_wbc_boxes": sum(photo.wbc_boxes is not None for photo in chosen),
+        "wbc_boxes": boxes,
+        "detections_on_annotated_photos": found_on_annotated,
+        "matched": matched,
+        "recall": ratio(matched, boxes),
+        "precision": ratio(matched, found_on_annotated),
+        "labelled_photos": labelled,
+        "labelled_cells": labelled_cells,
+        "detections_on_labelled_photos": found_on_labelled,
+        "count_agreement": ratio(agreeing, labelled),
+        "cells_missed_at_least": missed,
+        "extra_detections_at_least": extra,
+        "median_seconds_per_photo": statistics.median(seconds) if seconds else None,
+    }
+
+
+def whole_field_rates(photos: Iterable[SmearPhoto], pbc_dir: Path, pbc_sample: int, seed: int) -> dict:
+    """How often :func:`is_whole_field` calls BCCD photos fields and a random sample of PBC single-cell images not."""
+    bccd_calls = [is_whole_field(load_rgb(photo.image_path)) for photo in photos]
+    pbc_paths = sorted(pbc_dir.glob("*/*.jpg"))
+    chosen = np.random.default_rng(seed).choice(len(pbc_paths), min(pbc_sample, len(pbc_paths)), replace=False)
+    pbc_calls = [is_whole_field(load_rgb(pbc_paths[index])) for index in sorted(chosen)]
+    return {
+        "bccd_photos": len(bccd_calls),
+        "bccd_called_field": ratio(sum(bccd_calls), len(bccd_calls)),
+        "pbc_images": len(pbc_calls),
+        "pbc_called_single_cell": ratio(len(pbc_calls) - sum(pbc_calls), len(pbc_calls)),
+    }
+
+
+def crop_counts(crops: list[LabelledCrop]) -> dict[str, dict[str, int]]:
+    """{split: {label: count}} with every known label present."""
+    tally = Counter((crop.split, crop.label) for crop in crops)
+    return {split: {label: tally[split, label] for label in WHITE_CELL_LABELS} for split in SPLITS}
+
+
+def percent(value: float | None) -> str:
+    return "   n/a" if value is None else f"{100 * value:5.1f}%"
+
+
+def print_report(report: dict) -> None:
+    print(f"BCCD white-cell detection (IoU >= {MATCH_IOU}), photo split seed {report['seed']}")
+    header = f"{'split':<6}{'photos':>7}{'WBC boxes':>10}{'recall':>8}{'precision':>10}"
+    print(header + f"{'cells named':>12}{'found':>7}{'count agrees':>13}{'ms/photo':>9}")
+    for scores in report["detection"].values():
+        print(
+            f"{scores['split']:<6}{scores['photos']:>7}{scores['wbc_boxes']:>10}{percent(scores['recall']):>8}"
+            f"{percent(scores['precision']):>10}{scores['labelled_cells']:>12}"
+            f"{scores['detections_on_labelled_photos']:>7}{percent(scores['count_agreement']):>13}"
+            f"{1000 * (scores['median_seconds_per_photo'] or 0):>9.1f}"
+        )
+    if not any(scores["wbc_boxes"] for scores in report["detection"].values()):
+        print("no annotation lists a WBC box: recall/precision cannot be scored; the count columns compare")
+        print("the cells found with the number of white cells labels.csv names per photo")
+    print("labelled single-cell crops (photos with one white cell of one type):")
+    print(f"{'split':<6}" + "".join(f"{label:>12}" for label in WHITE_CELL_LABELS))
+    for split, counts in report["crops"].items():
+        print(f"{split:<6}" + "".join(f"{counts[label]:>12}" for label in WHITE_CELL_LABELS))
+    print("crop boxes from: " + ", ".join(f"{source} {n}" for source, n in report["crop_box_sources"].items()))
+    if "whole_field" in report:
+        rates = report["whole_field"]
+        print(
+            f"is_whole_field: {percent(rates['bccd_called_field'])} of {rates['bccd_photos']} BCCD photos are fields,"
+            f" {percent(rates['pbc_called_single_cell'])} of {rates['pbc_images']} PBC images single cells"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bccd", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder holding bccd/")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the photo split")
+    parser.add_argument("--pbc-sample", type=int, default=200, help="PBC images to check is_whole_field on (0: none)")
+    parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    args = parser.parse_args(argv)
+
+    bccd_dir = args.data / "bccd" if (args.data / "bccd").is_dir() else args.data
+    if not (bccd_dir / "JPEGImages").is_dir():
+        print(f"error: no BCCD photos under {bccd_dir} (expected JPEGImages/)", file=sys.stderr)
+        return 2
+    photos = read_photos(bccd_dir, args.seed)
+    crops = labelled_crops(photos)
+    report = {
+        "data": str(bccd_dir),
+        "seed": args.seed,
+        "detection": {split: detection_scores(photos, split) for split in SPLITS} | {"all": detection_scores(photos)},
+        "crops": crop_counts(crops),
+        "crop_box_sources": dict(Counter(crop.box_source for crop in crops)),
+    }
+    pbc_dir = args.data / "pbc"
+    if args.pbc_sample > 0 and pbc_dir.is_dir():
+        report["whole_field"] = whole_field_rates(photos, pbc_dir, args.pbc_sample, args.seed)
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+        print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
