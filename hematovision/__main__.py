@@ -52,7 +52,7 @@ def classify_command(args: argparse.Namespace) -> int:
 
     results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold, mode=args.mode)
     classes = classifier.classes
-    columns = ["file", "cell_box", "predicted_class", "confidence", "uncertain", "error"]
+    columns = ["file", "cell_box", "predicted_class", "confidence", "uncertain", "not_blood_cell", "error"]
     columns += [f"p_{name}" for name in classes]
     rows = []
     for result in results:
@@ -64,13 +64,16 @@ def classify_command(args: argparse.Namespace) -> int:
         }
         if result.prediction:
             row.update(
-                predicted_class=result.prediction.label,
+                predicted_class="" if result.prediction.out_of_domain else result.prediction.label,
                 confidence=f"{result.prediction.confidence:.4f}",
                 uncertain="yes" if result.prediction.uncertain else "no",
+                not_blood_cell="yes" if result.prediction.out_of_domain else "no",
                 **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
             )
         rows.append(row)
-        if result.prediction:
+        if result.prediction and result.prediction.out_of_domain:
+            print(f"{result.name}\tNOT A BLOOD-CELL IMAGE (no class given)")
+        elif result.prediction:
             flag = "  UNCERTAIN" if result.prediction.uncertain else ""
             notes = f"  ({'; '.join(result.notes)})" if result.notes else ""
             print(f"{result.name}\t{result.prediction.label}\t{result.prediction.confidence:.3f}{flag}{notes}")

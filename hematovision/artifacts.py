@@ -31,6 +31,7 @@ class ModelCard:
     input_size: int
     gradcam_layer: str
     logits_layer: str = "logits"
+    features_layer: str = "features"
     preprocessing: str = "inside the model: takes raw RGB 0-255 at input_size x input_size"
     temperature: float = 1.0
     low_confidence_threshold: float = 0.5
@@ -40,6 +41,8 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     inference: dict[str, Any] = field(default_factory=dict)
+    # How "not a blood-cell image" is decided (hematovision.novelty); empty when the folder has no check.
+    novelty: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
     @classmethod

@@ -58,13 +58,15 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
     rows = []
     for result in results:
         prediction = result.prediction
+        trusted = prediction is not None and not prediction.out_of_domain
+        problem = result.error or ("does not look like a blood-cell image" if prediction and not trusted else "")
         rows.append(
             {
                 "file": result.name,
-                "class": prediction.label if prediction else None,
-                "confidence (%)": round(100 * prediction.confidence, 1) if prediction else None,
-                "uncertain": prediction.uncertain if prediction else None,
-                "problem": result.error or "; ".join(result.notes) or "",
+                "class": prediction.label if trusted else None,
+                "confidence (%)": round(100 * prediction.confidence, 1) if trusted else None,
+                "uncertain": prediction.uncertain if trusted else None,
+                "problem": "; ".join(filter(None, [problem, *result.notes])),
             }
         )
     return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "problem"])
@@ -99,6 +101,8 @@ def set_apart_table(differential: Differential) -> pd.DataFrame:
     rows += [
         {"group": "uncertain (check by eye)", "class": label, "count": n} for label, n in differential.uncertain.items()
     ]
+    if differential.not_blood_cells:
+        rows.append({"group": "not a blood-cell image", "class": "", "count": differential.not_blood_cells})
     if differential.unreadable:
         rows.append({"group": "could not be read", "class": "", "count": differential.unreadable})
     return pd.DataFrame(rows, columns=["group", "class", "count"])

@@ -22,6 +22,7 @@ class Differential:
     other_cells: dict[str, int]
     uncertain: dict[str, int]
     unreadable: int
+    not_blood_cells: int = 0
 
     @property
     def total_white(self) -> int:
@@ -32,11 +33,13 @@ def differential_count(results: Sequence[ImageResult], white_cell_classes: Seque
     white = dict.fromkeys(white_cell_classes, 0)
     other: dict[str, int] = {}
     uncertain: dict[str, int] = {}
-    unreadable = 0
+    unreadable = not_blood_cells = 0
     for result in results:
         prediction = result.prediction
         if prediction is None:
             unreadable += 1
+        elif prediction.out_of_domain:
+            not_blood_cells += 1
         elif prediction.uncertain:
             uncertain[prediction.label] = uncertain.get(prediction.label, 0) + 1
         elif prediction.label in white:
@@ -45,4 +48,6 @@ def differential_count(results: Sequence[ImageResult], white_cell_classes: Seque
             other[prediction.label] = other.get(prediction.label, 0) + 1
     total = sum(white.values())
     percent = {label: (100.0 * count / total if total else 0.0) for label, count in white.items()}
-    return Differential(white, percent, dict(sorted(other.items())), dict(sorted(uncertain.items())), unreadable)
+    return Differential(
+        white, percent, dict(sorted(other.items())), dict(sorted(uncertain.items())), unreadable, not_blood_cells
+    )

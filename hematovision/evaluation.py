@@ -15,13 +15,17 @@ from hematovision.predict import Classifier, decode_all
 
 def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Report on already-decoded model inputs (N, size, size, 3) with integer labels."""
-    logits = classifier.logits(images)
-    return classification_report(
+    features, logits = classifier.features_and_logits(images)
+    report = classification_report(
         labels,
         softmax(logits, classifier.card.temperature),
         classifier.classes,
         uncalibrated=softmax(logits, 1.0),
     )
+    if classifier.novelty is not None:
+        # Scored as classified either way; this says how many the app would have refused to name.
+        report["flagged_not_blood_cell"] = float(classifier.novelty.flags(features).mean()) if len(labels) else 0.0
+    return report
 
 
 def evaluate_files(classifier: Classifier, items: Sequence[LabelledImage]) -> dict[str, Any]:

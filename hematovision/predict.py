@@ -18,6 +18,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.metrics import softmax
+from hematovision.novelty import NOVELTY_FILE, NoveltyModel
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: Images per forward pass: large enough to amortise per-call overhead, small enough that a
@@ -32,6 +33,8 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     uncertain: bool
+    #: Far from everything the model was trained on: the class above should not be trusted at all.
+    out_of_domain: bool = False
 
 
 @dataclass
@@ -55,17 +58,19 @@ class ImageResult:
 class Classifier:
     """A loaded model plus its card. Never mutated after construction, so one can serve every page."""
 
-    def __init__(self, model, card: ModelCard) -> None:
+    def __init__(self, model, card: ModelCard, novelty: NoveltyModel | None = None) -> None:
         import keras
         import tensorflow as tf
 
         self.model = model
         self.card = card
-        logits_model = keras.Model(model.inputs, model.get_layer(card.logits_layer).output)
+        self.novelty = novelty
+        outputs = [model.get_layer(card.features_layer).output, model.get_layer(card.logits_layer).output]
+        forward_model = keras.Model(model.inputs, outputs)
         size = card.input_size
         # One compiled graph for every batch size: predict() and eager calls cost 5-10x more per image.
-        self._logits = tf.function(
-            lambda images: logits_model(tf.cast(images, tf.float32), training=False),
+        self._forward = tf.function(
+            lambda images: forward_model(tf.cast(images, tf.float32), training=False),
             input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
         )
 
@@ -91,12 +96,17 @@ class Classifier:
             raise ArtifactError(
                 f"the model takes {tuple(model.inputs[0].shape[1:])} but its card says {card.input_size} px RGB"
             )
-        for layer in (card.logits_layer, card.gradcam_layer):
+        for layer in (card.logits_layer, card.gradcam_layer, card.features_layer):
             try:
                 model.get_layer(layer)
             except ValueError:
                 raise ArtifactError(f"the card names layer '{layer}', which the model does not have") from None
-        return cls(model, card)
+        novelty_path = folder / NOVELTY_FILE
+        try:
+            novelty = NoveltyModel.load(novelty_path) if novelty_path.is_file() else None
+        except (OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(f"{novelty_path} could not be read: {exc}") from None
+        return cls(model, card, novelty)
 
     @property
     def classes(self) -> list[str]:
@@ -110,12 +120,16 @@ class Classifier:
         """Decode one image and resize it to this model's input (raises ImageLoadError)."""
         return to_model_input(decode_image(source).rgb, self.card.input_size)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw logits for a uint8 batch (N, size, size, 3)."""
+    def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Penultimate features and raw logits for a uint8 batch (N, size, size, 3)."""
         if len(batch) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        parts = [self._logits(batch[start : start + CHUNK]).numpy() for start in range(0, len(batch), CHUNK)]
-        return np.concatenate(parts)
+            width = self.model.get_layer(self.card.features_layer).output.shape[-1]
+            return np.zeros((0, width), np.float32), np.zeros((0, len(self.classes)), np.float32)
+        parts = [self._forward(batch[start : start + CHUNK]) for start in range(0, len(batch), CHUNK)]
+        return np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([lg.numpy() for _, lg in parts])
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.features_and_logits(batch)[1]
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (temperature from the card)."""
@@ -123,8 +137,10 @@ class Classifier:
 
     def predictions(self, batch: np.ndarray, threshold: float | None = None) -> list[Prediction]:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
+        features, logits = self.features_and_logits(batch)
+        novel = self.novelty.flags(features) if self.novelty else np.zeros(len(batch), bool)
         out = []
-        for row in self.probabilities(batch):
+        for row, is_novel in zip(softmax(logits, self.card.temperature), novel, strict=True):
             best = int(row.argmax())
             out.append(
                 Prediction(
@@ -132,6 +148,7 @@ class Classifier:
                     confidence=float(row[best]),
                     probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
                     uncertain=bool(row[best] < cut),
+                    out_of_domain=bool(is_novel),
                 )
             )
         return out

@@ -156,15 +156,32 @@ def group_by_source(results: list[ImageResult]) -> list[list[ImageResult]]:
 
 def show_single(result: ImageResult, threshold: float) -> None:
     """One image: the picture beside its verdict and the chart of every class."""
-    from hematovision import charts
-
     image_column, chart_column = st.columns([1, 2])
     image_column.image(result.image.rgb, caption=result.name, width="stretch")
     show_verdict(chart_column, result, threshold)
-    chart_column.plotly_chart(charts.probability_chart(result.prediction, threshold), key=f"chart-{result.name}")
+    show_chart(chart_column, result, threshold)
+
+
+def show_chart(container, result: ImageResult, threshold: float) -> None:
+    from hematovision import charts
+
+    figure = charts.probability_chart(result.prediction, threshold)
+    if result.prediction.out_of_domain:
+        # Kept for the curious, folded away: these numbers describe an image the model cannot judge.
+        container = container.expander("What the classifier would have said (not to be trusted)")
+    container.plotly_chart(figure, key=f"chart-{result.name}")
+
+
+NOT_BLOOD_MESSAGE = (
+    "**This does not look like a blood-cell image.** It is far from every image the model learned from, "
+    "so no class is given. HematoVision expects a stained blood smear: one centred cell or a field of view."
+)
 
 
 def show_verdict(container, result: ImageResult, threshold: float) -> None:
+    if result.prediction.out_of_domain:
+        container.error(NOT_BLOOD_MESSAGE)
+        return
     verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
     if result.prediction.uncertain:
         container.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")
@@ -192,7 +209,7 @@ def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: l
             crop_column, chart_column = st.columns([1, 2])
             crop_column.image(cell.image.rgb, width="stretch")
             show_verdict(chart_column, cell, threshold)
-            chart_column.plotly_chart(charts.probability_chart(cell.prediction, threshold), key=f"chart-{cell.name}")
+            show_chart(chart_column, cell, threshold)
 
 
 PAGES = (

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -154,3 +155,25 @@ def test_whole_field_shows_boxes_and_a_differential(app):
     assert list(table["file"]) == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
     at.sidebar.radio[0].set_value("single").run()  # forcing single-cell mode: one verdict, no boxes
     assert not at.exception and len(at.expander) == 0 and len(chart_specs(at)) == 1
+
+
+def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_dir, tmp_path):
+    from hematovision.novelty import NOVELTY_FILE, NoveltyModel
+
+    # A novelty check whose threshold every image exceeds: the page must refuse to name a class.
+    shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
+    from hematovision.predict import Classifier
+
+    width = Classifier.load(tiny_model_dir).features_and_logits(np.zeros((1, 96, 96, 3), np.uint8))[0].shape[1]
+    NoveltyModel(np.eye(width, dtype=np.float32), np.zeros((1, width), np.float32), -1.0).save(tmp_path / NOVELTY_FILE)
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = at.switch_page("pages/1_Classify.py").run()
+    at = upload(at, [(f"thing_{i}.png", encode(synthetic_cell(i, 60 + i)), "image/png") for i in range(2)])
+    assert not at.exception
+    assert sum("does not look like a blood-cell image" in e.value for e in at.error) == 2
+    assert not at.success and not at.warning
+    set_apart = at.dataframe[1].value
+    assert set_apart.set_index("group").loc["not a blood-cell image", "count"] == 2
+    assert int(at.dataframe[0].value["count"].iloc[-1]) == 0  # nothing in the differential

@@ -61,3 +61,25 @@ def test_classifies_a_fixed_sample_of_test_images(shipped):
     report = evaluate_files(shipped, sample)
     assert report["n"] == 200 and not report["unreadable"]
     assert report["accuracy"] >= 0.95, report["per_class"]
+
+
+def test_images_that_are_not_blood_cells_are_flagged(shipped):
+    """The generated and package-sample non-blood images (no ../shared needed): at least 95% flagged."""
+    from hematovision.imaging import to_model_input
+    from training.ood_images import non_blood_images
+
+    assert shipped.novelty is not None, "the shipped folder has no novelty check (python -m training.novelty)"
+    images = non_blood_images(seed=0)
+    batch = np.stack([to_model_input(image.rgb, shipped.card.input_size) for image in images])
+    flagged = [p.out_of_domain for p in shipped.predictions(batch)]
+    assert np.mean(flagged) >= 0.95
+
+
+@pytest.mark.shared
+def test_real_cells_are_rarely_flagged(shipped):
+    data = shared_data_or_skip()
+    test_split = sorted(
+        (i for i in read_manifest(data / "pbc_manifest.csv") if i.split == "test"), key=lambda i: i.path
+    )
+    report = evaluate_files(shipped, test_split[::9][:200])
+    assert report["flagged_not_blood_cell"] <= 0.02

@@ -23,6 +23,8 @@ def print_report(report: dict) -> None:
         f"n {report['n']}  accuracy {report['accuracy']:.4f}  macro_f1 {report['macro_f1']:.4f}  "
         f"ece {report['ece']:.4f}  (before calibration {report.get('ece_uncalibrated', float('nan')):.4f})"
     )
+    if "flagged_not_blood_cell" in report:
+        print(f"flagged 'not a blood-cell image': {100 * report['flagged_not_blood_cell']:.2f}%")
     print(f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, scores in report["per_class"].items():
         print(
