@@ -272,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the photo split")
     parser.add_argument("--pbc-sample", type=int, default=200, help="PBC images to check is_whole_field on (0: none)")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument(
+        "--export-crops",
+        type=Path,
+        metavar="DIR",
+        help="also write the labelled crops as DIR/<split>/<label>/<photo>.png, class folders that "
+        "python -m training.evaluate can score (keep DIR outside the repository: they are dataset images)",
+    )
     args = parser.parse_args(argv)
 
     bccd_dir = args.data / "bccd" if (args.data / "bccd").is_dir() else args.data
@@ -291,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.pbc_sample > 0 and pbc_dir.is_dir():
         report["whole_field"] = whole_field_rates(photos, pbc_dir, args.pbc_sample, args.seed)
     print_report(report)
+    if args.export_crops:
+        for crop in crops:
+            folder = args.export_crops / crop.split / crop.label
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(crop.rgb).save(folder / f"{crop.photo}.png")
+        print(f"{len(crops)} crops written under {args.export_crops}")
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hematovision import paths
-from hematovision.artifacts import ArtifactError, write_json
+from hematovision.artifacts import ArtifactError, load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
 
 
@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
     parser.add_argument("--data", type=Path, required=True, help="manifest dataset folder or class-per-folder tree")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument(
+        "--record",
+        metavar="NAME",
+        help="also store the report in the model folder's evaluation.json as dataset NAME (shown on the "
+        "Model performance page)",
+    )
+    parser.add_argument("--description", help="with --record: how the page names this dataset")
     args = parser.parse_args(argv)
 
     if not args.data.is_dir():
@@ -85,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
+    if args.record:
+        evaluation = load_evaluation(args.model)
+        evaluation["datasets"][args.record] = report
+        evaluation.setdefault("descriptions", {})[args.record] = args.description or args.record
+        write_json(args.model / paths.EVALUATION_FILE, evaluation)
+        print(f"recorded as '{args.record}' in {args.model / paths.EVALUATION_FILE}")
     return 0
 
 
