@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.imaging import centre_square, to_model_input
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
 
@@ -32,7 +34,7 @@ RESULTS_KEY = "classified_images"
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…")
 def _load_classifier(model_dir: str) -> Classifier:
-    classifier = Classifier.load(paths.Path(model_dir))
+    classifier = Classifier.load(Path(model_dir))
     classifier.warm_up()
     return classifier
 
@@ -63,10 +65,16 @@ def attribution_methods() -> AttributionMethods:
     return _load_attribution(str(paths.model_dir()))
 
 
+def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
+    """A [0, 1] heatmap, cached per (model, method, image, class): sliders rerun the page, and the
+    slow methods take seconds."""
+    attribution_methods()
+    return _cached_heatmap(str(paths.model_dir()), method, image.digest, class_index, image.model_input)
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
-def heatmap(method: str, image_digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
-    """Cached per (method, image, class): the slow methods take seconds, and sliders rerun the page."""
-    return attribution_methods().heatmap(method, _image, class_index)
+def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
+    return _load_attribution(model_dir).heatmap(method, _image, class_index)
 
 
 def card_or_none() -> ModelCard | None:
@@ -78,7 +86,7 @@ def card_or_none() -> ModelCard | None:
 
 @st.cache_data(show_spinner=False)
 def _cached_card(model_dir: str) -> ModelCard:
-    return load_card(paths.Path(model_dir))
+    return load_card(Path(model_dir))
 
 
 def evaluation_or_stop() -> dict:
@@ -91,12 +99,16 @@ def evaluation_or_stop() -> dict:
 
 @st.cache_data(show_spinner=False)
 def _cached_evaluation(model_dir: str) -> dict:
-    return load_evaluation(paths.Path(model_dir))
+    return load_evaluation(Path(model_dir))
+
+
+def history() -> list[dict]:
+    return _cached_history(str(paths.model_dir()))
 
 
 @st.cache_data(show_spinner=False)
-def history() -> list[dict]:
-    return load_history(paths.model_dir())
+def _cached_history(model_dir: str) -> list[dict]:
+    return load_history(Path(model_dir))
 
 
 @dataclass
@@ -112,8 +124,6 @@ class StoredImage:
 
 def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage]:
     """The classified results (kept with their images) in the form the Explain page works on."""
-    from hematovision.imaging import centre_square, to_model_input
-
     stored = []
     for result in results:
         if result.prediction is None or result.image is None:

@@ -44,12 +44,14 @@ with st.sidebar:
         "Colour map", COLOUR_MAPS, help="inferno, viridis, magma and cividis are perceptually uniform"
     )
 
+if prediction.out_of_domain:
+    st.error(ui.NOT_BLOOD_MESSAGE)
 st.markdown(
     f"Predicted **{prediction.label}** ({100 * prediction.confidence:.1f}%). Showing evidence for "
     f"**{target}** ({100 * prediction.probabilities[target]:.1f}%) by **{method}** on layer `{card.gradcam_layer}`."
 )
 with st.spinner(f"Computing {method}…"):
-    heat = ui.heatmap(method, chosen.digest, card.classes.index(target), chosen.model_input)
+    heat = ui.heatmap(method, chosen, card.classes.index(target))
 blended = overlay(chosen.display, heat, colour_map, opacity)
 
 original_column, heatmap_column, overlay_column = st.columns(3)
