@@ -49,6 +49,8 @@ OPTION_HELP = {
     "fine_tune_epochs": "phase 2 epochs (0 skips fine-tuning)",
     "fine_tune_learning_rate": "phase 2 peak learning rate (cosine decay to 0)",
     "weight_decay": "phase 2 AdamW weight decay",
+    "final_learning_rate_fraction": "phase 2 learning rate at the end, as a fraction of the peak",
+    "average_last_epochs": "phase 2 keeps the average of the weights after each of its last N epochs (1 = last)",
     "dropout": "dropout before the classifier",
     "label_smoothing": "phase 2 label smoothing (0 = hard one-hot targets)",
     "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
@@ -146,7 +148,9 @@ def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConf
     """Phase 2: unfreeze the upper backbone and train end to end on augmented images."""
     n_trainable = set_trainable(model, config.fine_tune_from)
     steps = -(-len(splits["train"].labels) // config.batch_size) * config.fine_tune_epochs
-    schedule = keras.optimizers.schedules.CosineDecay(config.fine_tune_learning_rate, decay_steps=steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.fine_tune_learning_rate, decay_steps=steps, alpha=config.final_learning_rate_fraction
+    )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -154,14 +158,38 @@ def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConf
     )
     n_classes = model.outputs[0].shape[-1]
     print(f"phase 2: fine-tuning {n_trainable} layers from {config.fine_tune_from}", flush=True)
+    averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     model.fit(
         training_dataset(splits["train"], n_classes, config, weights[splits["train"].labels].astype(np.float32)),
         validation_data=(splits["val"].images, keras.utils.to_categorical(splits["val"].labels, n_classes)),
         validation_batch_size=64,
         epochs=config.fine_tune_epochs,
         verbose=2,
-        callbacks=[EpochLog("fine_tune", history)],
+        callbacks=[EpochLog("fine_tune", history), averager],
     )
+    if averager.count:
+        model.set_weights(averager.average())
+        print(f"phase 2: kept the average of the weights after the last {averager.count} epochs", flush=True)
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Running mean of the model's weights after each of the last ``last_epochs`` epochs."""
+
+    def __init__(self, total_epochs: int, last_epochs: int) -> None:
+        super().__init__()
+        self.first = total_epochs - max(1, last_epochs)
+        self.count = 0
+        self.sums: list[np.ndarray] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.first:
+            return
+        weights = self.model.get_weights()
+        self.sums = [a + b for a, b in zip(self.sums, weights, strict=True)] if self.sums else weights
+        self.count += 1
+
+    def average(self) -> list[np.ndarray]:
+        return [total / self.count for total in self.sums]
 
 
 def copy_without_optimizer(model: keras.Model, config: TrainConfig, n_classes: int) -> keras.Model:
