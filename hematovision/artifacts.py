@@ -31,6 +31,7 @@ class ModelCard:
     input_size: int
     gradcam_layer: str
     logits_layer: str = "logits"
+    # The layer whose activations (averaged over space) the novelty check measures.
     features_layer: str = "features"
     preprocessing: str = "inside the model: takes raw RGB 0-255 at input_size x input_size"
     temperature: float = 1.0

@@ -65,8 +65,10 @@ class Classifier:
         self.model = model
         self.card = card
         self.novelty = novelty
-        outputs = [model.get_layer(card.features_layer).output, model.get_layer(card.logits_layer).output]
-        forward_model = keras.Model(model.inputs, outputs)
+        features = model.get_layer(card.features_layer).output
+        if len(features.shape) == 4:
+            features = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(features)
+        forward_model = keras.Model(model.inputs, [features, model.get_layer(card.logits_layer).output])
         size = card.input_size
         # One compiled graph for every batch size: predict() and eager calls cost 5-10x more per image.
         self._forward = tf.function(
@@ -123,7 +125,7 @@ class Classifier:
     def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Penultimate features and raw logits for a uint8 batch (N, size, size, 3)."""
         if len(batch) == 0:
-            width = self.model.get_layer(self.card.features_layer).output.shape[-1]
+            width = self._forward.get_concrete_function().structured_outputs[0].shape[-1]
             return np.zeros((0, width), np.float32), np.zeros((0, len(self.classes)), np.float32)
         parts = [self._forward(batch[start : start + CHUNK]) for start in range(0, len(batch), CHUNK)]
         return np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([lg.numpy() for _, lg in parts])
