@@ -78,12 +78,14 @@ def classify_in_browser(port: int, image: Path, screenshot: Path | None = None, 
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/Classify", timeout=timeout_ms)
             page.locator("input[type=file]").first.set_input_files(str(image), timeout=timeout_ms)
-            verdict = page.locator("[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]").first
+            verdict = page.locator(
+                "[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning], "
+                "[data-testid=stAlertContentError]"
+            ).first
             verdict.wait_for(timeout=timeout_ms)
             text = verdict.inner_text()
             if screenshot is not None:
-                page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_ms)
-                page.wait_for_timeout(1000)
+                page.wait_for_timeout(1500)  # let the chart finish drawing
                 page.screenshot(path=str(screenshot), full_page=True)
             return text
         finally:

@@ -112,7 +112,7 @@ def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, 
                  "--csv", str(table)])  # fmt: skip
     assert code == 0
     rows = table.read_text().splitlines()
-    assert rows[0].startswith("file,cell_box,predicted_class,confidence,uncertain,error,p_lymphocyte")
+    assert rows[0].startswith("file,cell_box,predicted_class,confidence,uncertain,not_blood_cell,error,p_lymph")
     assert len(rows) == 1 + 5
     errors = capsys.readouterr().err
     assert "missing.png: no such file" in errors and "empty" in errors and "not a recognised image" in errors
