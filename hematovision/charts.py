@@ -217,3 +217,18 @@ def class_counts_table(counts_by_split: dict[str, dict[str, int]]) -> pd.DataFra
     table["total"] = table.sum(axis=1)
     table.index.name = "class"
     return table.reset_index()
+
+
+def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
+    """Flag rates of the not-a-blood-cell check, from the evaluation JSON's "novelty" section."""
+    rows = [
+        ("PBC test split (blood cells, training lab)", novelty["pbc_test_flagged"], novelty["pbc_test_n"]),
+        ("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_test_crops_flagged"],
+         novelty["bccd_test_crops_n"]),
+        ("images that are not blood cells (all)", novelty["non_blood_flagged"], novelty["non_blood_n"]),
+    ]  # fmt: skip
+    rows += [
+        (f"  … {name.replace('_', ' ')}", share, None)
+        for name, share in novelty["non_blood_flagged_by_category"].items()
+    ]
+    return pd.DataFrame([{"images": name, "flagged (%)": round(100 * share, 2), "n": n} for name, share, n in rows])

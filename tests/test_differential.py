@@ -1,0 +1,73 @@
+"""The differential count and the tables built from results, on hand-made results."""
+
+import pandas as pd
+
+from hematovision import charts
+from hematovision.differential import differential_count
+from hematovision.predict import ImageResult, Prediction
+
+WHITE = ["basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil"]
+
+
+def result(name, label=None, confidence=0.99, uncertain=False, out_of_domain=False, error=None):
+    prediction = None
+    if label is not None:
+        probabilities = {label: confidence, "platelet" if label != "platelet" else "ig": 1 - confidence}
+        prediction = Prediction(label, confidence, probabilities, uncertain, out_of_domain)
+    return ImageResult(name=name, source=name, prediction=prediction, error=error)
+
+
+RESULTS = [
+    result("a", "neutrophil"),
+    result("b", "neutrophil"),
+    result("c", "lymphocyte"),
+    result("d", "monocyte", 0.55, uncertain=True),
+    result("e", "platelet"),
+    result("f", "erythroblast"),
+    result("g", "eosinophil", out_of_domain=True),
+    result("h", error="the file is empty (0 bytes)"),
+]
+
+
+def test_only_confident_white_cells_are_in_the_percentages():
+    differential = differential_count(RESULTS, WHITE)
+    assert differential.white_cells == {"basophil": 0, "eosinophil": 0, "ig": 0, "lymphocyte": 1, "monocyte": 0,
+                                        "neutrophil": 2}  # fmt: skip
+    assert differential.total_white == 3
+    assert round(differential.percent["neutrophil"], 2) == 66.67
+    assert differential.other_cells == {"erythroblast": 1, "platelet": 1}
+    assert differential.uncertain == {"monocyte": 1}
+    assert differential.not_blood_cells == 1 and differential.unreadable == 1
+
+
+def test_tables_account_for_every_input():
+    differential = differential_count(RESULTS, WHITE)
+    main = charts.differential_table(differential)
+    apart = charts.set_apart_table(differential)
+    assert main["count"].iloc[-1] + apart["count"].sum() == len(RESULTS)
+    assert set(apart["group"]) == {"not a white cell", "uncertain (check by eye)", "not a blood-cell image",
+                                   "could not be read"}  # fmt: skip
+    table = charts.results_table(RESULTS)
+    row = table.set_index("file").loc["g"]
+    assert pd.isna(row["class"]) and "does not look like a blood-cell image" in row["problem"]
+    assert table.set_index("file").loc["h", "problem"] == "the file is empty (0 bytes)"
+
+
+def test_empty_batch_has_no_percentages():
+    differential = differential_count([], WHITE)
+    assert differential.total_white == 0 and set(differential.percent.values()) == {0.0}
+
+
+def test_probability_chart_highlights_the_prediction():
+    figure = charts.probability_chart(RESULTS[0].prediction, threshold=0.8)
+    bars = figure.data[0]
+    assert list(bars.y)[-1] == "neutrophil"  # highest last, so drawn on top
+    assert bars.marker.color[-1] == charts.HIGHLIGHT and bars.marker.color[0] == charts.MUTED
+
+
+def test_novelty_table_lists_each_category():
+    novelty = {"pbc_test_flagged": 0.002, "pbc_test_n": 1894, "bccd_test_crops_flagged": 0.0, "bccd_test_crops_n": 57,
+               "non_blood_flagged": 0.99, "non_blood_n": 330,
+               "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9}}  # fmt: skip
+    table = charts.novelty_table(novelty)
+    assert len(table) == 5 and table["flagged (%)"].tolist()[:3] == [0.2, 0.0, 99.0]
