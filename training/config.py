@@ -24,17 +24,17 @@ class TrainConfig:
     head_learning_rate: float = 1e-3
 
     # Phase 2: fine-tune the backbone from this layer upward, with augmentation, at a low learning
-    # rate on a cosine schedule. Blocks 7-16 work at 14x14 and 7x7, so their backward pass is
+    # rate on a cosine schedule. Blocks 9-16 work at 14x14 and 7x7, so their backward pass is
     # cheap on a CPU, while the early high-resolution blocks (generic edges) stay frozen.
-    fine_tune_from: str = "block_7_expand"
-    fine_tune_epochs: int = 16
+    fine_tune_from: str = "block_9_expand"
+    fine_tune_epochs: int = 14
     fine_tune_learning_rate: float = 2e-4
-    # The cosine schedule ends at this fraction of the peak rather than at zero, so that the last
-    # epochs still move, and their weights are averaged (stochastic weight averaging, Izmailov et
-    # al., 2018): the average sits in a flatter region than any one epoch's weights. Safe here
-    # because BatchNormalization is frozen, so no statistics need recomputing after averaging.
-    final_learning_rate_fraction: float = 0.1
-    average_last_epochs: int = 5
+    # Optional stochastic weight averaging (Izmailov et al., 2018): end the cosine schedule above zero
+    # and keep the mean of the last epochs' weights (safe because BatchNormalization stays frozen).
+    # Tried on 2026-11-24 with block_7_expand, 16 epochs, floor 0.1 and the last 5 epochs averaged:
+    # validation accuracy 99.05% against 99.13% for these defaults, so it is off by default.
+    final_learning_rate_fraction: float = 0.0
+    average_last_epochs: int = 1
     weight_decay: float = 1e-5
 
     dropout: float = 0.2
