@@ -25,6 +25,7 @@ from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_fi
 #: folder of thousands never holds more than one chunk of tensors at a time.
 CHUNK = 64
 CLASSIFY_MODES = ("auto", "single", "field")
+DECODE_WORKERS = 4
 
 
 @dataclass
@@ -174,25 +175,36 @@ class Classifier:
         results: list[ImageResult] = []
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
-        decoded_all = decode_all(source for _, source in sources)
-        for done, ((name, _), decoded) in enumerate(zip(sources, decoded_all, strict=True), start=1):
-            if isinstance(decoded, ImageLoadError):
-                results.append(ImageResult(name=name, source=name, error=str(decoded)))
-            elif mode == "field" or (mode == "auto" and is_whole_field(decoded.rgb)):
-                cells = self._field_cells(name, decoded, keep_images)
-                results.extend(cells)
-                for cell in cells:
-                    if cell.error is None:
-                        inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
-                        classified.append(cell)
-            else:
-                result = ImageResult(name=name, source=name, notes=decoded.notes)
-                result.image = decoded if keep_images else None
-                results.append(result)
-                inputs.append(to_model_input(decoded.rgb, self.card.input_size))
-                classified.append(result)
-            if on_progress:
-                on_progress(done, len(sources))
+
+        def inspect(source) -> tuple[DecodedImage | ImageLoadError, bool]:
+            # Decoding and the field-of-view test both run in the worker threads (Pillow and SciPy
+            # release the GIL), which matters for batches of single-cell images in "auto" mode.
+            try:
+                decoded = decode_image(source)
+            except ImageLoadError as exc:
+                return exc, False
+            return decoded, mode == "field" or (mode == "auto" and is_whole_field(decoded.rgb))
+
+        with ThreadPoolExecutor(DECODE_WORKERS) as pool:
+            inspected = pool.map(inspect, (source for _, source in sources))
+            for done, ((name, _), (decoded, whole_field)) in enumerate(zip(sources, inspected, strict=True), start=1):
+                if isinstance(decoded, ImageLoadError):
+                    results.append(ImageResult(name=name, source=name, error=str(decoded)))
+                elif whole_field:
+                    cells = self._field_cells(name, decoded, keep_images)
+                    results.extend(cells)
+                    for cell in cells:
+                        if cell.error is None:
+                            inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
+                            classified.append(cell)
+                else:
+                    result = ImageResult(name=name, source=name, notes=decoded.notes)
+                    result.image = decoded if keep_images else None
+                    results.append(result)
+                    inputs.append(to_model_input(decoded.rgb, self.card.input_size))
+                    classified.append(result)
+                if on_progress:
+                    on_progress(done, len(sources))
         if inputs:
             for result, prediction in zip(classified, self.predictions(np.stack(inputs), threshold), strict=True):
                 result.prediction = prediction
@@ -216,7 +228,9 @@ class Classifier:
         return cells
 
 
-def decode_all(sources: Iterable[bytes | str | Path], workers: int = 4) -> Iterable[DecodedImage | ImageLoadError]:
+def decode_all(
+    sources: Iterable[bytes | str | Path], workers: int = DECODE_WORKERS
+) -> Iterable[DecodedImage | ImageLoadError]:
     """Decode in threads (Pillow releases the GIL while decoding), in input order."""
 
     def attempt(source):
