@@ -16,6 +16,10 @@ HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a p
 MUTED = "#90a4ae"
 UNCERTAIN = "#f9a825"
 FONT = {"size": 16}
+DATASET_NAMES = {
+    "pbc_test": "PBC test split (held out, training lab)",
+    "pbc_val": "PBC validation split (used for calibration and thresholds)",
+}
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:

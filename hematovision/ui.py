@@ -209,7 +209,11 @@ def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: l
 
     field = cells[0].field_image
     found = [cell for cell in cells if cell.prediction is not None]
-    boxes = [(cell.box, cell.prediction.label, cell.prediction.uncertain) for cell in found]
+    boxes = [
+        (cell.box, "not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label,
+         cell.prediction.uncertain or cell.prediction.out_of_domain)
+        for cell in found
+    ]  # fmt: skip
     photo_column, table_column = st.columns([3, 2])
     photo_column.image(draw_cell_boxes(field.rgb, boxes), caption=cells[0].source, width="stretch")
     table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")

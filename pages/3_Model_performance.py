@@ -12,7 +12,10 @@ datasets = evaluation["datasets"]
 names = list(datasets)
 default = names.index("pbc_test") if "pbc_test" in names else 0
 name = st.selectbox(
-    "Evaluated on", names, index=default, format_func=lambda key: evaluation.get("descriptions", {}).get(key, key)
+    "Evaluated on",
+    names,
+    index=default,
+    format_func=lambda key: evaluation.get("descriptions", {}).get(key) or charts.DATASET_NAMES.get(key, key),
 )
 report = datasets[name]
 
