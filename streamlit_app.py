@@ -31,11 +31,11 @@ else:
     st.header("The model")
     metrics = card.metrics
     columns = st.columns(4)
-    columns[0].metric("test accuracy", f"{100 * metrics.get('accuracy', 0):.1f}%")
+    columns[0].metric("test accuracy", f"{100 * metrics.get('accuracy', 0):.2f}%")
     columns[1].metric("macro F1", f"{metrics.get('macro_f1', 0):.3f}")
     columns[2].metric(
         "calibration error (ECE)",
-        f"{100 * metrics.get('ece', 0):.1f}%",
+        f"{100 * metrics.get('ece', 0):.2f}%",
         help=f"Expected calibration error on the test split, 15 bins; "
         f"{100 * metrics.get('ece_uncalibrated', 0):.2f}% before temperature scaling.",
     )
@@ -50,6 +50,13 @@ else:
   validation split; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.
 - **Training data**: {card.data.get("split", "?")}; trained {card.created[:10]} in
   {card.training.get("wall_time_minutes", "?")} min on {card.training.get("machine", "?")}.
+- **Not a blood-cell image?** {
+            "An image far from everything the model learned from gets no class."
+            if card.novelty
+            else "This model folder has no novelty check: every image gets a class."
+        }
+- **Other labs**: trained on one lab's images; images from other microscopes, stains or cameras can be
+  classified wrongly and confidently (see Model performance).
 """
     )
 
