@@ -16,7 +16,7 @@ import numpy as np
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
-from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
+from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, load_model_input, to_model_input
 from hematovision.metrics import softmax
 from hematovision.novelty import NOVELTY_FILE, NoveltyModel
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
@@ -121,7 +121,7 @@ class Classifier:
 
     def model_input(self, source: bytes | str | Path) -> np.ndarray:
         """Decode one image and resize it to this model's input (raises ImageLoadError)."""
-        return to_model_input(decode_image(source).rgb, self.card.input_size)
+        return load_model_input(source, self.card.input_size)
 
     def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Penultimate features and raw logits for a uint8 batch (N, size, size, 3)."""

@@ -99,7 +99,8 @@ def test_explain_uses_classified_images(app):
     at = at.switch_page("pages/2_Explain.py").run()
     assert not at.exception
     assert at.selectbox[0].options == ["cell_0.png", "cell_1.png"]
-    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    assert len(at.get("image")) == 3  # original, heatmap, overlay
+    assert at.get("download_button")
     assert "Grad-CAM" in texts(at)
     at.sidebar.selectbox[0].set_value("platelet").run()  # "why not platelet?"
     assert not at.exception

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +16,8 @@ from hematovision.datasets import (
     scan_class_folders,
     stratified_split,
 )
-from hematovision.imaging import ImageLoadError, to_model_input
-from hematovision.predict import decode_all
+from hematovision.evaluation import LabelledBatch, decode_labelled
 from training.config import TrainConfig
-
-
-@dataclass
-class Split:
-    images: np.ndarray  # (N, size, size, 3) uint8, exactly what the served model would see
-    labels: np.ndarray  # (N,) int class indices
-    paths: list[Path]
 
 
 def find_images(data_dir: Path, seed: int) -> tuple[list[LabelledImage], str]:
@@ -42,22 +33,15 @@ def find_images(data_dir: Path, seed: int) -> tuple[list[LabelledImage], str]:
     return stratified_split(scan.images, seed), f"class folders, stratified 75/10/15 split with seed {seed}"
 
 
-def load_split(images: list[LabelledImage], classes: list[str], size: int) -> Split:
+def load_split(images: list[LabelledImage], classes: list[str], size: int) -> LabelledBatch:
     """Decode and resize every image through the serving path; unreadable files are reported and left out."""
-    index = {name: i for i, name in enumerate(classes)}
-    arrays, labels, kept = [], [], []
-    for item, decoded in zip(images, decode_all(item.path for item in images), strict=True):
-        if isinstance(decoded, ImageLoadError):
-            print(f"skipped {item.path}: {decoded}", file=sys.stderr)
-            continue
-        arrays.append(to_model_input(decoded.rgb, size))
-        labels.append(index[item.label])
-        kept.append(item.path)
-    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
-    return Split(stacked, np.asarray(labels, np.int64), kept)
+    batch = decode_labelled(images, classes, size)
+    for item in batch.unreadable:
+        print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
+    return batch
 
 
-def load_splits(images: list[LabelledImage], classes: list[str], size: int) -> dict[str, Split]:
+def load_splits(images: list[LabelledImage], classes: list[str], size: int) -> dict[str, LabelledBatch]:
     started = time.perf_counter()
     splits = {
         name: load_split([i for i in images if i.split == name], classes, size) for name in ("train", "val", "test")
@@ -90,7 +74,9 @@ def augment(image: tf.Tensor, config: TrainConfig) -> tf.Tensor:
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def training_dataset(split: Split, n_classes: int, config: TrainConfig, sample_weights: np.ndarray) -> tf.data.Dataset:
+def training_dataset(
+    split: LabelledBatch, n_classes: int, config: TrainConfig, sample_weights: np.ndarray
+) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((split.images, tf.one_hot(split.labels, n_classes), sample_weights))
     return (
         dataset.shuffle(len(split.labels), seed=config.seed, reshuffle_each_iteration=True)
