@@ -54,6 +54,24 @@ def classifier_or_stop() -> Classifier:
         st.stop()
 
 
+def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_progress=None) -> list[ImageResult]:
+    """Classify uploads once per (model, files, mode): widgets rerun the page, and a batch takes seconds.
+
+    Only the uncertain flag depends on the threshold, so it is set here on the cached results' copies.
+    """
+    digests = tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources)
+    results = _cached_classify(str(paths.model_dir()), digests, mode, sources, on_progress)
+    for result in results:
+        if result.prediction is not None:
+            result.prediction.uncertain = result.prediction.confidence < threshold
+    return results
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _cached_classify(model_dir: str, digests: tuple, mode: str, _sources, _on_progress) -> list[ImageResult]:
+    return _load_classifier(model_dir).classify(_sources, keep_images=True, mode=mode, on_progress=_on_progress)
+
+
 @st.cache_resource(show_spinner=False)
 def _load_attribution(model_dir: str) -> AttributionMethods:
     classifier = _load_classifier(model_dir)

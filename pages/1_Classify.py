@@ -35,13 +35,10 @@ if not sources:
     st.stop()
 
 progress = st.progress(0.0, text="Reading images…")
-results = classifier.classify(
-    sources,
-    threshold=threshold,
-    keep_images=True,
-    mode=mode,
+results = ui.classify(
+    sources, threshold, mode,
     on_progress=lambda done, total: progress.progress(done / total, text=f"Read {done} of {total} images"),
-)
+)  # fmt: skip
 progress.empty()
 ui.store_results(results, card.input_size)
 
