@@ -55,7 +55,16 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tiny_dataset) -> Path:
+def tiny_other_lab(tmp_path_factory) -> Path:
+    """A second "lab" laid out as train/val/test class folders, as `training.bccd --export-crops` writes."""
+    root = tmp_path_factory.mktemp("other_lab")
+    for offset, split in enumerate(("train", "val", "test")):
+        write_class_folders(root / split, per_class=3, classes=TINY_CLASSES[:2], seed=7 + offset)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_dataset, tiny_other_lab) -> Path:
     """A complete artifact folder from the real training CLI: small backbone, one short epoch per phase.
 
     Uses the ImageNet 0.35 weights from ../shared when present (trained features make Grad-CAM
@@ -69,7 +78,8 @@ def tiny_model_dir(tmp_path_factory, tiny_dataset) -> Path:
         [
             "--data", str(tiny_dataset), "--out", str(out), "--alpha", "0.35", "--weights", weights,
             "--image-size", str(TINY_SIZE), "--head-epochs", "5", "--fine-tune-epochs", "1",
-            "--fine-tune-from", "block_15_expand", "--batch-size", "16",
+            "--fine-tune-from", "block_15_expand", "--batch-size", "16", "--blur", "1.5",
+            "--extra-data", str(tiny_other_lab), "--extra-repeat", "2",
         ]
     )  # fmt: skip
     assert code == 0

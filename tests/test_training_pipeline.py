@@ -12,7 +12,7 @@ from hematovision.metrics import softmax
 from tests.conftest import TINY_CLASSES, TINY_SIZE, encode, synthetic_cell, write_class_folders
 
 
-def test_artifact_folder_is_complete(tiny_model_dir):
+def test_artifact_folder_is_complete(tiny_model_dir, tiny_other_lab):
     for name in (paths.MODEL_FILE, paths.CARD_FILE, paths.EVALUATION_FILE, paths.HISTORY_FILE):
         assert (tiny_model_dir / name).is_file(), name
     card = load_card(tiny_model_dir)
@@ -24,6 +24,10 @@ def test_artifact_folder_is_complete(tiny_model_dir):
     assert card.inference["batch_images_per_second"] > 0
     evaluation = load_evaluation(tiny_model_dir)
     assert {"pbc_val", "pbc_test"} <= set(evaluation["datasets"])
+    # The other lab's images were mixed in, and its held-out splits scored on their own.
+    assert card.data["extra"]["counts"] == {"train": 6, "val": 6, "test": 6}
+    assert evaluation["datasets"][f"{tiny_other_lab.name}_test"]["n"] == 6
+    assert f"{tiny_other_lab.name}_val_accuracy" in card.metrics
     history = load_history(tiny_model_dir)
     assert [row["phase"] for row in history].count("fine_tune") == 1
 
@@ -150,3 +154,15 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
     assert main(["classify", str(tmp_path / "smear.png"), "--model", str(tiny_model_dir), "--mode", "single",
                  "--csv", str(table)]) == 0  # fmt: skip
     assert len(table.read_text().splitlines()) == 2
+
+
+def test_gaussian_blur_keeps_mean_and_softens_edges():
+    from training.data import gaussian_blur
+
+    image = np.zeros((32, 32, 3), np.float32)
+    image[:, 16:] = 1.0
+    sharp = gaussian_blur(image, sigma=np.float32(0.0)).numpy()
+    np.testing.assert_allclose(sharp, image, atol=1e-6)
+    soft = gaussian_blur(image, sigma=np.float32(2.0)).numpy()
+    assert abs(soft.mean() - image.mean()) < 1e-3
+    assert 0.2 < soft[10, 15, 0] < 0.5 and 0.5 < soft[10, 16, 0] < 0.8

@@ -53,6 +53,16 @@ class TrainConfig:
     contrast: float = 0.15
     saturation: float = 0.2
     hue: float = 0.04
+    # Largest Gaussian blur sigma, in pixels at the model's input size, drawn uniformly per image:
+    # other labs' cameras and lower magnifications give softer cells than the CellaVision DM96.
+    blur: float = 0.0
+
+    # Another lab's labelled images, as <folder>/{train,val,test}/<class>/ (for instance the BCCD crops
+    # written by `python -m training.bccd --export-crops`). Its train images join training, repeated
+    # `extra_repeat` times because there are few of them; its val images join calibration; its val and
+    # test splits are scored and recorded as "<folder name>_val" and "<folder name>_test".
+    extra_data: str = ""
+    extra_repeat: int = 1
 
     # The "uncertain" flag: lowest confidence above which validation predictions are this accurate.
     threshold_target_accuracy: float = 0.995

@@ -51,6 +51,28 @@ def load_splits(images: list[LabelledImage], classes: list[str], size: int) -> d
     return splits
 
 
+def load_split_folders(root: Path, classes: list[str], size: int) -> dict[str, LabelledBatch]:
+    """A dataset laid out as ``root/{train,val,test}/<class>/``; a missing split is empty."""
+    splits = {}
+    for name in ("train", "val", "test"):
+        folder = root / name
+        scan = scan_class_folders(folder, classes) if folder.is_dir() else None
+        for reason in scan.skipped if scan else []:
+            print(f"skipped {name}/{reason}", file=sys.stderr)
+        splits[name] = load_split(scan.images if scan else [], classes, size)
+    return splits
+
+
+def concatenate(first: LabelledBatch, second: LabelledBatch, repeat: int = 1) -> LabelledBatch:
+    """``first`` followed by ``repeat`` copies of ``second``."""
+    return LabelledBatch(
+        images=np.concatenate([first.images, *[second.images] * repeat]).astype(np.uint8),
+        labels=np.concatenate([first.labels, *[second.labels] * repeat]).astype(first.labels.dtype),
+        paths=first.paths + second.paths * repeat,
+        unreadable=first.unreadable + second.unreadable,
+    )
+
+
 def augment(image: tf.Tensor, config: TrainConfig) -> tf.Tensor:
     """One random view of a uint8 image, returned as float 0-255 (the model's input range)."""
     size = config.image_size
@@ -71,7 +93,21 @@ def augment(image: tf.Tensor, config: TrainConfig) -> tf.Tensor:
     x = tf.image.random_contrast(x, 1.0 - config.contrast, 1.0 + config.contrast)
     x = tf.image.random_saturation(x, 1.0 - config.saturation, 1.0 + config.saturation)
     x = tf.image.random_hue(x, config.hue)
+    if config.blur > 0:
+        x = gaussian_blur(x, tf.random.uniform([], 0.0, config.blur))
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:
+    """Separable Gaussian blur of one (H, W, 3) image; edges are reflected, not darkened by zero padding."""
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(sigma, 1e-3)))
+    kernel = kernel / tf.reduce_sum(kernel)
+    across = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    down = tf.reshape(across, [-1, 1, 3, 1])
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    blurred = tf.nn.depthwise_conv2d(padded, across, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, down, [1, 1, 1, 1], "VALID")[0]
 
 
 def training_dataset(

@@ -34,7 +34,14 @@ from hematovision.evaluation import evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
 from training.config import TrainConfig
-from training.data import class_weights, find_images, load_splits, training_dataset
+from training.data import (
+    class_weights,
+    concatenate,
+    find_images,
+    load_split_folders,
+    load_splits,
+    training_dataset,
+)
 from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, build_model, set_trainable
 
 OPTION_HELP = {
@@ -60,6 +67,10 @@ OPTION_HELP = {
     "contrast": "augmentation: largest contrast change (fraction)",
     "saturation": "augmentation: largest saturation change (fraction)",
     "hue": "augmentation: largest hue shift (fraction of the colour wheel)",
+    "blur": "augmentation: largest Gaussian blur sigma in pixels (0 = none)",
+    "extra_data": "optional folder of another lab's images as train/ val/ test/ class folders: train is mixed in, "
+    "val joins calibration, val and test are scored",
+    "extra_repeat": "times each extra train image is repeated per epoch",
     "threshold_target_accuracy": "validation accuracy the 'uncertain' threshold must secure above it",
 }
 
@@ -233,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.weights not in ("imagenet", "none") and not Path(config.weights).is_file():
         print(f"error: weights file {config.weights} does not exist (or pass --weights imagenet)", file=sys.stderr)
         return 2
+    extra_dir = Path(config.extra_data) if config.extra_data else None
+    if extra_dir is not None and not (extra_dir / "train").is_dir():
+        print(f"error: --extra-data {extra_dir} has no train/ folder of class folders", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
 
@@ -243,12 +258,21 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the train and val splits both need images", file=sys.stderr)
         return 2
 
+    extra = load_split_folders(extra_dir, classes, config.image_size) if extra_dir else None
+    # Training sees the extra lab's train images; Keras' per-epoch validation stays on the main val split.
+    fit_splits = splits
+    calibration = splits["val"]
+    if extra is not None:
+        print(f"extra data {extra_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in extra.items()), flush=True)
+        fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
+        calibration = concatenate(splits["val"], extra["val"])
+
     model = build_model(config, len(classes))
-    weights = class_weights(splits["train"].labels, len(classes), config.class_weight_power)
+    weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
     history: list[dict] = []
-    train_head(model, splits, weights, config, history)
+    train_head(model, fit_splits, weights, config, history)
     if config.fine_tune_epochs > 0:
-        fine_tune(model, splits, weights, config, history)
+        fine_tune(model, fit_splits, weights, config, history)
 
     args.out.mkdir(parents=True, exist_ok=True)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
@@ -263,15 +287,19 @@ def main(argv: list[str] | None = None) -> int:
         white_cell_classes=[name for name in classes if name in WHITE_CELL_CLASSES],
     )
     classifier = Classifier(model, card)
-    val_logits = classifier.logits(splits["val"].images)
-    card.temperature = round(fit_temperature(val_logits, splits["val"].labels), 4)
+    # Calibrated on every validation image, the extra lab's included: the app serves both kinds.
+    val_logits = classifier.logits(calibration.images)
+    card.temperature = round(fit_temperature(val_logits, calibration.labels), 4)
     card.low_confidence_threshold = choose_confidence_threshold(
-        softmax(val_logits, card.temperature), splits["val"].labels, config.threshold_target_accuracy
+        softmax(val_logits, card.temperature), calibration.labels, config.threshold_target_accuracy
     )
 
     evaluation = {"datasets": {"pbc_val": evaluate_arrays(classifier, splits["val"].images, splits["val"].labels)}}
     if len(splits["test"].labels):
         evaluation["datasets"]["pbc_test"] = evaluate_arrays(classifier, splits["test"].images, splits["test"].labels)
+    for name, split in (extra or {}).items():
+        if name != "train" and len(split.labels):
+            evaluation["datasets"][f"{extra_dir.name}_{name}"] = evaluate_arrays(classifier, split.images, split.labels)
     wall = time.perf_counter() - started
     val_confidence = softmax(val_logits, card.temperature).max(axis=1)
 
@@ -288,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         "class_counts": class_counts_by_split(images),
         "credit": "Acevedo et al., Data in Brief 30 (2020) 105474, CC BY 4.0",
     }
+    if extra is not None:
+        card.data["extra"] = {
+            "source": str(extra_dir),
+            "counts": {name: len(split.labels) for name, split in extra.items()},
+            "train_repeat": config.extra_repeat,
+        }
     card.training = {
         "config": dataclasses.asdict(config),
         "command": "python -m training.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
@@ -304,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         "n": summary_source["n"],
         "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
         "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
+        **{
+            f"{name}_accuracy": round(report["accuracy"], 4)
+            for name, report in evaluation["datasets"].items()
+            if not name.startswith("pbc_")
+        },
     }
     card.inference = {
         "batch_images_per_second": measure_throughput(classifier, splits["val"].images),
