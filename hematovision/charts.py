@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ FONT = {"size": 16}
 DATASET_NAMES = {
     "pbc_test": "PBC test split (held out, training lab)",
     "pbc_val": "PBC validation split (used for calibration and thresholds)",
+    "bccd_crops_test": "BCCD crops from held-out test photos (another lab, camera and stain)",
+    "bccd_crops_val": "BCCD crops from validation photos (another lab; used for calibration)",
 }
 
 
@@ -221,6 +224,16 @@ def class_counts_table(counts_by_split: dict[str, dict[str, int]]) -> pd.DataFra
     table["total"] = table.sum(axis=1)
     table.index.name = "class"
     return table.reset_index()
+
+
+def extra_data_caption(extra: dict[str, Any]) -> str:
+    """One sentence on the other lab's images that training mixed in (the card's data["extra"])."""
+    counts = extra["counts"]
+    return (
+        f"Training also used {counts.get('train', 0)} images from another lab ({Path(extra['source']).name}, "
+        f"each seen {extra.get('train_repeat', 1)}× per epoch); its {counts.get('val', 0)} validation and "
+        f"{counts.get('test', 0)} test images were kept out of training."
+    )
 
 
 def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:

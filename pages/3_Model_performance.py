@@ -57,4 +57,6 @@ card = ui.card_or_none()
 if card and card.data.get("class_counts"):
     st.header("Data: images per class and split")
     st.dataframe(charts.class_counts_table(card.data["class_counts"]), hide_index=True)
+    if card.data.get("extra"):
+        st.caption(charts.extra_data_caption(card.data["extra"]))
 ui.footer()

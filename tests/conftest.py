@@ -63,6 +63,17 @@ def tiny_other_lab(tmp_path_factory) -> Path:
     return root
 
 
+def tiny_training_args(data: Path, other_lab: Path, out: Path) -> list[str]:
+    """The training CLI's arguments for the tiny model (kept here so a test can repeat the run exactly)."""
+    weights = str(SMALL_WEIGHTS) if SMALL_WEIGHTS.is_file() else "none"
+    return [
+        "--data", str(data), "--out", str(out), "--alpha", "0.35", "--weights", weights,
+        "--image-size", str(TINY_SIZE), "--head-epochs", "5", "--fine-tune-epochs", "1",
+        "--fine-tune-from", "block_15_expand", "--batch-size", "16", "--blur", "1.5",
+        "--extra-data", str(other_lab), "--extra-repeat", "2",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_dataset, tiny_other_lab) -> Path:
     """A complete artifact folder from the real training CLI: small backbone, one short epoch per phase.
@@ -73,15 +84,7 @@ def tiny_model_dir(tmp_path_factory, tiny_dataset, tiny_other_lab) -> Path:
     from training.train import main
 
     out = tmp_path_factory.mktemp("tiny_model")
-    weights = str(SMALL_WEIGHTS) if SMALL_WEIGHTS.is_file() else "none"
-    code = main(
-        [
-            "--data", str(tiny_dataset), "--out", str(out), "--alpha", "0.35", "--weights", weights,
-            "--image-size", str(TINY_SIZE), "--head-epochs", "5", "--fine-tune-epochs", "1",
-            "--fine-tune-from", "block_15_expand", "--batch-size", "16", "--blur", "1.5",
-            "--extra-data", str(tiny_other_lab), "--extra-repeat", "2",
-        ]
-    )  # fmt: skip
+    code = main(tiny_training_args(tiny_dataset, tiny_other_lab, out))
     assert code == 0
     return out
 

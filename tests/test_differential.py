@@ -71,3 +71,10 @@ def test_novelty_table_lists_each_category():
                "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9}}  # fmt: skip
     table = charts.novelty_table(novelty)
     assert len(table) == 5 and table["flagged (%)"].tolist()[:3] == [0.2, 0.0, 99.0]
+
+
+def test_extra_data_caption_states_what_was_mixed_in():
+    caption = charts.extra_data_caption(
+        {"source": "/tmp/bccd_crops", "counts": {"train": 166, "val": 57, "test": 57}, "train_repeat": 8}
+    )
+    assert "166 images from another lab (bccd_crops" in caption and "8×" in caption and "57 test" in caption

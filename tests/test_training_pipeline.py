@@ -166,3 +166,15 @@ def test_gaussian_blur_keeps_mean_and_softens_edges():
     soft = gaussian_blur(image, sigma=np.float32(2.0)).numpy()
     assert abs(soft.mean() - image.mean()) < 1e-3
     assert 0.2 < soft[10, 15, 0] < 0.5 and 0.5 < soft[10, 16, 0] < 0.8
+
+
+def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
+    """Issue 2's reproducibility promise, checked on the tiny recipe: a second run with the same seed."""
+    from tests.conftest import tiny_training_args
+    from training.train import main
+
+    assert main(tiny_training_args(tiny_dataset, tiny_other_lab, tmp_path)) == 0
+    first, second = load_evaluation(tiny_model_dir)["datasets"], load_evaluation(tmp_path)["datasets"]
+    for name in first:
+        for metric in ("accuracy", "macro_f1"):
+            assert abs(first[name][metric] - second[name][metric]) <= 0.005, (name, metric)
