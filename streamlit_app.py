@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hematovision import ui
+from hematovision import charts, ui
 
 st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
@@ -55,8 +55,7 @@ else:
             if card.novelty
             else "This model folder has no novelty check: every image gets a class."
         }
-- **Other labs**: trained on one lab's images; images from other microscopes, stains or cameras can be
-  classified wrongly and confidently (see Model performance).
+- **Other labs**: {charts.other_labs_note(metrics, card.data.get("extra"))}
 """
     )
 

@@ -236,6 +236,22 @@ def extra_data_caption(extra: dict[str, Any]) -> str:
     )
 
 
+def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> str:
+    """What the model card says about images from labs other than the training lab."""
+    accuracy = metrics.get("bccd_crops_test_accuracy")
+    if accuracy is None or not extra:
+        return (
+            "trained on one lab's images; images from other microscopes, stains or cameras can be classified "
+            "wrongly and confidently (see Model performance)."
+        )
+    return (
+        f"trained on one lab's images plus {extra['counts'].get('train', 0)} white-cell crops from a second lab "
+        f"(BCCD): {100 * accuracy:.1f}% correct on that lab's held-out crops, against "
+        f"{100 * metrics.get('accuracy', 0):.2f}% on the training lab's test split. A third lab's images may fare "
+        "worse: check uncertain results by eye."
+    )
+
+
 def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
     """Flag rates of the not-a-blood-cell check, from the evaluation JSON's "novelty" section."""
     rows = [

@@ -78,3 +78,10 @@ def test_extra_data_caption_states_what_was_mixed_in():
         {"source": "/tmp/bccd_crops", "counts": {"train": 166, "val": 57, "test": 57}, "train_repeat": 8}
     )
     assert "166 images from another lab (bccd_crops" in caption and "8×" in caption and "57 test" in caption
+
+
+def test_other_labs_note_reports_the_other_lab_only_when_measured():
+    extra = {"source": "/tmp/bccd_crops", "counts": {"train": 166}, "train_repeat": 8}
+    note = charts.other_labs_note({"accuracy": 0.98, "bccd_crops_test_accuracy": 0.807}, extra)
+    assert "166 white-cell crops" in note and "80.7%" in note and "98.00%" in note
+    assert "wrongly and confidently" in charts.other_labs_note({"accuracy": 0.98}, None)
