@@ -12,9 +12,9 @@ st.info(ui.DISCLAIMER)
 
 st.markdown(
     """
-Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell) and
-HematoVision tells you which of eight cell types each one most likely is, how sure it is, and where
-in the image the network looked.
+Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell), or photos
+of a whole field of view, and HematoVision tells you which of eight cell types each cell most likely is,
+how sure it is, and where in the image the network looked.
 
 | page | what it does |
 |---|---|
@@ -47,7 +47,7 @@ else:
 - **Network**: {card.backbone.get("architecture", "?")} (width {card.backbone.get("alpha", "?")}), ImageNet-pretrained,
   fine-tuned on {card.input_size}×{card.input_size} px images; Grad-CAM reads layer `{card.gradcam_layer}`.
 - **Calibration**: confidences are divided by a softmax temperature of {card.temperature:.3f}, fitted on the
-  validation split; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.
+  validation images; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.
 - **Training data**: {card.data.get("split", "?")}; trained {card.created[:10]} in
   {card.training.get("wall_time_minutes", "?")} min on {card.training.get("machine", "?")}.
 - **Not a blood-cell image?** {
