@@ -178,3 +178,6 @@ def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tm
     for name in first:
         for metric in ("accuracy", "macro_f1"):
             assert abs(first[name][metric] - second[name][metric]) <= 0.005, (name, metric)
+    # Seeded, stateless augmentation: the runs saw the same views, so they trained alike.
+    first_loss = [row["loss"] for row in load_history(tiny_model_dir)]
+    assert [row["loss"] for row in load_history(tmp_path)] == pytest.approx(first_loss, rel=1e-3)

@@ -73,28 +73,37 @@ def concatenate(first: LabelledBatch, second: LabelledBatch, repeat: int = 1) ->
     )
 
 
-def augment(image: tf.Tensor, config: TrainConfig) -> tf.Tensor:
-    """One random view of a uint8 image, returned as float 0-255 (the model's input range)."""
+def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """One random view of a uint8 image, returned as float 0-255 (the model's input range).
+
+    Every draw is stateless, from ``seed`` (shape [2]): the parallel input pipeline then gives the same
+    views in every run with the same config seed, which stateful random ops do not guarantee.
+    """
     size = config.image_size
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=12))
+
+    def uniform(index: int, low, high, dtype=tf.float32):
+        return tf.random.stateless_uniform([], seeds[index], low, high, dtype=dtype)
+
     x = tf.image.convert_image_dtype(image, tf.float32)
-    x = tf.image.random_flip_left_right(x)
-    x = tf.image.random_flip_up_down(x)
-    x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+    x = tf.image.stateless_random_flip_left_right(x, seeds[0])
+    x = tf.image.stateless_random_flip_up_down(x, seeds[1])
+    x = tf.image.rot90(x, k=uniform(2, 0, 4, tf.int32))
     # Zoom in by up to `zoom` and shift by up to `shift`, always staying inside the image: padding
     # would add black borders that real smear images never have.
-    side = tf.random.uniform([], 1.0 - config.zoom, 1.0)
+    side = uniform(3, 1.0 - config.zoom, 1.0)
     slack = 1.0 - side
-    top = tf.clip_by_value(slack / 2 + tf.random.uniform([], -config.shift, config.shift), 0.0, slack)
-    left = tf.clip_by_value(slack / 2 + tf.random.uniform([], -config.shift, config.shift), 0.0, slack)
+    top = tf.clip_by_value(slack / 2 + uniform(4, -config.shift, config.shift), 0.0, slack)
+    left = tf.clip_by_value(slack / 2 + uniform(5, -config.shift, config.shift), 0.0, slack)
     box = tf.stack([top, left, top + side, left + side])[None]
     x = tf.image.crop_and_resize(x[None], box, [0], [size, size])[0]
     # Stain and illumination differ between slides, stainings and cameras.
-    x = tf.image.random_brightness(x, config.brightness)
-    x = tf.image.random_contrast(x, 1.0 - config.contrast, 1.0 + config.contrast)
-    x = tf.image.random_saturation(x, 1.0 - config.saturation, 1.0 + config.saturation)
-    x = tf.image.random_hue(x, config.hue)
+    x = tf.image.stateless_random_brightness(x, config.brightness, seeds[6])
+    x = tf.image.stateless_random_contrast(x, 1.0 - config.contrast, 1.0 + config.contrast, seeds[7])
+    x = tf.image.stateless_random_saturation(x, 1.0 - config.saturation, 1.0 + config.saturation, seeds[8])
+    x = tf.image.stateless_random_hue(x, config.hue, seeds[9])
     if config.blur > 0:
-        x = gaussian_blur(x, tf.random.uniform([], 0.0, config.blur))
+        x = gaussian_blur(x, uniform(10, 0.0, config.blur))
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
@@ -114,9 +123,18 @@ def training_dataset(
     split: LabelledBatch, n_classes: int, config: TrainConfig, sample_weights: np.ndarray
 ) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((split.images, tf.one_hot(split.labels, n_classes), sample_weights))
+    # A seeded stream of augmentation seeds, new in each epoch and identical across runs.
+    augmentation_seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
+
+    def one_view(example, seed):
+        image, target, weight = example
+        return augment(image, seed, config), target, weight
+
     return (
-        dataset.shuffle(len(split.labels), seed=config.seed, reshuffle_each_iteration=True)
-        .map(lambda x, y, w: (augment(x, config), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        tf.data.Dataset.zip(
+            dataset.shuffle(len(split.labels), seed=config.seed, reshuffle_each_iteration=True), augmentation_seeds
+        )
+        .map(one_view, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
