@@ -83,3 +83,20 @@ def test_real_cells_are_rarely_flagged(shipped):
     )
     report = evaluate_files(shipped, test_split[::9][:200])
     assert report["flagged_not_blood_cell"] <= 0.02
+
+
+def test_bccd_test_crops_score_what_the_evaluation_records(shipped):
+    """The other-lab figure in models/evaluation.json, re-measured from the smear photos (needs ../shared)."""
+    from hematovision.evaluation import evaluate_arrays
+    from hematovision.imaging import to_model_input
+    from training.bccd import labelled_crops, read_photos
+
+    data = shared_data_or_skip()
+    crops = [crop for crop in labelled_crops(read_photos(data / "bccd")) if crop.split == "test"]
+    images = np.stack([to_model_input(crop.rgb, shipped.card.input_size) for crop in crops])
+    labels = np.array([shipped.classes.index(crop.label) for crop in crops])
+    recorded = load_evaluation(paths.SHIPPED_MODEL_DIR)["datasets"]["bccd_crops_test"]
+    measured = evaluate_arrays(shipped, images, labels)
+    assert measured["n"] == recorded["n"]
+    assert measured["accuracy"] == pytest.approx(recorded["accuracy"], abs=1.5 / recorded["n"])
+    assert measured["accuracy"] >= 0.75
