@@ -147,6 +147,9 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], no
 
 
 def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, leaving out classes a dataset neither has nor got
+    (another lab's crops hold four or five of the eight types; a class predicted there stays listed)."""
+    predicted = dict(zip(report["labels"], np.asarray(report["confusion_matrix"]).sum(axis=0), strict=True))
     return pd.DataFrame(
         [
             {
@@ -155,8 +158,10 @@ def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
                 "recall": round(scores["recall"], 4),
                 "F1": round(scores["f1"], 4),
                 "support": scores["support"],
+                "predicted": int(predicted[name]),
             }
             for name, scores in report["per_class"].items()
+            if scores["support"] or predicted[name]
         ]
     )
 

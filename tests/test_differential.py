@@ -85,3 +85,19 @@ def test_other_labs_note_reports_the_other_lab_only_when_measured():
     note = charts.other_labs_note({"accuracy": 0.98, "bccd_crops_test_accuracy": 0.807}, extra)
     assert "166 white-cell crops" in note and "80.7%" in note and "98.00%" in note
     assert "wrongly and confidently" in charts.other_labs_note({"accuracy": 0.98}, None)
+
+
+def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
+    scores = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    report = {
+        "labels": ["eosinophil", "ig", "platelet"],
+        "confusion_matrix": [[3, 0, 1], [0, 0, 0], [0, 0, 0]],
+        "per_class": {
+            "eosinophil": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
+            "ig": scores,
+            "platelet": scores,
+        },
+    }
+    table = charts.per_class_table(report)
+    assert table["class"].tolist() == ["eosinophil", "platelet"]
+    assert table["predicted"].tolist() == [3, 1]
