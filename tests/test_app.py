@@ -124,7 +124,7 @@ def test_model_performance_page(app):
     at.toggle[0].set_value(True).run()
     assert "%" in chart_specs(at)[0]["data"][0]["text"][0][0]
     per_class = at.dataframe[0].value
-    assert list(per_class.columns) == ["class", "precision", "recall", "F1", "support"]
+    assert list(per_class.columns) == ["class", "precision", "recall", "F1", "support", "predicted"]
 
 
 def test_missing_model_is_said_plainly(monkeypatch, tmp_path):
