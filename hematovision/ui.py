@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from hematovision import paths
+from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
+from hematovision.overlay import draw_cell_boxes
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
 
@@ -192,8 +194,6 @@ def show_single(result: ImageResult, threshold: float) -> None:
 
 
 def show_chart(container, result: ImageResult, threshold: float) -> None:
-    from hematovision import charts
-
     figure = charts.probability_chart(result.prediction, threshold)
     if result.prediction.out_of_domain:
         # Kept for the curious, folded away: these numbers describe an image the model cannot judge.
@@ -222,23 +222,21 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
 
 def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: list[str]) -> None:
     """A field of view: the photo with a labelled box per white cell, its own differential, each cell."""
-    from hematovision import charts
-    from hematovision.differential import differential_count
-    from hematovision.overlay import draw_cell_boxes
-
     field = cells[0].field_image
     found = [cell for cell in cells if cell.prediction is not None]
+    # A cell the novelty check rejects is named as such everywhere, never by the class it would have got.
+    names = ["not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label for cell in found]
     boxes = [
-        (cell.box, "not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label,
-         cell.prediction.uncertain or cell.prediction.out_of_domain)
-        for cell in found
-    ]  # fmt: skip
+        (cell.box, name, cell.prediction.uncertain or cell.prediction.out_of_domain)
+        for cell, name in zip(found, names, strict=True)
+    ]
     photo_column, table_column = st.columns([3, 2])
     photo_column.image(draw_cell_boxes(field.rgb, boxes), caption=cells[0].source, width="stretch")
     table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
     table_column.dataframe(charts.differential_table(differential_count(found, white_cell_classes)), hide_index=True)
-    for number, cell in enumerate(found, start=1):
-        with st.expander(f"cell {number}: {cell.prediction.label} ({100 * cell.prediction.confidence:.1f}%)"):
+    for number, (cell, name) in enumerate(zip(found, names, strict=True), start=1):
+        confidence = "" if cell.prediction.out_of_domain else f" ({100 * cell.prediction.confidence:.1f}%)"
+        with st.expander(f"cell {number}: {name}{confidence}"):
             crop_column, chart_column = st.columns([1, 2])
             crop_column.image(cell.image.rgb, width="stretch")
             show_verdict(chart_column, cell, threshold)
