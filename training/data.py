@@ -80,7 +80,7 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
     views in every run with the same config seed, which stateful random ops do not guarantee.
     """
     size = config.image_size
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=12))
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=11))
 
     def uniform(index: int, low, high, dtype=tf.float32):
         return tf.random.stateless_uniform([], seeds[index], low, high, dtype=dtype)
