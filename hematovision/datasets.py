@@ -17,6 +17,9 @@ from hematovision.imaging import IMAGE_SUFFIXES
 
 MANIFEST_NAME = "pbc_manifest.csv"
 SPLITS = ("train", "val", "test")
+#: A dataset folder may say whom to credit in this file; it is copied into the model card.
+CREDIT_FILE = "CREDIT.txt"
+PBC_CREDIT = "Acevedo et al., Data in Brief 30 (2020) 105474, CC BY 4.0"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class FolderScan:
 def find_manifest(data_dir: Path) -> Path | None:
     candidate = data_dir / MANIFEST_NAME
     return candidate if candidate.is_file() else None
+
+
+def dataset_credit(data_dir: Path) -> str:
+    """Whom to credit for a dataset: its CREDIT.txt, else PBC for the PBC manifest, else empty."""
+    credit_file = data_dir / CREDIT_FILE
+    if credit_file.is_file():
+        return " ".join(credit_file.read_text(encoding="utf-8").split())
+    return PBC_CREDIT if find_manifest(data_dir) is not None else ""
 
 
 def read_manifest(manifest: Path) -> list[LabelledImage]:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from hematovision import paths
+from hematovision.datasets import CREDIT_FILE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -60,6 +61,7 @@ def tiny_other_lab(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("other_lab")
     for offset, split in enumerate(("train", "val", "test")):
         write_class_folders(root / split, per_class=3, classes=TINY_CLASSES[:2], seed=7 + offset)
+    (root / CREDIT_FILE).write_text("Tiny Other Lab,\n generated images, CC0\n", encoding="utf-8")
     return root
 
 

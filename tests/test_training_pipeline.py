@@ -7,7 +7,14 @@ import pytest
 
 from hematovision import paths
 from hematovision.artifacts import load_card, load_evaluation, load_history
-from hematovision.datasets import scan_class_folders, stratified_split
+from hematovision.datasets import (
+    CREDIT_FILE,
+    MANIFEST_NAME,
+    PBC_CREDIT,
+    dataset_credit,
+    scan_class_folders,
+    stratified_split,
+)
 from hematovision.metrics import softmax
 from tests.conftest import TINY_CLASSES, TINY_SIZE, encode, synthetic_cell, write_class_folders
 
@@ -26,6 +33,9 @@ def test_artifact_folder_is_complete(tiny_model_dir, tiny_other_lab):
     assert {"pbc_val", "pbc_test"} <= set(evaluation["datasets"])
     # The other lab's images were mixed in, and its held-out splits scored on their own.
     assert card.data["extra"]["counts"] == {"train": 6, "val": 6, "test": 6}
+    # Credit comes from each dataset's own CREDIT.txt; the generated main set has none to give.
+    assert card.data["extra"]["credit"] == "Tiny Other Lab, generated images, CC0"
+    assert card.data["credit"] == ""
     assert evaluation["datasets"][f"{tiny_other_lab.name}_test"]["n"] == 6
     assert f"{tiny_other_lab.name}_val_accuracy" in card.metrics
     history = load_history(tiny_model_dir)
@@ -39,6 +49,14 @@ def test_same_seed_same_split(tiny_dataset):
     assert first != stratified_split(images, seed=4)
     per_class = [item.split for item in first if item.label == "platelet"]
     assert per_class.count("val") == round(24 * 0.10) and per_class.count("test") == round(24 * 0.15)
+
+
+def test_dataset_credit_prefers_the_folders_own_file(tmp_path):
+    assert dataset_credit(tmp_path) == ""
+    (tmp_path / MANIFEST_NAME).write_text("path,label,split\n")
+    assert dataset_credit(tmp_path) == PBC_CREDIT
+    (tmp_path / CREDIT_FILE).write_text("  Some Lab,\n CC BY 4.0 \n")
+    assert dataset_credit(tmp_path) == "Some Lab, CC BY 4.0"
 
 
 def test_model_is_flat_and_takes_raw_pixels(tiny_classifier):

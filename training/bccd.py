@@ -25,13 +25,14 @@ from PIL import Image
 
 from hematovision import paths
 from hematovision.artifacts import write_json
-from hematovision.datasets import SPLITS
+from hematovision.datasets import CREDIT_FILE, SPLITS
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
 WHITE_CELL_LABELS = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 MATCH_IOU = 0.5
+BCCD_CREDIT = "BCCD Dataset (github.com/Shenggan/BCCD_Dataset), MIT license"
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             folder = args.export_crops / crop.split / crop.label
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(crop.rgb).save(folder / f"{crop.photo}.png")
+        # Whoever trains on these crops gets the credit into their model card (training.train).
+        (args.export_crops / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
         print(f"{len(crops)} crops written under {args.export_crops}")
     if args.json:
         write_json(args.json, report)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from hematovision import paths
 from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
-from hematovision.datasets import class_counts_by_split
+from hematovision.datasets import CREDIT_FILE, class_counts_by_split, dataset_credit
 from hematovision.evaluation import evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
@@ -310,15 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         "weights_origin": "ImageNet-pretrained, no top (see ../shared/README.md for the local files)",
         "preprocessing_layer": "preprocess",
     }
+    credit = dataset_credit(args.data)
+    if not credit:
+        print(f"note: {args.data} has no {CREDIT_FILE}, so the model card names no data credit", flush=True)
     card.data = {
         "source": str(args.data),
         "split": split_source,
         "class_counts": class_counts_by_split(images),
-        "credit": "Acevedo et al., Data in Brief 30 (2020) 105474, CC BY 4.0",
+        "credit": credit,
     }
     if extra is not None:
         card.data["extra"] = {
             "source": str(extra_dir),
+            "credit": dataset_credit(extra_dir),
             "counts": {name: len(split.labels) for name, split in extra.items()},
             "train_repeat": config.extra_repeat,
         }
