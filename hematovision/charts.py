@@ -261,8 +261,8 @@ def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
     """Flag rates of the not-a-blood-cell check, from the evaluation JSON's "novelty" section."""
     rows = [
         ("PBC test split (blood cells, training lab)", novelty["pbc_test_flagged"], novelty["pbc_test_n"]),
-        ("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_test_crops_flagged"],
-         novelty["bccd_test_crops_n"]),
+        ("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_crops_test_flagged"],
+         novelty["bccd_crops_test_n"]),
         ("images that are not blood cells (all)", novelty["non_blood_flagged"], novelty["non_blood_n"]),
     ]  # fmt: skip
     rows += [

@@ -66,7 +66,7 @@ def test_probability_chart_highlights_the_prediction():
 
 
 def test_novelty_table_lists_each_category():
-    novelty = {"pbc_test_flagged": 0.002, "pbc_test_n": 1894, "bccd_test_crops_flagged": 0.0, "bccd_test_crops_n": 57,
+    novelty = {"pbc_test_flagged": 0.002, "pbc_test_n": 1894, "bccd_crops_test_flagged": 0.0, "bccd_crops_test_n": 57,
                "non_blood_flagged": 0.99, "non_blood_n": 330,
                "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9}}  # fmt: skip
     table = charts.novelty_table(novelty)

@@ -102,15 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": round(threshold, 3),
         "pbc_test_flagged": float(novelty.flags(pbc_features["test"]).mean()),
         "pbc_test_n": len(pbc_features["test"]),
-        "bccd_test_crops_flagged": float(novelty.flags(bccd_features["test"]).mean()),
-        "bccd_test_crops_n": len(bccd_features["test"]),
+        "bccd_crops_test_flagged": float(novelty.flags(bccd_features["test"]).mean()),
+        "bccd_crops_test_n": len(bccd_features["test"]),
         "non_blood_flagged": float(novelty.flags(non_blood_features).mean()),
         "non_blood_n": len(non_blood),
         "non_blood_flagged_by_category": {
             k: round(float(np.mean(v)), 4) for k, v in sorted(flagged_by_category.items())
         },
         "pbc_val_flagged": float(novelty.flags(pbc_features["val"]).mean()),
-        "bccd_val_crops_flagged": float(novelty.flags(bccd_features["val"]).mean()),
+        "bccd_crops_val_flagged": float(novelty.flags(bccd_features["val"]).mean()),
     }
     card.novelty = {
         "file": NOVELTY_FILE,
