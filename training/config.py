@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
-    # MobileNetV2 width; 0.35 is the small option. With frozen features the two tie on validation
-    # accuracy (91.9% vs 91.9%, models/README.md); 1.0 is kept for its capacity when fine-tuned.
+    # MobileNetV2 width; 0.35 is the small option (2.3 MB, ~2.7x the throughput). Fine-tuned with this
+    # recipe it reaches 98.50% validation accuracy against 99.13% for 1.0 (models/README.md).
     alpha: float = 1.0
     # "imagenet" lets Keras download the official weights; a path uses a local .h5 (no network here);
     # "none" starts from random weights (only for tests that must run without ../shared).
