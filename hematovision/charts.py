@@ -231,11 +231,16 @@ def class_counts_table(counts_by_split: dict[str, dict[str, int]]) -> pd.DataFra
     return table.reset_index()
 
 
+def extra_dataset_name(extra: dict[str, Any]) -> str:
+    """The other lab's dataset name: its folder's, which training also uses for its metric keys."""
+    return Path(extra["source"]).name
+
+
 def extra_data_caption(extra: dict[str, Any]) -> str:
     """One sentence on the other lab's images that training mixed in (the card's data["extra"])."""
     counts = extra["counts"]
     return (
-        f"Training also used {counts.get('train', 0)} images from another lab ({Path(extra['source']).name}, "
+        f"Training also used {counts.get('train', 0)} images from another lab ({extra_dataset_name(extra)}, "
         f"each seen {extra.get('train_repeat', 1)}× per epoch); its {counts.get('val', 0)} validation and "
         f"{counts.get('test', 0)} test images were kept out of training."
     )
@@ -243,15 +248,15 @@ def extra_data_caption(extra: dict[str, Any]) -> str:
 
 def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> str:
     """What the model card says about images from labs other than the training lab."""
-    accuracy = metrics.get("bccd_crops_test_accuracy")
-    if accuracy is None or not extra:
+    accuracy = metrics.get(f"{extra_dataset_name(extra)}_test_accuracy") if extra else None
+    if accuracy is None:
         return (
             "trained on one lab's images; images from other microscopes, stains or cameras can be classified "
             "wrongly and confidently (see Model performance)."
         )
     return (
         f"trained on one lab's images plus {extra['counts'].get('train', 0)} white-cell crops from a second lab "
-        f"(BCCD): {100 * accuracy:.1f}% correct on that lab's held-out crops, against "
+        f"({extra_dataset_name(extra)}): {100 * accuracy:.1f}% correct on that lab's held-out crops, against "
         f"{100 * metrics.get('accuracy', 0):.2f}% on the training lab's test split. A third lab's images may fare "
         "worse: check uncertain results by eye."
     )

@@ -85,6 +85,9 @@ def test_other_labs_note_reports_the_other_lab_only_when_measured():
     note = charts.other_labs_note({"accuracy": 0.98, "bccd_crops_test_accuracy": 0.807}, extra)
     assert "166 white-cell crops" in note and "80.7%" in note and "98.00%" in note
     assert "wrongly and confidently" in charts.other_labs_note({"accuracy": 0.98}, None)
+    # Training names the other lab's metrics after its folder, whatever that folder is called.
+    extra = {"source": "/data/lab_b", "counts": {"train": 40}, "train_repeat": 2}
+    assert "72.5%" in charts.other_labs_note({"accuracy": 0.98, "lab_b_test_accuracy": 0.725}, extra)
 
 
 def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
