@@ -36,6 +36,7 @@ def test_artifact_folder_is_complete(tiny_model_dir, tiny_other_lab):
     # Credit comes from each dataset's own CREDIT.txt; the generated main set has none to give.
     assert card.data["extra"]["credit"] == "Tiny Other Lab, generated images, CC0"
     assert card.data["credit"] == ""
+    assert ("random" in card.backbone["weights_origin"]) == (card.backbone["weights"] == "none")
     assert evaluation["datasets"][f"{tiny_other_lab.name}_test"]["n"] == 6
     assert f"{tiny_other_lab.name}_val_accuracy" in card.metrics
     history = load_history(tiny_model_dir)

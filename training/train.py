@@ -75,6 +75,14 @@ OPTION_HELP = {
 }
 
 
+#: What the card says about where the backbone's starting weights came from, per --weights value.
+WEIGHTS_ORIGINS = {
+    "imagenet": "ImageNet-pretrained, no top, downloaded by Keras",
+    "none": "random initialisation (no pretraining)",
+    "file": "ImageNet-pretrained, no top, from a local file (see ../shared/README.md)",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
@@ -307,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "architecture": "MobileNetV2",
         "alpha": config.alpha,
         "weights": Path(config.weights).name,
-        "weights_origin": "ImageNet-pretrained, no top (see ../shared/README.md for the local files)",
+        "weights_origin": WEIGHTS_ORIGINS.get(config.weights, WEIGHTS_ORIGINS["file"]),
         "preprocessing_layer": "preprocess",
     }
     credit = dataset_credit(args.data)
