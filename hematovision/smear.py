@@ -91,6 +91,9 @@ GLASS_MARGIN = 10
 MERGE_OVERLAP = 0.4
 #: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops.
 MAX_SINGLE_CELL_ASPECT = 1.15
+#: Context kept around a found cell, as a share of its box's side on each side, when it is cropped
+#: for the single-cell classifier.
+CROP_MARGIN = 0.15
 
 
 def reduce_to_work_scale(rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -215,7 +218,7 @@ def is_whole_field(rgb: np.ndarray) -> bool:
     return bool(cells) and not any(cell.contains(width / 2, height / 2) for cell in cells)
 
 
-def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = 0.15) -> np.ndarray:
+def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.ndarray:
     """A square crop centred on ``box``, of side ``max(width, height) * (1 + 2 * margin)``.
 
     Parts beyond the photo are filled by mirroring it at its edge: a black border would be something

@@ -26,7 +26,7 @@ from PIL import Image
 from hematovision import paths
 from hematovision.artifacts import write_json
 from hematovision.datasets import CREDIT_FILE, SPLITS
-from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
+from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
 WHITE_CELL_LABELS = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -129,7 +129,7 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def labelled_crops(photos: Iterable[SmearPhoto], margin: float = 0.15) -> list[LabelledCrop]:
+def labelled_crops(photos: Iterable[SmearPhoto], margin: float = CROP_MARGIN) -> list[LabelledCrop]:
     """One crop for each photo that shows exactly one white cell, of exactly one known type.
 
     The cell's box is the annotated one. Where a photo has no annotated WBC it is the detector's,
@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pbc-sample", type=int, default=200, help="PBC images to check is_whole_field on (0: none)")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
+        "--margin", type=float, default=CROP_MARGIN, help="context kept around each cell box, as a share of its side"
+    )
+    parser.add_argument(
         "--export-crops",
         type=Path,
         metavar="DIR",
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no BCCD photos under {bccd_dir} (expected JPEGImages/)", file=sys.stderr)
         return 2
     photos = read_photos(bccd_dir, args.seed)
-    crops = labelled_crops(photos)
+    crops = labelled_crops(photos, args.margin)
     report = {
         "data": str(bccd_dir),
         "seed": args.seed,
