@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage as ndi
 
 from hematovision import paths
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
-from training.bccd import count_matches, detection_scores, parse_labels, parse_voc_boxes, read_photos, split_photos
+from training.bccd import (
+    count_matches,
+    detection_scores,
+    parse_labels,
+    parse_voc_boxes,
+    pbc_cell_scale,
+    read_photos,
+    split_photos,
+)
 
 GLASS = (222, 220, 214)
 RED_CELL = (205, 150, 150)
@@ -148,6 +157,18 @@ def test_cells_cut_by_the_frame_are_found_and_clipped():
 def test_rejects_images_that_are_not_rgb():
     with pytest.raises(ValueError, match="RGB"):
         find_white_cells(np.zeros((100, 100), np.uint8))
+
+
+def test_pbc_cell_scale_measures_the_cell_against_the_frame(tmp_path):
+    images = []
+    for seed in range(3):
+        images.append(tmp_path / f"cell{seed}.png")
+        Image.fromarray(synthetic_single_cell(seed)).save(images[-1])
+    scale = pbc_cell_scale(images)
+    assert scale["images"] == scale["one_cell_found"] == 3
+    assert scale["median_cell_fraction"] == pytest.approx(125 / 363, rel=0.1)  # the painted cell is 125 px wide
+    fraction = scale["median_cell_fraction"]
+    assert scale["margin_for_pbc_scale"] == pytest.approx((1 / fraction - 1) / 2)
 
 
 # --- is_whole_field ------------------------------------------------------------------------------

@@ -216,17 +216,42 @@ def detection_scores(photos: Iterable[SmearPhoto], split: str | None = None) -> 
     }
 
 
-def whole_field_rates(photos: Iterable[SmearPhoto], pbc_dir: Path, pbc_sample: int, seed: int) -> dict:
-    """How often :func:`is_whole_field` calls BCCD photos fields and a random sample of PBC single-cell images not."""
-    bccd_calls = [is_whole_field(load_rgb(photo.image_path)) for photo in photos]
+def pbc_sample_paths(pbc_dir: Path, pbc_sample: int, seed: int) -> list[Path]:
     pbc_paths = sorted(pbc_dir.glob("*/*.jpg"))
     chosen = np.random.default_rng(seed).choice(len(pbc_paths), min(pbc_sample, len(pbc_paths)), replace=False)
-    pbc_calls = [is_whole_field(load_rgb(pbc_paths[index])) for index in sorted(chosen)]
+    return [pbc_paths[index] for index in sorted(chosen)]
+
+
+def whole_field_rates(photos: Iterable[SmearPhoto], pbc_paths: list[Path]) -> dict:
+    """How often :func:`is_whole_field` calls BCCD photos fields and PBC single-cell images not."""
+    bccd_calls = [is_whole_field(load_rgb(photo.image_path)) for photo in photos]
+    pbc_calls = [is_whole_field(load_rgb(path)) for path in pbc_paths]
     return {
         "bccd_photos": len(bccd_calls),
         "bccd_called_field": ratio(sum(bccd_calls), len(bccd_calls)),
         "pbc_images": len(pbc_calls),
         "pbc_called_single_cell": ratio(len(pbc_calls) - sum(pbc_calls), len(pbc_calls)),
+    }
+
+
+def pbc_cell_scale(pbc_paths: list[Path]) -> dict:
+    """How large a cell is in a PBC image: the found box's longer side over the image's longer side.
+
+    The classifier learned cells at this scale, so a cell cropped from another lab's photo should be
+    shown at it too: the crop margin that does so is ``(1 / fraction - 1) / 2``.
+    """
+    fractions = []
+    for path in pbc_paths:
+        rgb = load_rgb(path)
+        boxes = find_white_cells(rgb)
+        if len(boxes) == 1:
+            fractions.append(max(boxes[0].width, boxes[0].height) / max(rgb.shape[:2]))
+    median = statistics.median(fractions) if fractions else None
+    return {
+        "images": len(pbc_paths),
+        "one_cell_found": len(fractions),
+        "median_cell_fraction": median,
+        "margin_for_pbc_scale": (1 / median - 1) / 2 if median else None,
     }
 
 
@@ -265,6 +290,13 @@ def print_report(report: dict) -> None:
             f"is_whole_field: {percent(rates['bccd_called_field'])} of {rates['bccd_photos']} BCCD photos are fields,"
             f" {percent(rates['pbc_called_single_cell'])} of {rates['pbc_images']} PBC images single cells"
         )
+    scale = report.get("pbc_cell_scale", {})
+    if scale.get("median_cell_fraction"):
+        print(
+            f"PBC cell scale: the cell spans {scale['median_cell_fraction']:.3f} of the image (median of"
+            f" {scale['one_cell_found']} of {scale['images']} with one cell found); crop margin"
+            f" {scale['margin_for_pbc_scale']:.2f} shows other labs' cells at that scale (now {CROP_MARGIN})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     pbc_dir = args.data / "pbc"
     if args.pbc_sample > 0 and pbc_dir.is_dir():
-        report["whole_field"] = whole_field_rates(photos, pbc_dir, args.pbc_sample, args.seed)
+        pbc_paths = pbc_sample_paths(pbc_dir, args.pbc_sample, args.seed)
+        report["whole_field"] = whole_field_rates(photos, pbc_paths)
+        report["pbc_cell_scale"] = pbc_cell_scale(pbc_paths)
     print_report(report)
     if args.export_crops:
         for crop in crops:
