@@ -73,10 +73,10 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
                 "class": prediction.label if trusted else None,
                 "confidence (%)": round(100 * prediction.confidence, 1) if trusted else None,
                 "uncertain": prediction.uncertain if trusted else None,
-                "problem": "; ".join(filter(None, [problem, *result.notes])),
+                "notes": "; ".join(filter(None, [problem, *result.notes])),
             }
         )
-    return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "problem"])
+    return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "notes"])
 
 
 def results_csv(results: Sequence[ImageResult], classes: Sequence[str]) -> str:

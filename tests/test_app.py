@@ -89,7 +89,7 @@ def test_batch_with_a_bad_file_shows_table_differential_and_error(app):
     assert list(differential["cell type"]) == ["lymphocyte", "neutrophil", "total white cells"]
     counted = int(differential["count"].iloc[-1]) + int(set_apart["count"].sum())
     assert counted == 6  # every file accounted for: white, set apart, uncertain or unreadable
-    assert len(table) == 6 and table["problem"].str.contains("not a recognised").sum() == 1
+    assert len(table) == 6 and table["notes"].str.contains("not a recognised").sum() == 1
     assert at.get("download_button")
 
 

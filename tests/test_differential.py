@@ -49,8 +49,8 @@ def test_tables_account_for_every_input():
                                    "could not be read"}  # fmt: skip
     table = charts.results_table(RESULTS)
     row = table.set_index("file").loc["g"]
-    assert pd.isna(row["class"]) and "does not look like a blood-cell image" in row["problem"]
-    assert table.set_index("file").loc["h", "problem"] == "the file is empty (0 bytes)"
+    assert pd.isna(row["class"]) and "does not look like a blood-cell image" in row["notes"]
+    assert table.set_index("file").loc["h", "notes"] == "the file is empty (0 bytes)"
 
 
 def test_empty_batch_has_no_percentages():
