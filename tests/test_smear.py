@@ -10,8 +10,11 @@ from scipy import ndimage as ndi
 from hematovision import paths
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
 from training.bccd import (
+    SmearPhoto,
     count_matches,
     detection_scores,
+    export_crops,
+    labelled_crops,
     parse_labels,
     parse_voc_boxes,
     pbc_cell_scale,
@@ -245,6 +248,28 @@ def test_split_is_deterministic_stratified_and_whole_photo():
         members = [first[name] for name in names if strata[name] == stratum]
         assert members.count("val") == round(0.2 * size)
         assert members.count("test") == round(0.2 * size)
+
+
+def test_exported_training_crops_come_at_every_margin_and_the_others_at_one(tmp_path):
+    box = CellBox(150, 120, 210, 180)  # 60 px wide
+    photos = []
+    for name, split in [("a", "train"), ("b", "val"), ("c", "test")]:
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(synthetic_smear()[0]).save(path)
+        photos.append(SmearPhoto(name, path, ("lymphocyte",), split, (box,)))
+    crops = labelled_crops(photos, margin=0.15)
+
+    written = export_crops(tmp_path / "crops", crops, photos, train_margins=[0.15, 0.7])
+
+    assert written == 4
+    files = sorted(str(path.relative_to(tmp_path / "crops")) for path in (tmp_path / "crops").rglob("*.png"))
+    assert files == [
+        "test/lymphocyte/c.png", "train/lymphocyte/m15_a.png", "train/lymphocyte/m70_a.png", "val/lymphocyte/b.png",
+    ]  # fmt: skip
+    sides = {name: Image.open(tmp_path / "crops" / name).size[0] for name in files}
+    assert sides["val/lymphocyte/b.png"] == sides["train/lymphocyte/m15_a.png"] == round(60 * 1.3)
+    assert sides["train/lymphocyte/m70_a.png"] == round(60 * 2.4)
+    assert (tmp_path / "crops" / "CREDIT.txt").is_file()
 
 
 def test_parse_voc_boxes_tolerates_whitespace_and_edge_boxes(tmp_path):

@@ -1,6 +1,7 @@
 """The BCCD smear photos: their annotations, a photo-level split, white-cell crops and detection scores.
 
     python -m training.bccd --data ../shared/data [--seed 0] [--pbc-sample 200] [--json FILE]
+        [--export-crops DIR [--margin M] [--train-margins M ...]]
 
 Prints how well :func:`hematovision.smear.find_white_cells` finds the white cells of each split,
 how many labelled single-cell crops each split yields for testing the PBC-trained classifier, and
@@ -148,6 +149,29 @@ def labelled_crops(photos: Iterable[SmearPhoto], margin: float = CROP_MARGIN) ->
             crop = crop_cell(rgb, boxes[0], margin)
             crops.append(LabelledCrop(photo.name, photo.split, photo.labels[0], boxes[0], source, crop))
     return crops
+
+
+def export_crops(
+    folder: Path, crops: list[LabelledCrop], photos: list[SmearPhoto], train_margins: list[float] | None = None
+) -> int:
+    """Write ``folder/<split>/<label>/<photo>.png`` class folders; returns how many crops were written.
+
+    With ``train_margins`` each training photo's crop is cut once per margin instead, named
+    ``m<percent>_<photo>.png``, while validation and test crops stay at the margin of ``crops``: the
+    app crops at one margin, and another lab's cells may come at another scale.
+    """
+    exported = [(crop, f"{crop.photo}.png") for crop in crops if crop.split != "train" or not train_margins]
+    train_photos = [photo for photo in photos if photo.split == "train"]
+    for margin in train_margins or []:
+        prefix = f"m{round(100 * margin)}_"
+        exported += [(crop, f"{prefix}{crop.photo}.png") for crop in labelled_crops(train_photos, margin)]
+    for crop, file_name in exported:
+        class_folder = folder / crop.split / crop.label
+        class_folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop.rgb).save(class_folder / file_name)
+    # Whoever trains on these crops gets the credit into their model card (training.train).
+    (folder / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
+    return len(exported)
 
 
 def count_matches(found: list[CellBox], truth: list[CellBox], min_iou: float = MATCH_IOU) -> int:
@@ -309,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         "--margin", type=float, default=CROP_MARGIN, help="context kept around each cell box, as a share of its side"
     )
     parser.add_argument(
+        "--train-margins",
+        type=float,
+        nargs="+",
+        metavar="MARGIN",
+        help="write each training crop once per margin, as m<percent>_<photo>.png, so a model trained on them "
+        "sees cells at several scales (val and test crops keep --margin, the app's)",
+    )
+    parser.add_argument(
         "--export-crops",
         type=Path,
         metavar="DIR",
@@ -337,13 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         report["pbc_cell_scale"] = pbc_cell_scale(pbc_paths)
     print_report(report)
     if args.export_crops:
-        for crop in crops:
-            folder = args.export_crops / crop.split / crop.label
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(crop.rgb).save(folder / f"{crop.photo}.png")
-        # Whoever trains on these crops gets the credit into their model card (training.train).
-        (args.export_crops / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
-        print(f"{len(crops)} crops written under {args.export_crops}")
+        written = export_crops(args.export_crops, crops, photos, args.train_margins)
+        print(f"{written} crops written under {args.export_crops}")
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
