@@ -61,11 +61,11 @@ class TrainConfig:
 
     # Another lab's labelled images, as <folder>/{train,val,test}/<class>/ (for instance the BCCD crops
     # written by `python -m training.bccd --export-crops`). Its train images join training, repeated
-    # `extra_repeat` times because there are few of them (166 BCCD crops x 8 is about 12% of an epoch);
-    # its val images join calibration; its val and test splits are scored and recorded as
-    # "<folder name>_val" and "<folder name>_test".
+    # `extra_repeat` times because there are few of them (166 BCCD photos cropped at two margins,
+    # 332 crops x 4, are about 12% of an epoch); its val images join calibration; its val and test
+    # splits are scored and recorded as "<folder name>_val" and "<folder name>_test".
     extra_data: str = ""
-    extra_repeat: int = 8
+    extra_repeat: int = 4
 
     # The "uncertain" flag: lowest confidence above which validation predictions are this accurate.
     threshold_target_accuracy: float = 0.995
