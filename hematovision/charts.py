@@ -270,8 +270,10 @@ def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
          novelty["bccd_crops_test_n"]),
         ("images that are not blood cells (all)", novelty["non_blood_flagged"], novelty["non_blood_n"]),
     ]  # fmt: skip
+    # Evaluation files written before per-category counts were recorded still show their rates.
+    counts = novelty.get("non_blood_n_by_category", {})
     rows += [
-        (f"  … {name.replace('_', ' ')}", share, None)
+        (f"  … {name.replace('_', ' ')}", share, counts.get(name))
         for name, share in novelty["non_blood_flagged_by_category"].items()
     ]
     return pd.DataFrame([{"images": name, "flagged (%)": round(100 * share, 2), "n": n} for name, share, n in rows])

@@ -68,9 +68,11 @@ def test_probability_chart_highlights_the_prediction():
 def test_novelty_table_lists_each_category():
     novelty = {"pbc_test_flagged": 0.002, "pbc_test_n": 1894, "bccd_crops_test_flagged": 0.0, "bccd_crops_test_n": 57,
                "non_blood_flagged": 0.99, "non_blood_n": 330,
-               "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9}}  # fmt: skip
+               "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9},
+               "non_blood_n_by_category": {"face": 40, "blank_slide": 30}}  # fmt: skip
     table = charts.novelty_table(novelty)
     assert len(table) == 5 and table["flagged (%)"].tolist()[:3] == [0.2, 0.0, 99.0]
+    assert table["n"].tolist()[3:] == [40, 30]
 
 
 def test_extra_data_caption_states_what_was_mixed_in():

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "non_blood_flagged_by_category": {
             k: round(float(np.mean(v)), 4) for k, v in sorted(flagged_by_category.items())
         },
+        "non_blood_n_by_category": {k: len(v) for k, v in sorted(flagged_by_category.items())},
         "pbc_val_flagged": float(novelty.flags(pbc_features["val"]).mean()),
         "bccd_crops_val_flagged": float(novelty.flags(bccd_features["val"]).mean()),
     }
