@@ -51,7 +51,7 @@ if novelty:
     st.header("Not-a-blood-cell check")
     st.caption("Share of images the app refuses to classify as 'not a blood-cell image'. The threshold was set on "
                "validation images only; none of these images took part in fitting it.")  # fmt: skip
-    st.dataframe(charts.novelty_table(novelty), hide_index=True)
+    st.dataframe(charts.novelty_table(novelty), hide_index=True, height="content")
 
 card = ui.card_or_none()
 if card and card.data.get("class_counts"):
