@@ -156,19 +156,24 @@ def export_crops(
 ) -> int:
     """Write ``folder/<split>/<label>/<photo>.png`` class folders; returns how many crops were written.
 
-    With ``train_margins`` each training photo's crop is cut once per margin instead, named
-    ``m<percent>_<photo>.png``, while validation and test crops stay at the margin of ``crops``: the
-    app crops at one margin, and another lab's cells may come at another scale.
+    With ``train_margins`` each training cell is cut again around the same box once per margin, named
+    ``m<percent>_<photo>.png``, while validation and test crops stay as they are: the app crops at one
+    margin, and another lab's cells may come at another scale.
     """
-    exported = [(crop, f"{crop.photo}.png") for crop in crops if crop.split != "train" or not train_margins]
-    train_photos = [photo for photo in photos if photo.split == "train"]
-    for margin in train_margins or []:
-        prefix = f"m{round(100 * margin)}_"
-        exported += [(crop, f"{prefix}{crop.photo}.png") for crop in labelled_crops(train_photos, margin)]
-    for crop, file_name in exported:
+    image_paths = {photo.name: photo.image_path for photo in photos}
+    exported = []
+    for crop in crops:
+        if crop.split == "train" and train_margins:
+            rgb = load_rgb(image_paths[crop.photo])
+            exported += [
+                (crop, crop_cell(rgb, crop.box, m), f"m{round(100 * m)}_{crop.photo}.png") for m in train_margins
+            ]
+        else:
+            exported.append((crop, crop.rgb, f"{crop.photo}.png"))
+    for crop, rgb, file_name in exported:
         class_folder = folder / crop.split / crop.label
         class_folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop.rgb).save(class_folder / file_name)
+        Image.fromarray(rgb).save(class_folder / file_name)
     # Whoever trains on these crops gets the credit into their model card (training.train).
     (folder / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
     return len(exported)
@@ -348,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         "python -m training.evaluate can score (keep DIR outside the repository: they are dataset images)",
     )
     args = parser.parse_args(argv)
+    if args.train_margins and not args.export_crops:
+        parser.error("--train-margins only applies with --export-crops")
 
     bccd_dir = args.data / "bccd" if (args.data / "bccd").is_dir() else args.data
     if not (bccd_dir / "JPEGImages").is_dir():
