@@ -236,11 +236,22 @@ def extra_dataset_name(extra: dict[str, Any]) -> str:
     return Path(extra["source"]).name
 
 
+def extra_training_images(extra: dict[str, Any], kind: str = "images") -> str:
+    """How many other-lab images training used: "332 images", or "332 crops of 166 white cells (2 scales each)"."""
+    images = extra["counts"].get("train", 0)
+    info = extra.get("crops") or {}
+    cells = info.get("cells", {}).get("train")
+    scales = len(info.get("train_margins", []))
+    if not cells or images != cells * max(scales, 1):
+        return f"{images} {kind}"
+    return f"{images} crops of {cells} white cells" + (f" ({scales} scales each)" if scales > 1 else "")
+
+
 def extra_data_caption(extra: dict[str, Any]) -> str:
     """One sentence on the other lab's images that training mixed in (the card's data["extra"])."""
     counts = extra["counts"]
     return (
-        f"Training also used {counts.get('train', 0)} images from another lab ({extra_dataset_name(extra)}, "
+        f"Training also used {extra_training_images(extra)} from another lab ({extra_dataset_name(extra)}, "
         f"each seen {extra.get('train_repeat', 1)}× per epoch); its {counts.get('val', 0)} validation and "
         f"{counts.get('test', 0)} test images were kept out of training."
     )
@@ -255,7 +266,7 @@ def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> st
             "wrongly and confidently (see Model performance)."
         )
     return (
-        f"trained on one lab's images plus {extra['counts'].get('train', 0)} white-cell crops from a second lab "
+        f"trained on one lab's images plus {extra_training_images(extra, 'white-cell crops')} from a second lab "
         f"({extra_dataset_name(extra)}): {100 * accuracy:.1f}% correct on that lab's held-out crops, against "
         f"{100 * metrics.get('accuracy', 0):.2f}% on the training lab's test split. A third lab's images may fare "
         "worse: check uncertain results by eye."

@@ -7,6 +7,7 @@ made here from a seed, so the same seed always gives the same split.
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ SPLITS = ("train", "val", "test")
 #: A dataset folder may say whom to credit in this file; it is copied into the model card.
 CREDIT_FILE = "CREDIT.txt"
 PBC_CREDIT = "Acevedo et al., Data in Brief 30 (2020) 105474, CC BY 4.0"
+#: Crops cut from larger photos may say how in this file (cells per split, margins); it joins the model card.
+CROPS_INFO_FILE = "crops.json"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ def dataset_credit(data_dir: Path) -> str:
     if credit_file.is_file():
         return " ".join(credit_file.read_text(encoding="utf-8").split())
     return PBC_CREDIT if find_manifest(data_dir) is not None else ""
+
+
+def crops_info(data_dir: Path) -> dict:
+    """The folder's crops.json (how its crops were cut), or {} where it has none."""
+    info_file = data_dir / CROPS_INFO_FILE
+    return json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
 
 
 def read_manifest(manifest: Path) -> list[LabelledImage]:

@@ -80,6 +80,12 @@ def test_extra_data_caption_states_what_was_mixed_in():
         {"source": "/tmp/bccd_crops", "counts": {"train": 166, "val": 57, "test": 57}, "train_repeat": 8}
     )
     assert "166 images from another lab (bccd_crops" in caption and "8×" in caption and "57 test" in caption
+    # Crops that say how they were cut (training.bccd's crops.json) are described as cells and scales.
+    cut = {"cells": {"train": 166, "val": 57}, "train_margins": [0.15, 0.7], "margin": 0.15}
+    caption = charts.extra_data_caption(
+        {"source": "/tmp/bccd_crops", "counts": {"train": 332, "val": 57, "test": 57}, "train_repeat": 4, "crops": cut}
+    )
+    assert "332 crops of 166 white cells (2 scales each) from another lab" in caption
 
 
 def test_other_labs_note_reports_the_other_lab_only_when_measured():

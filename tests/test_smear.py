@@ -8,6 +8,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from hematovision import paths
+from hematovision.datasets import crops_info
 from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
 from training.bccd import (
     SmearPhoto,
@@ -270,6 +271,10 @@ def test_exported_training_crops_come_at_every_margin_and_the_others_at_one(tmp_
     assert sides["val/lymphocyte/b.png"] == sides["train/lymphocyte/m15_a.png"] == round(60 * 1.3)
     assert sides["train/lymphocyte/m70_a.png"] == round(60 * 2.4)
     assert (tmp_path / "crops" / "CREDIT.txt").is_file()
+    assert crops_info(tmp_path / "crops") == {
+        "cells": {"train": 1, "val": 1, "test": 1}, "crops": {"train": 2, "val": 1, "test": 1},
+        "margin": 0.15, "train_margins": [0.15, 0.7],
+    }  # fmt: skip
 
 
 def test_parse_voc_boxes_tolerates_whitespace_and_edge_boxes(tmp_path):

@@ -26,7 +26,7 @@ from PIL import Image
 
 from hematovision import paths
 from hematovision.artifacts import write_json
-from hematovision.datasets import CREDIT_FILE, SPLITS
+from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS
 from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
@@ -152,13 +152,18 @@ def labelled_crops(photos: Iterable[SmearPhoto], margin: float = CROP_MARGIN) ->
 
 
 def export_crops(
-    folder: Path, crops: list[LabelledCrop], photos: list[SmearPhoto], train_margins: list[float] | None = None
+    folder: Path,
+    crops: list[LabelledCrop],
+    photos: list[SmearPhoto],
+    train_margins: list[float] | None = None,
+    margin: float = CROP_MARGIN,
 ) -> int:
     """Write ``folder/<split>/<label>/<photo>.png`` class folders; returns how many crops were written.
 
     With ``train_margins`` each training cell is cut again around the same box once per margin, named
     ``m<percent>_<photo>.png``, while validation and test crops stay as they are: the app crops at one
-    margin, and another lab's cells may come at another scale.
+    margin, and another lab's cells may come at another scale. ``margin`` is the one ``crops`` were cut
+    at; it is recorded, with the cell and crop counts, in crops.json for the model card.
     """
     image_paths = {photo.name: photo.image_path for photo in photos}
     exported = []
@@ -176,6 +181,15 @@ def export_crops(
         Image.fromarray(rgb).save(class_folder / file_name)
     # Whoever trains on these crops gets the credit into their model card (training.train).
     (folder / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
+    write_json(
+        folder / CROPS_INFO_FILE,
+        {
+            "cells": dict(Counter(crop.split for crop in crops)),
+            "crops": dict(Counter(crop.split for crop, _, _ in exported)),
+            "margin": margin,
+            "train_margins": list(train_margins or [margin]),
+        },
+    )
     return len(exported)
 
 
@@ -376,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         report["pbc_cell_scale"] = pbc_cell_scale(pbc_paths)
     print_report(report)
     if args.export_crops:
-        written = export_crops(args.export_crops, crops, photos, args.train_margins)
+        written = export_crops(args.export_crops, crops, photos, args.train_margins, args.margin)
         print(f"{written} crops written under {args.export_crops}")
     if args.json:
         write_json(args.json, report)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from hematovision import paths
 from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
-from hematovision.datasets import CREDIT_FILE, class_counts_by_split, dataset_credit
+from hematovision.datasets import CREDIT_FILE, class_counts_by_split, crops_info, dataset_credit
 from hematovision.evaluation import evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             "credit": dataset_credit(extra_dir),
             "counts": {name: len(split.labels) for name, split in extra.items()},
             "train_repeat": config.extra_repeat,
+            "crops": crops_info(extra_dir),
         }
     card.training = {
         "config": dataclasses.asdict(config),
