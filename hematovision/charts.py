@@ -166,6 +166,26 @@ def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
     )
 
 
+def top_confusions(report: dict[str, Any], limit: int = 5) -> pd.DataFrame:
+    """The most frequent (true class, predicted class) mistakes, largest first: where teaching starts."""
+    matrix = np.asarray(report["confusion_matrix"])
+    labels = report["labels"]
+    mistakes = [
+        (int(matrix[t, p]), labels[t], labels[p], matrix[t, p] / matrix[t].sum())
+        for t in range(len(labels))
+        for p in range(len(labels))
+        if t != p and matrix[t, p]
+    ]
+    mistakes.sort(key=lambda row: (-row[0], row[1], row[2]))
+    return pd.DataFrame(
+        [
+            {"true class": true, "called": called, "images": n, "% of the true class": round(100 * share, 1)}
+            for n, true, called, share in mistakes[:limit]
+        ],
+        columns=["true class", "called", "images", "% of the true class"],
+    )
+
+
 def training_curves(history: Sequence[dict[str, Any]], metric: str) -> go.Figure:
     """``metric`` ('loss' or 'accuracy') for train and validation, epochs numbered across both phases."""
     figure = go.Figure()

@@ -49,7 +49,11 @@ if len(results) > 1 or results[0].box is not None:
     left.subheader("Differential count")
     left.dataframe(charts.differential_table(differential), hide_index=True)
     right.subheader("Counted apart")
-    right.dataframe(charts.set_apart_table(differential), hide_index=True)
+    set_apart = charts.set_apart_table(differential)
+    if set_apart.empty:
+        right.caption("Nothing: every image was read and every cell confidently called a white cell.")
+    else:
+        right.dataframe(set_apart, hide_index=True)
     st.subheader("All images")
     st.dataframe(charts.results_table(results), hide_index=True)
     st.download_button(

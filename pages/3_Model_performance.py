@@ -28,6 +28,10 @@ columns[3].metric("images", f"{report['n']:,}")
 st.header("Confusion matrix")
 normalise = st.toggle("Show row percentages (recall per class)", value=False)
 st.plotly_chart(charts.confusion_heatmap(report["confusion_matrix"], report["labels"], normalise))
+mistakes = charts.top_confusions(report)
+if not mistakes.empty:
+    st.subheader("Most frequent mistakes")
+    st.dataframe(mistakes, hide_index=True)
 
 st.header("Per-class metrics")
 st.dataframe(charts.per_class_table(report), hide_index=True)

@@ -98,6 +98,16 @@ def test_other_labs_note_reports_the_other_lab_only_when_measured():
     assert "72.5%" in charts.other_labs_note({"accuracy": 0.98, "lab_b_test_accuracy": 0.725}, extra)
 
 
+def test_top_confusions_lists_mistakes_largest_first_with_their_share_of_the_true_class():
+    report = {"labels": ["ig", "lymphocyte", "neutrophil"], "confusion_matrix": [[80, 2, 18], [0, 50, 0], [9, 0, 41]]}
+    table = charts.top_confusions(report, limit=2)
+    assert table.to_dict("records") == [
+        {"true class": "ig", "called": "neutrophil", "images": 18, "% of the true class": 18.0},
+        {"true class": "neutrophil", "called": "ig", "images": 9, "% of the true class": 18.0},
+    ]
+    assert charts.top_confusions({"labels": ["a", "b"], "confusion_matrix": [[3, 0], [0, 4]]}).empty
+
+
 def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
     scores = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     report = {
