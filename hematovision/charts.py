@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hematovision.differential import Differential
+from hematovision.metrics import wilson_interval
 from hematovision.predict import ImageResult, Prediction
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
@@ -146,16 +147,30 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], no
     return figure
 
 
+def accuracy_interval_caption(report: dict[str, Any]) -> str:
+    """How far the accuracy could move on another sample of the same size (Wilson interval)."""
+    matrix = np.asarray(report["confusion_matrix"])
+    n = int(matrix.sum())
+    low, high = wilson_interval(int(np.trace(matrix)), n)
+    return (
+        f"95% interval for the accuracy (Wilson): {100 * low:.1f}–{100 * high:.1f}%. "
+        f"On {n:,} images one image moves the accuracy by {100 / max(n, 1):.2f} points."
+    )
+
+
 def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
     """Precision, recall, F1 and support per class, leaving out classes a dataset neither has nor got
     (another lab's crops hold four or five of the eight types; a class predicted there stays listed)."""
-    predicted = dict(zip(report["labels"], np.asarray(report["confusion_matrix"]).sum(axis=0), strict=True))
+    matrix = np.asarray(report["confusion_matrix"])
+    predicted = dict(zip(report["labels"], matrix.sum(axis=0), strict=True))
+    correct = dict(zip(report["labels"], np.diag(matrix), strict=True))
     return pd.DataFrame(
         [
             {
                 "class": name,
                 "precision": round(scores["precision"], 4),
                 "recall": round(scores["recall"], 4),
+                "recall, 95% interval": "{:.3f}–{:.3f}".format(*wilson_interval(int(correct[name]), scores["support"])),
                 "F1": round(scores["f1"], 4),
                 "support": scores["support"],
                 "predicted": int(predicted[name]),

@@ -24,6 +24,7 @@ columns[0].metric("accuracy", f"{100 * report['accuracy']:.2f}%")
 columns[1].metric("macro F1", f"{report['macro_f1']:.4f}")
 columns[2].metric("ECE after calibration", f"{100 * report['ece']:.2f}%")
 columns[3].metric("images", f"{report['n']:,}")
+st.caption(charts.accuracy_interval_caption(report))
 
 st.header("Confusion matrix")
 normalise = st.toggle("Show row percentages (recall per class)", value=False)

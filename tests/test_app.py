@@ -123,8 +123,15 @@ def test_model_performance_page(app):
     assert any(trace.get("name") == "after (temperature)" for spec in specs for trace in spec["data"])
     at.toggle[0].set_value(True).run()
     assert "%" in chart_specs(at)[0]["data"][0]["text"][0][0]
-    per_class = at.dataframe[0].value
-    assert list(per_class.columns) == ["class", "precision", "recall", "F1", "support", "predicted"]
+    tables = [frame.value for frame in at.dataframe]
+    per_class = next(table for table in tables if "precision" in table.columns)
+    assert list(per_class.columns) == [
+        "class", "precision", "recall", "recall, 95% interval", "F1", "support", "predicted",
+    ]  # fmt: skip
+    assert any("95% interval for the accuracy" in caption.value for caption in at.caption)
+    datasets = json.loads((paths.model_dir() / paths.EVALUATION_FILE).read_text())["datasets"]
+    shown = np.asarray(datasets.get("pbc_test", next(iter(datasets.values())))["confusion_matrix"])
+    assert any("called" in table.columns for table in tables) == (shown.sum() > np.trace(shown))
 
 
 def test_missing_model_is_said_plainly(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ from hematovision.metrics import (
     negative_log_likelihood,
     per_class_scores,
     softmax,
+    wilson_interval,
 )
 
 # 3 classes, 8 samples. True:  0 0 0 1 1 1 2 2 ; predicted: 0 0 1 1 1 2 2 0
@@ -76,6 +77,15 @@ def test_threshold_keeps_target_accuracy_above_it():
     assert choose_confidence_threshold(probabilities, y_true, target_accuracy=1.0, floor=0.85) == 0.85
 
 
+def test_wilson_interval_by_hand():
+    # 8 of 10: centre (0.8 + 0.192) / 1.384, half-width 1.96 * sqrt(0.016 + 0.0096) / 1.384.
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    # All right still leaves room below 1; nothing measured says nothing.
+    assert wilson_interval(57, 57) == pytest.approx((0.9369, 1.0), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
 def test_report_has_the_contract_keys():
     probabilities = np.eye(3)[Y_PRED] * 0.8 + 0.2 / 3
     report = classification_report(Y_TRUE, probabilities, ["a", "b", "c"], uncalibrated=probabilities)
@@ -83,4 +93,5 @@ def test_report_has_the_contract_keys():
         report
     )
     assert report["n"] == 8 and report["accuracy"] == pytest.approx(5 / 8)
+    assert report["accuracy_ci95"] == pytest.approx(list(wilson_interval(5, 8)))
     assert report["per_class"]["c"]["support"] == 2

@@ -19,8 +19,10 @@ from hematovision.datasets import find_manifest, read_manifest, scan_class_folde
 
 
 def print_report(report: dict) -> None:
+    low, high = report["accuracy_ci95"]
     print(
-        f"n {report['n']}  accuracy {report['accuracy']:.4f}  macro_f1 {report['macro_f1']:.4f}  "
+        f"n {report['n']}  accuracy {report['accuracy']:.4f} (95% interval {low:.4f}-{high:.4f})  "
+        f"macro_f1 {report['macro_f1']:.4f}  "
         f"ece {report['ece']:.4f}  (before calibration {report.get('ece_uncalibrated', float('nan')):.4f})"
     )
     if "flagged_not_blood_cell" in report:
