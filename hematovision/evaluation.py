@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from hematovision.datasets import LabelledImage
 from hematovision.imaging import ImageLoadError, to_model_input
 from hematovision.metrics import classification_report, softmax
 from hematovision.predict import Classifier, decode_all
+from hematovision.smear import central_cell, crop_cell, find_white_cells, is_whole_field
+
+EVALUATION_MODES = ("auto", "single")
 
 
 def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -30,6 +34,11 @@ def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarr
     return report
 
 
+#: How an image was framed for the model: as one centred cell, as the white cell nearest the centre
+#: of a field of view, or whole because no white cell was found in its wide frame.
+FRAMINGS = ("single_cell", "field_central_cell", "field_without_cells")
+
+
 @dataclass
 class LabelledBatch:
     """Labelled images decoded through the serving path, and the files that could not be read."""
@@ -38,25 +47,51 @@ class LabelledBatch:
     labels: np.ndarray  # (N,) int class indices
     paths: list[Path]
     unreadable: list[dict[str, str]]
+    framing: Counter[str] = field(default_factory=Counter)
 
 
-def decode_labelled(items: Sequence[LabelledImage], classes: Sequence[str], size: int) -> LabelledBatch:
+def labelled_view(rgb: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
+    """The part of a one-label image that its label names, framed as the app's Automatic mode frames it.
+
+    ``mode`` "single" always takes the whole image. In "auto" a field of view is cut down to its white
+    cell nearest the centre, cropped as the app crops each cell; a wide frame with no white cell found
+    is taken whole, as the app then classifies it.
+    """
+    if mode == "single" or not is_whole_field(rgb):
+        return rgb, "single_cell"
+    box = central_cell(find_white_cells(rgb), rgb.shape[1], rgb.shape[0])
+    return (rgb, "field_without_cells") if box is None else (crop_cell(rgb, box), "field_central_cell")
+
+
+def decode_labelled(
+    items: Sequence[LabelledImage], classes: Sequence[str], size: int, mode: str = "single"
+) -> LabelledBatch:
+    if mode not in EVALUATION_MODES:
+        raise ValueError(f"mode must be one of {', '.join(EVALUATION_MODES)}")
     index = {name: i for i, name in enumerate(classes)}
-    inputs, labels, kept, unreadable = [], [], [], []
+    inputs, labels, kept, unreadable, framing = [], [], [], [], Counter()
     for item, decoded in zip(items, decode_all(item.path for item in items), strict=True):
         if isinstance(decoded, ImageLoadError):
             unreadable.append({"file": str(item.path), "reason": str(decoded)})
             continue
-        inputs.append(to_model_input(decoded.rgb, size))
+        view, how = labelled_view(decoded.rgb, mode)
+        framing[how] += 1
+        inputs.append(to_model_input(view, size))
         labels.append(index[item.label])
         kept.append(item.path)
     batch = np.stack(inputs) if inputs else np.zeros((0, size, size, 3), np.uint8)
-    return LabelledBatch(batch, np.asarray(labels, np.int64), kept, unreadable)
+    return LabelledBatch(batch, np.asarray(labels, np.int64), kept, unreadable, framing)
 
 
-def evaluate_files(classifier: Classifier, items: Sequence[LabelledImage]) -> dict[str, Any]:
-    """Report on image files; unreadable ones are listed under ``unreadable``, not scored."""
-    decoded = decode_labelled(items, classifier.classes, classifier.card.input_size)
+def evaluate_files(classifier: Classifier, items: Sequence[LabelledImage], mode: str = "auto") -> dict[str, Any]:
+    """Report on image files; unreadable ones are listed under ``unreadable``, not scored.
+
+    ``mode`` "auto" frames each image as the app's default Automatic mode does (see
+    :func:`labelled_view`); "single" scores every image whole, as one centred cell.
+    """
+    decoded = decode_labelled(items, classifier.classes, classifier.card.input_size, mode)
     report = evaluate_arrays(classifier, decoded.images, decoded.labels)
+    report["mode"] = mode
+    report["framing"] = {how: decoded.framing[how] for how in FRAMINGS}
     report["unreadable"] = decoded.unreadable
     return report

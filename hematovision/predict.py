@@ -25,6 +25,7 @@ from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_fi
 #: folder of thousands never holds more than one chunk of tensors at a time.
 CHUNK = 64
 CLASSIFY_MODES = ("auto", "single", "field")
+NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
 DECODE_WORKERS = 4
 
 
@@ -176,29 +177,34 @@ class Classifier:
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
 
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, bool]:
-            # Decoding and the field-of-view test both run in the worker threads (Pillow and SciPy
-            # release the GIL), which matters for batches of single-cell images in "auto" mode.
+        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None]:
+            """The decoded image and, for a field of view, the white cells in it (None for one cell)."""
+            # Decoding and finding cells both run in the worker threads: Pillow and SciPy release the GIL.
             try:
                 decoded = decode_image(source)
             except ImageLoadError as exc:
-                return exc, False
-            return decoded, mode == "field" or (mode == "auto" and is_whole_field(decoded.rgb))
+                return exc, None
+            if mode == "single" or (mode == "auto" and not is_whole_field(decoded.rgb)):
+                return decoded, None
+            return decoded, find_white_cells(decoded.rgb)
 
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
-            for done, ((name, _), (decoded, whole_field)) in enumerate(zip(sources, inspected, strict=True), start=1):
+            for done, ((name, _), (decoded, boxes)) in enumerate(zip(sources, inspected, strict=True), start=1):
                 if isinstance(decoded, ImageLoadError):
                     results.append(ImageResult(name=name, source=name, error=str(decoded)))
-                elif whole_field:
-                    cells = self._field_cells(name, decoded, keep_images)
+                elif boxes or (boxes is not None and mode == "field"):
+                    cells = self._field_cells(name, decoded, boxes, keep_images)
                     results.extend(cells)
                     for cell in cells:
                         if cell.error is None:
                             inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
                             classified.append(cell)
                 else:
-                    result = ImageResult(name=name, source=name, notes=decoded.notes)
+                    # Automatic mode finding no white cell in a wide frame falls back to one cell:
+                    # a wide crop of a single cell, or of a platelet, is still worth a class.
+                    notes = decoded.notes if boxes is None else [*decoded.notes, NO_CELL_FOUND_NOTE]
+                    result = ImageResult(name=name, source=name, notes=notes)
                     result.image = decoded if keep_images else None
                     results.append(result)
                     inputs.append(to_model_input(decoded.rgb, self.card.input_size))
@@ -211,9 +217,8 @@ class Classifier:
         return results
 
     @staticmethod
-    def _field_cells(name: str, decoded: DecodedImage, keep_images: bool) -> list[ImageResult]:
+    def _field_cells(name: str, decoded: DecodedImage, boxes: list[CellBox], keep_images: bool) -> list[ImageResult]:
         """One result per white cell found in a field of view (a result with an error if none)."""
-        boxes = find_white_cells(decoded.rgb)
         notes = [*decoded.notes, "whole field of view: white cells found and classified one by one"]
         if not boxes:
             message = "whole field of view, but no white cell was found in it (choose single-cell mode to classify it)"

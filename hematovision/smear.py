@@ -205,17 +205,25 @@ def merge_overlapping(boxes: list[CellBox]) -> list[CellBox]:
 def is_whole_field(rgb: np.ndarray) -> bool:
     """True for a field of view (cells to be found first), False for an image of one centred cell.
 
-    Single-cell images are square crops centred on their cell, so a frame that is not square is a
-    field. A square frame is a field when it shows white cells but none at its centre. Measured: that
-    content rule calls 4 of 3,000 PBC images fields (a white cell beside an uncentred erythroblast or
-    platelet), but also only 69% of the BCCD photos, whose photographers often centred a white cell
-    too; the frame shape decides those (all 296 BCCD photos are 4:3).
+    Single-cell images are square crops centred on their cell and camera frames are not square, so
+    the frame's shape decides (all 296 BCCD photos are 4:3). A rule on content was tried as well (a
+    square frame with white cells but none at its centre is a field) and dropped: on the PBC test
+    split it called 8 of 1,894 images fields, mostly platelets with a white cell at the edge, and the
+    Automatic mode then named the neighbour instead of the platelet. Square fields need the
+    "Whole field of view" mode.
     """
     height, width = rgb.shape[:2]
-    if max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width):
-        return True
-    cells = find_white_cells(rgb)
-    return bool(cells) and not any(cell.contains(width / 2, height / 2) for cell in cells)
+    return max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width)
+
+
+def central_cell(boxes: list[CellBox], width: int, height: int) -> CellBox | None:
+    """The box whose centre lies nearest the frame's centre: the cell a one-label photo is about,
+    since whoever took it centred the cell they meant (None when there are no boxes)."""
+
+    def distance(box: CellBox) -> float:
+        return ((box.left + box.right - width) / 2) ** 2 + ((box.top + box.bottom - height) / 2) ** 2
+
+    return min(boxes, key=distance, default=None)
 
 
 def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.ndarray:

@@ -100,3 +100,17 @@ def test_bccd_test_crops_score_what_the_evaluation_records(shipped):
     assert measured["n"] == recorded["n"]
     assert measured["accuracy"] == pytest.approx(recorded["accuracy"], abs=1.5 / recorded["n"])
     assert measured["accuracy"] >= 0.75
+
+
+def test_whole_bccd_photos_score_what_the_evaluation_records(shipped, tmp_path):
+    """Whole held-out smear photos, framed by the Automatic mode, re-measured (needs ../shared)."""
+    from hematovision.datasets import scan_class_folders
+    from training.bccd import export_photos, read_photos
+
+    data = shared_data_or_skip()
+    export_photos(tmp_path, [photo for photo in read_photos(data / "bccd") if photo.split == "test"])
+    report = evaluate_files(shipped, scan_class_folders(tmp_path / "test", shipped.classes).images)
+    recorded = load_evaluation(paths.SHIPPED_MODEL_DIR)["datasets"]["bccd_photos_test"]
+    assert report["n"] == recorded["n"] and report["framing"] == recorded["framing"]
+    assert report["accuracy"] == pytest.approx(recorded["accuracy"], abs=1.5 / recorded["n"])
+    assert report["accuracy"] >= 0.75

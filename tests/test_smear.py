@@ -9,12 +9,14 @@ from scipy import ndimage as ndi
 
 from hematovision import paths
 from hematovision.datasets import crops_info
-from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
+from hematovision.evaluation import labelled_view
+from hematovision.smear import CellBox, central_cell, crop_cell, find_white_cells, is_whole_field
 from training.bccd import (
     SmearPhoto,
     count_matches,
     detection_scores,
     export_crops,
+    export_photos,
     labelled_crops,
     parse_labels,
     parse_voc_boxes,
@@ -191,11 +193,31 @@ def test_smear_photo_is_a_field():
     assert is_whole_field(image)
 
 
-def test_square_field_with_no_centred_cell_is_a_field():
-    # Square like a single-cell image, but its white cells are away from the centre.
+def test_central_cell_is_the_box_nearest_the_frame_centre():
+    boxes = [CellBox(0, 0, 100, 100), CellBox(300, 200, 380, 280), CellBox(500, 400, 640, 480)]
+    assert central_cell(boxes, 640, 480) == boxes[1]
+    assert central_cell([], 640, 480) is None
+
+
+def test_labelled_view_frames_a_field_by_its_central_white_cell():
+    smear, _ = synthetic_smear(0)
+    centre = central_cell(find_white_cells(smear), 640, 480)
+    view, framing = labelled_view(smear, "auto")
+    assert framing == "field_central_cell" and np.array_equal(view, crop_cell(smear, centre))
+    assert labelled_view(smear, "single")[1] == "single_cell"
+    blank_wide = np.full((240, 320, 3), 230, np.uint8)  # no white cell to find: scored whole
+    view, framing = labelled_view(blank_wide, "auto")
+    assert framing == "field_without_cells" and view is blank_wide
+    square_cell = synthetic_single_cell(0)
+    assert labelled_view(square_cell, "auto") == (square_cell, "single_cell")
+
+
+def test_a_square_frame_is_one_cell_even_with_white_cells_off_centre():
+    # Like a PBC platelet image with a neutrophil at its edge: the centred object is what it shows.
     image, _ = synthetic_smear(0)
     square = image[:, :480]
-    assert is_whole_field(square)
+    assert find_white_cells(square)
+    assert not is_whole_field(square)
 
 
 # --- crop_cell -----------------------------------------------------------------------------------
@@ -275,6 +297,20 @@ def test_exported_training_crops_come_at_every_margin_and_the_others_at_one(tmp_
         "cells": {"train": 1, "val": 1, "test": 1}, "crops": {"train": 2, "val": 1, "test": 1},
         "margin": 0.15, "train_margins": [0.15, 0.7],
     }  # fmt: skip
+
+
+def test_exported_photos_are_whole_half_size_and_only_those_with_one_label(tmp_path):
+    photos = []
+    for name, split, labels in [("a", "train", ("neutrophil",)), ("b", "test", ("eosinophil",)),
+                                ("c", "test", ("neutrophil", "eosinophil"))]:  # fmt: skip
+        path = tmp_path / f"{name}.jpg"
+        Image.fromarray(synthetic_smear()[0]).save(path)
+        photos.append(SmearPhoto(name, path, labels, split, None))
+
+    assert export_photos(tmp_path / "photos", photos) == 2
+    files = sorted(str(path.relative_to(tmp_path / "photos")) for path in (tmp_path / "photos").rglob("*.png"))
+    assert files == ["test/eosinophil/b.png", "train/neutrophil/a.png"]
+    assert Image.open(tmp_path / "photos" / files[0]).size == (320, 240)
 
 
 def test_parse_voc_boxes_tolerates_whitespace_and_edge_boxes(tmp_path):

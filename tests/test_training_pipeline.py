@@ -175,6 +175,32 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
     assert len(table.read_text().splitlines()) == 2
 
 
+def test_automatic_mode_classifies_a_wide_frame_without_white_cells_as_one_cell(tiny_classifier):
+    from hematovision.predict import NO_CELL_FOUND_NOTE
+
+    wide = encode(np.full((240, 320, 3), 230, np.uint8))
+    [result] = tiny_classifier.classify([("wide.png", wide)], mode="auto")
+    assert result.prediction is not None and result.box is None and NO_CELL_FOUND_NOTE in result.notes
+    [result] = tiny_classifier.classify([("wide.png", wide)], mode="field")  # forced: says so, invents nothing
+    assert result.prediction is None and "no white cell was found" in result.error
+
+
+def test_evaluate_cli_scores_a_field_by_its_central_cell(tiny_model_dir, tmp_path, capsys):
+    from tests.test_smear import synthetic_smear
+    from training.evaluate import main
+
+    (tmp_path / "photos" / "neutrophil").mkdir(parents=True)
+    (tmp_path / "photos" / "neutrophil" / "field.png").write_bytes(encode(synthetic_smear(1)[0]))
+    out = tmp_path / "report.json"
+    assert main(["--model", str(tiny_model_dir), "--data", str(tmp_path / "photos"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "auto" and report["framing"]["field_central_cell"] == 1
+    assert "1 scored by the white cell nearest the centre" in capsys.readouterr().out
+    assert main(["--model", str(tiny_model_dir), "--data", str(tmp_path / "photos"), "--json", str(out),
+                 "--mode", "single"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["framing"]["single_cell"] == 1
+
+
 def test_gaussian_blur_keeps_mean_and_softens_edges():
     from training.data import gaussian_blur
 

@@ -4,7 +4,8 @@
 
 DATA is a manifest dataset (its test split is scored) or any class-per-folder tree (folder names
 are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
-Images go through the dashboard's own decode -> resize -> predict path.
+Images go through the dashboard's own decode -> resize -> predict path and, by default, are framed as
+its Automatic mode frames them: a whole field of view is scored by its white cell nearest the centre.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def print_report(report: dict) -> None:
         f"macro_f1 {report['macro_f1']:.4f}  "
         f"ece {report['ece']:.4f}  (before calibration {report.get('ece_uncalibrated', float('nan')):.4f})"
     )
+    framing = report.get("framing", {})
+    if framing.get("field_central_cell") or framing.get("field_without_cells"):
+        print(
+            f"whole fields of view: {framing['field_central_cell']} scored by the white cell nearest the centre, "
+            f"{framing['field_without_cells']} with no white cell found scored whole"
+        )
     if "flagged_not_blood_cell" in report:
         print(f"flagged 'not a blood-cell image': {100 * report['flagged_not_blood_cell']:.2f}%")
     print(f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
@@ -45,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
     parser.add_argument("--data", type=Path, required=True, help="manifest dataset folder or class-per-folder tree")
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "single"),
+        default="auto",
+        help="auto: frame each image as the app's Automatic mode does (a field of view is scored by its white "
+        "cell nearest the centre); single: score every image whole, as one centred cell",
+    )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
         "--record",
@@ -85,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no labelled images the model can score under {args.data}", file=sys.stderr)
         return 2
 
-    report = evaluate_files(classifier, items)
+    report = evaluate_files(classifier, items, args.mode)
     if report["n"] == 0:
         print("error: none of the images could be read", file=sys.stderr)
         return 2
