@@ -94,6 +94,9 @@ MAX_SINGLE_CELL_ASPECT = 1.15
 #: Context kept around a found cell, as a share of its box's side on each side, when it is cropped
 #: for the single-cell classifier.
 CROP_MARGIN = 0.15
+#: Pixels whose brightest channel stays below this, in a region touching the crop's edge, are outside
+#: the specimen (an eyepiece camera's black circle, a rotated scan's corners): no stain is that dark.
+OUTSIDE_SPECIMEN_LEVEL = 30
 
 
 def reduce_to_work_scale(rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -243,4 +246,26 @@ def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.
         (max(-top, 0), max(top + side - height, 0)),
         (max(-left, 0), max(left + side - width, 0)),
     ] + [(0, 0)] * (rgb.ndim - 2)
-    return np.pad(inside, padding, mode="symmetric")
+    return fill_outside_specimen(np.pad(inside, padding, mode="symmetric"))
+
+
+def fill_outside_specimen(rgb: np.ndarray) -> np.ndarray:
+    """Paint black regions that touch the edge (no specimen there) with the crop's glass colour.
+
+    The classifier never saw such regions in training: left black, they read as "not a blood cell".
+    Returns the input itself when there is nothing to fill.
+    """
+    dark = rgb.max(axis=-1) < OUTSIDE_SPECIMEN_LEVEL
+    if not dark.any():
+        return rgb
+    regions, _ = ndi.label(dark)
+    edge_labels = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    outside = np.isin(regions, edge_labels[edge_labels > 0])
+    if not outside.any() or outside.all():
+        return rgb
+    specimen = rgb[~outside].astype(np.float32)
+    brightness = specimen.sum(axis=1)
+    glass = np.median(specimen[brightness >= np.percentile(brightness, GLASS_PERCENTILE)], axis=0)
+    filled = rgb.copy()
+    filled[outside] = np.round(glass).astype(rgb.dtype)
+    return filled

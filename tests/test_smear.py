@@ -10,7 +10,15 @@ from scipy import ndimage as ndi
 from hematovision import paths
 from hematovision.datasets import crops_info
 from hematovision.evaluation import labelled_view
-from hematovision.smear import CellBox, central_cell, crop_cell, find_white_cells, is_whole_field
+from hematovision.smear import (
+    OUTSIDE_SPECIMEN_LEVEL,
+    CellBox,
+    central_cell,
+    crop_cell,
+    fill_outside_specimen,
+    find_white_cells,
+    is_whole_field,
+)
 from training.bccd import (
     SmearPhoto,
     count_matches,
@@ -193,6 +201,17 @@ def test_smear_photo_is_a_field():
     assert is_whole_field(image)
 
 
+def test_black_outside_the_specimen_is_painted_with_glass_but_dark_stain_is_kept():
+    image = np.full((100, 100, 3), 220, np.uint8)
+    image[:, :20] = 0  # an eyepiece camera's black edge
+    image[45:55, 45:55] = (10, 0, 25)  # a very dark nucleus, away from the edge
+    filled = fill_outside_specimen(image)
+    assert (filled[:, :20] == 220).all() and (filled[45:55, 45:55] == image[45:55, 45:55]).all()
+    assert fill_outside_specimen(filled) is filled  # nothing left to fill: the same array back
+    crop = crop_cell(image, CellBox(40, 40, 60, 60), margin=1.5)  # 80 px wide: takes in the black edge
+    assert (crop.max(axis=-1) < OUTSIDE_SPECIMEN_LEVEL).sum() == 10 * 10  # only the nucleus stays dark
+
+
 def test_central_cell_is_the_box_nearest_the_frame_centre():
     boxes = [CellBox(0, 0, 100, 100), CellBox(300, 200, 380, 280), CellBox(500, 400, 640, 480)]
     assert central_cell(boxes, 640, 480) == boxes[1]
@@ -225,7 +244,8 @@ def test_a_square_frame_is_one_cell_even_with_white_cells_off_centre():
 
 def gradient_image(height: int = 200, width: int = 300) -> np.ndarray:
     yy, xx = np.mgrid[:height, :width]
-    return np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8) | 1  # no pixel is 0
+    # 40-239: no pixel is black, or dark enough to be taken for outside the specimen.
+    return (np.stack([xx % 200, yy % 200, (xx + yy) % 200], axis=-1) + 40).astype(np.uint8)
 
 
 def test_crop_is_square_and_centred():
