@@ -165,9 +165,10 @@ def find_white_cells(rgb: np.ndarray) -> list[CellBox]:
     """Boxes around each white cell (nucleus and cytoplasm) in an RGB smear photo, top to bottom.
 
     Platelets, red cells and specks are left out. A white cell cut by the frame is found when enough
-    of its nucleus is inside; its box is clipped to the frame.
+    of its nucleus is inside; its box is clipped to the frame. Black beyond the specimen (an eyepiece
+    camera's circle) is first painted glass-coloured, or it would read as one huge stained cell.
     """
-    work, scale = reduce_to_work_scale(rgb)
+    work, scale = reduce_to_work_scale(fill_outside_specimen(rgb))
     nuclei = nucleus_mask(work)
     stained = stained_mask(work) | nuclei
     # Label blobs by what is within half a LOBE_GAP of them, so lobes that close are one nucleus.
@@ -255,6 +256,8 @@ def fill_outside_specimen(rgb: np.ndarray) -> np.ndarray:
     The classifier never saw such regions in training: left black, they read as "not a blood cell".
     Returns the input itself when there is nothing to fill.
     """
+    if rgb.ndim != 3:  # not RGB: left for the caller's own check to refuse
+        return rgb
     dark = rgb.max(axis=-1) < OUTSIDE_SPECIMEN_LEVEL
     if not dark.any():
         return rgb

@@ -212,6 +212,15 @@ def test_black_outside_the_specimen_is_painted_with_glass_but_dark_stain_is_kept
     assert (crop.max(axis=-1) < OUTSIDE_SPECIMEN_LEVEL).sum() == 10 * 10  # only the nucleus stays dark
 
 
+def test_a_cell_beside_black_outside_the_specimen_keeps_its_own_box():
+    smear, true_boxes = synthetic_smear(0)
+    cell = true_boxes[0]
+    cut = smear.copy()
+    cut[:, cell.right + 4 :] = 0  # the frame goes black just right of the cell, as at an eyepiece's edge
+    [found] = find_white_cells(cut)
+    assert found.iou(cell) > 0.8 and found.right <= cell.right + 4  # black is not read as cytoplasm
+
+
 def test_central_cell_is_the_box_nearest_the_frame_centre():
     boxes = [CellBox(0, 0, 100, 100), CellBox(300, 200, 380, 280), CellBox(500, 400, 640, 480)]
     assert central_cell(boxes, 640, 480) == boxes[1]
