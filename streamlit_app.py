@@ -14,7 +14,9 @@ st.markdown(
     """
 Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell), or photos
 of a whole field of view, and HematoVision tells you which of eight cell types each cell most likely is,
-how sure it is, and where in the image the network looked.
+how sure it is, and where in the image the network looked. A square image is read as one centred cell;
+a wider photo as a field of view, in which every white cell is found, boxed and classified (the Classify
+sidebar can force either reading).
 
 | page | what it does |
 |---|---|
