@@ -158,6 +158,11 @@ def accuracy_interval_caption(report: dict[str, Any]) -> str:
     )
 
 
+def recall_interval(correct: int, support: int) -> str:
+    """The Wilson interval of a recall as "0.926–0.971"; "—" where the dataset holds none of the class."""
+    return "{:.3f}–{:.3f}".format(*wilson_interval(correct, support)) if support else "—"
+
+
 def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
     """Precision, recall, F1 and support per class, leaving out classes a dataset neither has nor got
     (another lab's crops hold four or five of the eight types; a class predicted there stays listed)."""
@@ -170,7 +175,7 @@ def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
                 "class": name,
                 "precision": round(scores["precision"], 4),
                 "recall": round(scores["recall"], 4),
-                "recall, 95% interval": "{:.3f}–{:.3f}".format(*wilson_interval(int(correct[name]), scores["support"])),
+                "recall, 95% interval": recall_interval(int(correct[name]), scores["support"]),
                 "F1": round(scores["f1"], 4),
                 "support": scores["support"],
                 "predicted": int(predicted[name]),
