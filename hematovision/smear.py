@@ -251,10 +251,11 @@ def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.
 
 
 def fill_outside_specimen(rgb: np.ndarray) -> np.ndarray:
-    """Paint black regions that touch the edge (no specimen there) with the crop's glass colour.
+    """Paint black regions that touch the edge (no specimen there) with the image's glass colour.
 
-    The classifier never saw such regions in training: left black, they read as "not a blood cell".
-    Returns the input itself when there is nothing to fill.
+    Left black, the cell finder reads them as stained cytoplasm, and the classifier, which never saw
+    such regions in training, as "not a blood cell". Returns the input itself when there is nothing to
+    fill. Only found cells get this: an image classified whole as one cell is shown to the model as is.
     """
     if rgb.ndim != 3:  # not RGB: left for the caller's own check to refuse
         return rgb
