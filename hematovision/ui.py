@@ -220,8 +220,13 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
         container.caption(f"Note: {note}")
 
 
-def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: list[str]) -> None:
-    """A field of view: the photo with a labelled box per white cell, its own differential, each cell."""
+def show_field(
+    cells: list[ImageResult], threshold: float, white_cell_classes: list[str], automatic: bool = False
+) -> None:
+    """A field of view: the photo with a labelled box per white cell, its own differential, each cell.
+
+    ``automatic``: the Automatic mode chose to read the image as a field, so say how to undo that.
+    """
     field = cells[0].field_image
     found = [cell for cell in cells if cell.prediction is not None]
     # A cell the novelty check rejects is named as such everywhere, never by the class it would have got.
@@ -234,6 +239,12 @@ def show_field(cells: list[ImageResult], threshold: float, white_cell_classes: l
     photo_column.image(draw_cell_boxes(field.rgb, boxes), caption=cells[0].source, width="stretch")
     table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
     table_column.dataframe(charts.differential_table(differential_count(found, white_cell_classes)), hide_index=True)
+    if automatic:
+        # A sharp single cell in a wide frame is misread this way (README, limitations).
+        table_column.caption(
+            "Read as a field of view because the image is not square. If it shows one centred "
+            "cell, choose *Single centred cell* in the sidebar."
+        )
     for number, (cell, name) in enumerate(zip(found, names, strict=True), start=1):
         confidence = "" if cell.prediction.out_of_domain else f" ({100 * cell.prediction.confidence:.1f}%)"
         with st.expander(f"cell {number}: {name}{confidence}"):

@@ -69,7 +69,7 @@ for group in ui.group_by_source(results):
         if group[0].error is not None:
             st.error(f"**{group[0].name}**: could not be classified: {group[0].error}")
         elif group[0].box is not None:
-            ui.show_field(group, threshold, card.white_cell_classes)
+            ui.show_field(group, threshold, card.white_cell_classes, automatic=mode == "auto")
         else:
             ui.show_single(group[0], threshold)
 
