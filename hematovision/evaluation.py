@@ -13,8 +13,8 @@ import numpy as np
 from hematovision.datasets import LabelledImage
 from hematovision.imaging import ImageLoadError, to_model_input
 from hematovision.metrics import classification_report, softmax
-from hematovision.predict import Classifier, decode_all
-from hematovision.smear import central_cell, crop_cell, find_white_cells, is_whole_field
+from hematovision.predict import Classifier, decode_all, field_boxes
+from hematovision.smear import central_cell, crop_cell
 
 EVALUATION_MODES = ("auto", "single")
 
@@ -57,9 +57,10 @@ def labelled_view(rgb: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     cell nearest the centre, cropped as the app crops each cell; a wide frame with no white cell found
     is taken whole, as the app then classifies it.
     """
-    if mode == "single" or not is_whole_field(rgb):
+    boxes = field_boxes(rgb, mode)
+    if boxes is None:
         return rgb, "single_cell"
-    box = central_cell(find_white_cells(rgb), rgb.shape[1], rgb.shape[0])
+    box = central_cell(boxes, rgb.shape[1], rgb.shape[0])
     return (rgb, "field_without_cells") if box is None else (crop_cell(rgb, box), "field_central_cell")
 
 

@@ -184,16 +184,14 @@ class Classifier:
                 decoded = decode_image(source)
             except ImageLoadError as exc:
                 return exc, None
-            if mode == "single" or (mode == "auto" and not is_whole_field(decoded.rgb)):
-                return decoded, None
-            return decoded, find_white_cells(decoded.rgb)
+            return decoded, field_boxes(decoded.rgb, mode)
 
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
             for done, ((name, _), (decoded, boxes)) in enumerate(zip(sources, inspected, strict=True), start=1):
                 if isinstance(decoded, ImageLoadError):
                     results.append(ImageResult(name=name, source=name, error=str(decoded)))
-                elif boxes or (boxes is not None and mode == "field"):
+                elif boxes is not None and (boxes or mode == "field"):
                     cells = self._field_cells(name, decoded, boxes, keep_images)
                     results.extend(cells)
                     for cell in cells:
@@ -231,6 +229,17 @@ class Classifier:
                 cell.field_image = decoded
             cells.append(cell)
         return cells
+
+
+def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
+    """How a mode reads an image: None for one centred cell, else the white cells found in the field.
+
+    "single" and "field" force a reading; "auto" reads any image that is not square as a field.
+    One definition for the app, the CLI and the evaluation, so all three frame images alike.
+    """
+    if mode == "single" or (mode == "auto" and not is_whole_field(rgb)):
+        return None
+    return find_white_cells(rgb)
 
 
 def decode_all(

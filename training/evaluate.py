@@ -17,6 +17,8 @@ from pathlib import Path
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
+from hematovision.evaluation import EVALUATION_MODES, evaluate_files
+from hematovision.predict import Classifier
 
 
 def print_report(report: dict) -> None:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="manifest dataset folder or class-per-folder tree")
     parser.add_argument(
         "--mode",
-        choices=("auto", "single"),
+        choices=EVALUATION_MODES,
         default="auto",
         help="auto: frame each image as the app's Automatic mode does (a field of view is scored by its white "
         "cell nearest the centre); single: score every image whole, as one centred cell",
@@ -72,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"error: {args.data} is not a folder", file=sys.stderr)
         return 2
-    from hematovision.evaluation import evaluate_files
-    from hematovision.predict import Classifier
 
     try:
         classifier = Classifier.load(args.model)
