@@ -149,6 +149,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], no
 
 def accuracy_interval_caption(report: dict[str, Any]) -> str:
     """How far the accuracy could move on another sample of the same size (Wilson interval)."""
+    # From the confusion matrix, not the report's accuracy_ci95: evaluation files older than that key still work.
     matrix = np.asarray(report["confusion_matrix"])
     n = int(matrix.sum())
     low, high = wilson_interval(int(np.trace(matrix)), n)
