@@ -213,6 +213,34 @@ def test_gaussian_blur_keeps_mean_and_softens_edges():
     assert 0.2 < soft[10, 15, 0] < 0.5 and 0.5 < soft[10, 16, 0] < 0.8
 
 
+def test_zoom_out_shows_the_cell_smaller_on_mirrored_smear():
+    import dataclasses
+
+    import tensorflow as tf
+
+    from training.config import TrainConfig
+    from training.data import augment
+
+    # A dark disc of radius 20 on a pale, nowhere-black background; colour jitter all but off, to measure sizes.
+    yy, xx = np.mgrid[:64, :64]
+    image = np.full((64, 64, 3), 220, np.uint8)
+    image[(yy - 32) ** 2 + (xx - 32) ** 2 < 20**2] = 60
+    jitter_off = dict(zoom=0.0, shift=0.0, brightness=0.0, contrast=1e-3, saturation=1e-3, hue=0.0, blur=0.0)
+    still = dataclasses.replace(TrainConfig(image_size=64), **jitter_off)
+    disc_area = (image[..., 0] < 140).sum()
+
+    def areas(config):
+        views = [augment(tf.constant(image), tf.constant([i, 1], tf.int64), config).numpy() for i in range(40)]
+        assert min(view.min() for view in views) > 40, "no black border may appear"
+        return np.array([(view[..., 0] < 140).sum() for view in views])
+
+    np.testing.assert_allclose(areas(still), disc_area, rtol=0.02)
+    zoomed_out = areas(dataclasses.replace(still, zoom_out=0.4))
+    # Half the views keep the disc's size; the others shrink it, to as little as 0.6 x 0.6 of its area.
+    assert 10 <= (zoomed_out < 0.95 * disc_area).sum() <= 30
+    assert zoomed_out.min() >= 0.6**2 * disc_area * 0.9 and zoomed_out.max() <= disc_area * 1.02
+
+
 def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
     """Issue 2's reproducibility promise, checked on the tiny recipe: a second run with the same seed."""
     from tests.conftest import tiny_training_args

@@ -50,6 +50,9 @@ class TrainConfig:
     # (zoom 0.12 -> 0.2, hue 0.04 -> 0.06, blur added, ...) together with mixing in BCCD crops, for
     # cells from other labs: larger and softer than PBC's, on a bluer background.
     zoom: float = 0.2
+    # Largest zoom-out: when above 0, half the views show the cell smaller, down to (1 - zoom_out) of
+    # its size, with the smear mirrored outward to fill the frame.
+    zoom_out: float = 0.0
     shift: float = 0.06
     brightness: float = 0.1
     contrast: float = 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -92,10 +93,14 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
     # Zoom in by up to `zoom` and shift by up to `shift`, always staying inside the image: padding
     # would add black borders that real smear images never have.
     side = uniform(3, 1.0 - config.zoom, 1.0)
+    if config.zoom_out > 0:
+        side, x = zoom_out_view(x, side, seed, config.zoom_out)
+    # A zoomed-out view shifts only as far as keeps the whole image in it.
     slack = 1.0 - side
-    top = tf.clip_by_value(slack / 2 + uniform(4, -config.shift, config.shift), 0.0, slack)
-    left = tf.clip_by_value(slack / 2 + uniform(5, -config.shift, config.shift), 0.0, slack)
-    box = tf.stack([top, left, top + side, left + side])[None]
+    low, high = tf.minimum(slack, 0.0), tf.maximum(slack, 0.0)
+    top = tf.clip_by_value(slack / 2 + uniform(4, -config.shift, config.shift), low, high)
+    left = tf.clip_by_value(slack / 2 + uniform(5, -config.shift, config.shift), low, high)
+    box = padded_box(top, left, side, image.shape[0], x.shape[0])
     x = tf.image.crop_and_resize(x[None], box, [0], [size, size])[0]
     # Stain and illumination differ between slides, stainings and cameras.
     x = tf.image.stateless_random_brightness(x, config.brightness, seeds[6])
@@ -105,6 +110,32 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
     if config.blur > 0:
         x = gaussian_blur(x, uniform(10, 0.0, config.blur))
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def zoom_out_view(
+    x: tf.Tensor, zoom_in_side: tf.Tensor, seed: tf.Tensor, zoom_out: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Half the views zoom out instead: the crop's side grows to up to 1 / (1 - zoom_out) of the image.
+
+    Other labs photograph cells at other magnifications, so a cell may fill less of the frame than
+    PBC's do. The image is mirrored outward to fill the wider view: mirrored neighbouring red cells
+    look like more smear, where a flat or black border would be a cue no real image has. Returns the
+    side and the mirrored image; the draws fold in their own seeds, so views with zoom_out 0 are
+    unchanged.
+    """
+    coin, amount = (
+        tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, index)) for index in (11, 12)
+    )
+    widest = 1.0 / (1.0 - zoom_out)
+    side = tf.where(coin < 0.5, zoom_in_side, 1.0 + amount * (widest - 1.0))
+    pad = math.ceil((widest - 1.0) / 2 * x.shape[0])
+    return side, tf.pad(x, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+
+
+def padded_box(top: tf.Tensor, left: tf.Tensor, side: tf.Tensor, image_side: int, padded_side: int) -> tf.Tensor:
+    """A crop box given in the original image's coordinates (0-1, may reach outside), in the padded image's."""
+    corners = tf.stack([top, left, top + side, left + side])
+    return (corners * (image_side / padded_side) + (padded_side - image_side) / 2 / padded_side)[None]
 
 
 def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:

@@ -62,6 +62,7 @@ OPTION_HELP = {
     "label_smoothing": "phase 2 label smoothing (0 = hard one-hot targets)",
     "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
     "zoom": "augmentation: largest zoom-in fraction",
+    "zoom_out": "augmentation: largest zoom-out fraction; half the views zoom out (0 = none)",
     "shift": "augmentation: largest shift, as a fraction of the side",
     "brightness": "augmentation: largest brightness change (0-1 scale)",
     "contrast": "augmentation: largest contrast change (fraction)",
