@@ -329,3 +329,27 @@ def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
         for name, share in novelty["non_blood_flagged_by_category"].items()
     ]
     return pd.DataFrame([{"images": name, "flagged (%)": round(100 * share, 2), "n": n} for name, share, n in rows])
+
+
+def robustness_table(robustness: dict[str, Any]) -> pd.DataFrame:
+    """Accuracy under each simulated other-lab condition, from the evaluation JSON's "robustness" section."""
+    return pd.DataFrame(
+        [
+            {
+                "condition": row["condition"],
+                "what it simulates": row["description"],
+                "accuracy (%)": round(100 * row["accuracy"], 2),
+                "lowest class recall": f"{row['lowest_recall_class']} {100 * row['lowest_recall']:.1f}%",
+            }
+            for row in robustness["conditions"]
+        ]
+    )
+
+
+def robustness_caption(robustness: dict[str, Any]) -> str:
+    dataset = DATASET_NAMES.get(robustness["dataset"], robustness["dataset"])
+    return (
+        f"Every one of the {robustness['n']:,} images of the {dataset}, changed the way another lab's stain, camera, "
+        "focus or magnification might change it (`python -m training.robustness`). A large drop means such images "
+        "need checking by eye. Real images from another lab are the BCCD sets in 'Evaluated on' above."
+    )

@@ -58,6 +58,16 @@ if novelty:
                "validation images only; none of these images took part in fitting it.")  # fmt: skip
     st.dataframe(charts.novelty_table(novelty), hide_index=True, height="content")
 
+robustness = evaluation.get("robustness")
+if robustness:
+    st.header("Simulated changes of lab")
+    st.caption(charts.robustness_caption(robustness))
+    st.dataframe(
+        charts.robustness_table(robustness),
+        hide_index=True,
+        column_config={"accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=100)},
+    )
+
 card = ui.card_or_none()
 if card and card.data.get("class_counts"):
     st.header("Data: images per class and split")

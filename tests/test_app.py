@@ -134,6 +134,28 @@ def test_model_performance_page(app):
     assert any("called" in table.columns for table in tables) == (shown.sum() > np.trace(shown))
 
 
+def test_model_performance_shows_simulated_lab_changes(monkeypatch, tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    evaluation = json.loads((model / paths.EVALUATION_FILE).read_text())
+    evaluation["robustness"] = {"dataset": "pbc_test", "n": 1894, "conditions": [
+        {"condition": "as recorded", "description": "the images unchanged", "accuracy": 0.98,
+         "lowest_recall_class": "ig", "lowest_recall": 0.95},
+        {"condition": "cell at 0.6 size", "description": "wider field of view", "accuracy": 0.6,
+         "lowest_recall_class": "lymphocyte", "lowest_recall": 0.01},
+    ]}  # fmt: skip
+    (model / paths.EVALUATION_FILE).write_text(json.dumps(evaluation))
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(model))
+    st.cache_data.clear()
+    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = at.switch_page("pages/3_Model_performance.py").run()
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "what it simulates" in frame.value.columns)
+    assert table["accuracy (%)"].tolist() == [98.0, 60.0]
+    assert table["lowest class recall"].tolist() == ["ig 95.0%", "lymphocyte 1.0%"]
+    assert any("1,894 images of the PBC test split" in caption.value for caption in at.caption)
+
+
 def test_missing_model_is_said_plainly(monkeypatch, tmp_path):
     (tmp_path / paths.CARD_FILE).write_text(json.dumps({"classes": ["a"], "input_size": 96, "gradcam_layer": "x"}))
     (tmp_path / paths.MODEL_FILE).write_bytes(b"corrupt")
