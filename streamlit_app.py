@@ -16,7 +16,9 @@ Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one 
 of a whole field of view, and HematoVision tells you which of eight cell types each cell most likely is,
 how sure it is, and where in the image the network looked. A square image is read as one centred cell;
 a wider photo as a field of view, in which every white cell is found, boxed and classified (the Classify
-sidebar can force either reading).
+sidebar can force either reading). Crop a single cell so that it spans about two-fifths of the image's
+width, as in the training images: the network reads size, and a cell shown at 0.7 of that size is
+misread far more often (Model performance, "Simulated changes of lab").
 
 | page | what it does |
 |---|---|

@@ -332,13 +332,18 @@ def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
 
 
 def robustness_table(robustness: dict[str, Any]) -> pd.DataFrame:
-    """Accuracy under each simulated other-lab condition, from the evaluation JSON's "robustness" section."""
+    """Accuracy under each simulated other-lab condition, from the evaluation JSON's "robustness" section.
+
+    The change is counted from the first condition, the images as recorded.
+    """
+    unchanged = robustness["conditions"][0]["accuracy"]
     return pd.DataFrame(
         [
             {
                 "condition": row["condition"],
                 "what it simulates": row["description"],
                 "accuracy (%)": round(100 * row["accuracy"], 2),
+                "change (points)": round(100 * (row["accuracy"] - unchanged), 2),
                 "lowest class recall": f"{row['lowest_recall_class']} {100 * row['lowest_recall']:.1f}%",
             }
             for row in robustness["conditions"]

@@ -24,6 +24,8 @@ uploads = st.file_uploader(
     "Microscope images: single blood cells, or whole fields of view",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"],
     accept_multiple_files=True,
+    help="Crop a single cell so that it spans about two-fifths of the image's width, as in the training images: "
+    "the network reads a cell's size, and a cell shown much smaller is often misread.",
 )
 snapshot = st.camera_input("…or take a picture", label_visibility="collapsed") if st.toggle("Use the camera") else None
 sources = [(upload.name, upload.getvalue()) for upload in uploads or []]

@@ -65,6 +65,7 @@ if robustness:
     st.dataframe(
         charts.robustness_table(robustness),
         hide_index=True,
+        height="content",
         column_config={"accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=100)},
     )
 

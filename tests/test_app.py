@@ -152,6 +152,7 @@ def test_model_performance_shows_simulated_lab_changes(monkeypatch, tiny_model_d
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "what it simulates" in frame.value.columns)
     assert table["accuracy (%)"].tolist() == [98.0, 60.0]
+    assert table["change (points)"].tolist() == [0.0, -38.0]
     assert table["lowest class recall"].tolist() == ["ig 95.0%", "lymphocyte 1.0%"]
     assert any("1,894 images of the PBC test split" in caption.value for caption in at.caption)
 
