@@ -24,7 +24,7 @@ misread far more often (Model performance, "Simulated changes of lab").
 |---|---|
 | **Classify** | class, calibrated confidence and every class charted; batches add a differential count and CSV |
 | **Explain** | heatmaps of the evidence (Grad-CAM and relatives) for any class ("why not X?") |
-| **Model performance** | confusion matrix, per-class precision/recall/F1, calibration, training curves, simulated lab changes, data split |
+| **Model performance** | confusion matrix, per-class metrics, calibration, simulated lab changes, training curves |
 """
 )
 
