@@ -17,7 +17,7 @@ import argparse
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +124,11 @@ CONDITIONS = (
 
 
 def score_conditions(
-    classifier: Classifier, images: np.ndarray, labels: np.ndarray, conditions=CONDITIONS, batch_size: int = 256
+    classifier: Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    conditions: Sequence[Condition] = CONDITIONS,
+    batch_size: int = 256,
 ) -> list[dict]:
     """Accuracy and lowest class recall of the model on each changed copy of the images."""
     rows = []
