@@ -194,8 +194,8 @@ def export_crops(
 
 
 def export_photos(folder: Path, photos: list[SmearPhoto], scale: float = 0.5) -> int:
-    """Write ``folder/<split>/<label>/<photo>.png``: each photo that names one white-cell type, whole,
-    resized by ``scale``. Photos naming two types have no single label and are left out."""
+    """Write ``folder/<split>/<label>/<photo>.png``: each photo that names one white cell, whole,
+    resized by ``scale``. Photos naming two cells (of one type or two) are left out, as for the crops."""
     written = 0
     for photo in photos:
         if len(photo.labels) != 1:

@@ -95,7 +95,7 @@ def _clip(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+def jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
     """Round-trip through JPEG: uploads are usually JPEGs, and their artefacts are part of the look."""
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
@@ -278,7 +278,7 @@ def _face(rng: Rng, index: int) -> tuple[str, np.ndarray]:
 
     image = _resize_long(image, int(rng.integers(100, 641)))
     if rng.random() < 0.5:
-        image = _jpeg(image, int(rng.integers(30, 90)))
+        image = jpeg_round_trip(image, int(rng.integers(30, 90)))
     return f"{crop}_{colour}", _rgb(image)
 
 
@@ -542,7 +542,7 @@ def _text(rng: Rng, index: int) -> tuple[str, np.ndarray]:
         image = image.rotate(rng.uniform(-4, 4), Image.Resampling.BICUBIC, expand=True, fillcolor=(90, 90, 90))
         image = image.filter(ImageFilter.GaussianBlur(0.6))
         noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (image.height, image.width, 1))
-        image = _jpeg(Image.fromarray(_clip(noisy)), int(rng.integers(40, 80)))
+        image = jpeg_round_trip(Image.fromarray(_clip(noisy)), int(rng.integers(40, 80)))
     return f"{layout}_{face}", _rgb(image)
 
 
@@ -724,7 +724,7 @@ def _blank_slide(rng: Rng, index: int) -> tuple[str, np.ndarray]:
     field += rng.normal(0, rng.uniform(0.5, 3.0), (height, width, 1)) + rng.normal(0, 0.8, (height, width, 3))
     image = Image.fromarray(_clip(field))
     if rng.random() < 0.5:
-        image = _jpeg(image, int(rng.integers(60, 95)))
+        image = jpeg_round_trip(image, int(rng.integers(60, 95)))
     return variant, _rgb(image)
 
 
@@ -775,7 +775,7 @@ def _out_of_focus(rng: Rng, index: int) -> tuple[str, np.ndarray]:
     blurred = blurred + rng.normal(0, rng.uniform(0.8, 2.5), (height, width, 1))
     image = Image.fromarray(_clip(blurred))
     if rng.random() < 0.5:
-        image = _jpeg(image, int(rng.integers(60, 95)))
+        image = jpeg_round_trip(image, int(rng.integers(60, 95)))
     return f"{'with_wbc' if white_cells else 'red_cells'}", _rgb(image)
 
 
@@ -828,7 +828,7 @@ def _noise(rng: Rng, index: int) -> tuple[str, np.ndarray]:
         # Coloured blotches plus grain, crushed by a very low JPEG quality into 8x8 blocks and ringing.
         blotches = np.stack([_smooth_noise(rng, width, height, 3, int(rng.integers(2, 8))) for _ in "rgb"], axis=2)
         noisy = Image.fromarray(_clip(blotches * 200 + rng.uniform(0, 55, shape)))
-        pixels = np.asarray(_jpeg(noisy, int(rng.integers(2, 12))))
+        pixels = np.asarray(jpeg_round_trip(noisy, int(rng.integers(2, 12))))
     return kind, _clip(np.asarray(pixels, dtype=np.float64))
 
 

@@ -14,7 +14,6 @@ real test (the BCCD crops); these conditions only show which changes the model i
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from hematovision.datasets import find_manifest, read_manifest
 from hematovision.metrics import confusion_matrix, per_class_scores
 from hematovision.predict import Classifier
 from training.data import load_split
+from training.ood_images import jpeg_round_trip
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -87,9 +87,7 @@ def lower_resolution(scale: float, quality: int = 85) -> Transform:
 
     def change(image: Image.Image) -> Image.Image:
         small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
-        encoded = io.BytesIO()
-        small.save(encoded, "JPEG", quality=quality)
-        return Image.open(encoded).resize(image.size, Image.Resampling.BILINEAR)
+        return jpeg_round_trip(small, quality).resize(image.size, Image.Resampling.BILINEAR)
 
     return per_image(change)
 
