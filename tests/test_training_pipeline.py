@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hematovision import paths
-from hematovision.artifacts import load_card, load_evaluation, load_history
+from hematovision.artifacts import load_card, load_evaluation, load_history, write_json
 from hematovision.datasets import (
     CREDIT_FILE,
     MANIFEST_NAME,
@@ -254,3 +254,61 @@ def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tm
     # Seeded, stateless augmentation: the runs saw the same views, so they trained alike.
     first_loss = [row["loss"] for row in load_history(tiny_model_dir)]
     assert [row["loss"] for row in load_history(tmp_path)] == pytest.approx(first_loss, rel=1e-3)
+
+
+def test_ensemble_is_one_flat_model_averaging_its_members(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
+    """training.ensemble: a second tiny model (same split, another learning rate), averaged with the first."""
+    from hematovision.gradcam import GradCam
+    from hematovision.predict import Classifier
+    from tests.conftest import tiny_training_args
+    from training.ensemble import main as ensemble_main
+    from training.train import main as train_main
+
+    # Not another seed: on class folders the seed also draws the split, and members must share one.
+    second = tmp_path / "second"
+    second_args = [*tiny_training_args(tiny_dataset, tiny_other_lab, second), "--fine-tune-learning-rate", "1e-3"]
+    assert train_main(second_args) == 0
+    out = tmp_path / "ensemble"
+    args = ["--members", str(tiny_model_dir), str(second), "--data", str(tiny_dataset), "--out", str(out)]
+    assert ensemble_main([*args, "--extra-data", str(tiny_other_lab)]) == 0
+
+    members = [Classifier.load(tiny_model_dir), Classifier.load(second)]
+    averaged = Classifier.load(out)
+    batch = np.stack([members[0].model_input(path) for path in sorted(tiny_dataset.rglob("*.png"))[:6]])
+    expected = np.mean([member.logits(batch) for member in members], axis=0)
+    np.testing.assert_allclose(averaged.logits(batch), expected, atol=1e-4)
+    assert averaged.model.get_layer("preprocess") is not None
+    assert (
+        averaged.model.get_layer(averaged.card.gradcam_layer).output.shape[-1]
+        == 2 * (members[0].model.get_layer(members[0].card.gradcam_layer).output.shape[-1])
+    )
+    heat = GradCam(averaged.model, averaged.card.gradcam_layer, averaged.card.logits_layer)(batch[:2], [0, 1])
+    assert heat.shape == (2, *batch.shape[1:3]) and heat.min() >= 0.0 and heat.max() <= 1.0
+
+    card = averaged.card
+    assert card.backbone["members"] == 2
+    assert [member["folder"] for member in card.training["members"]] == [str(tiny_model_dir), str(second)]
+    assert card.temperature > 0 and {"pbc_val", "pbc_test"} <= set(load_evaluation(out)["datasets"])
+    phases = {row["phase"] for row in load_history(out)}
+    assert {phase.split(": ")[0] for phase in phases} == {"seed 1337"}
+
+
+def test_ensemble_cli_refuses_what_it_cannot_average(tiny_model_dir, tiny_dataset, tmp_path, capsys):
+    from training.ensemble import main
+
+    assert main(["--members", str(tiny_model_dir), "--data", str(tiny_dataset), "--out", str(tmp_path)]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["--members", str(tiny_model_dir), str(tmp_path / "absent"), "--out", str(tmp_path)]) == 2
+    assert "model_card.json is missing" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    card = load_card(tiny_model_dir)
+    card.classes = list(reversed(card.classes))
+    write_json(other / "model_card.json", card.to_dict())
+    assert main(["--members", str(tiny_model_dir), str(other), "--out", str(tmp_path)]) == 2
+    assert "differ in classes" in capsys.readouterr().err
+    card.classes.reverse()
+    card.data["split"] = "class folders, stratified 75/10/15 split with seed 2"
+    write_json(other / "model_card.json", card.to_dict())
+    assert main(["--members", str(tiny_model_dir), str(other), "--out", str(tmp_path)]) == 2
+    assert "different splits" in capsys.readouterr().err

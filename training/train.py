@@ -30,7 +30,7 @@ import tensorflow as tf
 from hematovision import paths
 from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
 from hematovision.datasets import CREDIT_FILE, class_counts_by_split, crops_info, dataset_credit
-from hematovision.evaluation import evaluate_arrays
+from hematovision.evaluation import LabelledBatch, evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
 from training.config import TrainConfig
@@ -219,6 +219,52 @@ def copy_without_optimizer(model: keras.Model, config: TrainConfig, n_classes: i
     return clean
 
 
+def calibrate_and_evaluate(
+    classifier: Classifier,
+    splits: dict[str, LabelledBatch],
+    extra: dict[str, LabelledBatch] | None,
+    extra_dir: Path | None,
+    threshold_target_accuracy: float,
+) -> tuple[dict, float]:
+    """Set the card's temperature and uncertain threshold from validation images, then score every
+    held-out split. Returns the evaluation and the share of validation images flagged uncertain."""
+    card = classifier.card
+    calibration = splits["val"] if extra is None else concatenate(splits["val"], extra["val"])
+    # Calibrated on every validation image, the extra lab's included: the app serves both kinds.
+    val_logits = classifier.logits(calibration.images)
+    card.temperature = round(fit_temperature(val_logits, calibration.labels), 4)
+    val_probabilities = softmax(val_logits, card.temperature)
+    card.low_confidence_threshold = choose_confidence_threshold(
+        val_probabilities, calibration.labels, threshold_target_accuracy
+    )
+
+    evaluation = {"datasets": {"pbc_val": evaluate_arrays(classifier, splits["val"].images, splits["val"].labels)}}
+    if len(splits["test"].labels):
+        evaluation["datasets"]["pbc_test"] = evaluate_arrays(classifier, splits["test"].images, splits["test"].labels)
+    for name, split in (extra or {}).items():
+        if name != "train" and len(split.labels):
+            evaluation["datasets"][f"{extra_dir.name}_{name}"] = evaluate_arrays(classifier, split.images, split.labels)
+    share_uncertain = float((val_probabilities.max(axis=1) < card.low_confidence_threshold).mean())
+    return evaluation, round(share_uncertain, 4)
+
+
+def metrics_summary(evaluation: dict) -> dict:
+    """The card's headline figures: the PBC test split's (validation's where there is no test split)."""
+    summary_source = evaluation["datasets"].get("pbc_test", evaluation["datasets"]["pbc_val"])
+    return {
+        "evaluated_on": "pbc_test" if "pbc_test" in evaluation["datasets"] else "pbc_val",
+        **{key: round(summary_source[key], 4) for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated")},
+        "n": summary_source["n"],
+        "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
+        "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
+        **{
+            f"{name}_accuracy": round(report["accuracy"], 4)
+            for name, report in evaluation["datasets"].items()
+            if not name.startswith("pbc_")
+        },
+    }
+
+
 def measure_throughput(classifier: Classifier, images: np.ndarray, repeats: int = 3) -> float:
     """Images per second for batched classification, best of a few runs after a warm-up."""
     batch = images[:256]
@@ -270,11 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = load_split_folders(extra_dir, classes, config.image_size) if extra_dir else None
     # Training sees the extra lab's train images; Keras' per-epoch validation stays on the main val split.
     fit_splits = splits
-    calibration = splits["val"]
     if extra is not None:
         print(f"extra data {extra_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in extra.items()), flush=True)
         fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
-        calibration = concatenate(splits["val"], extra["val"])
 
     model = build_model(config, len(classes))
     weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
@@ -296,21 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         white_cell_classes=[name for name in classes if name in WHITE_CELL_CLASSES],
     )
     classifier = Classifier(model, card)
-    # Calibrated on every validation image, the extra lab's included: the app serves both kinds.
-    val_logits = classifier.logits(calibration.images)
-    card.temperature = round(fit_temperature(val_logits, calibration.labels), 4)
-    card.low_confidence_threshold = choose_confidence_threshold(
-        softmax(val_logits, card.temperature), calibration.labels, config.threshold_target_accuracy
+    evaluation, share_uncertain = calibrate_and_evaluate(
+        classifier, splits, extra, extra_dir, config.threshold_target_accuracy
     )
-
-    evaluation = {"datasets": {"pbc_val": evaluate_arrays(classifier, splits["val"].images, splits["val"].labels)}}
-    if len(splits["test"].labels):
-        evaluation["datasets"]["pbc_test"] = evaluate_arrays(classifier, splits["test"].images, splits["test"].labels)
-    for name, split in (extra or {}).items():
-        if name != "train" and len(split.labels):
-            evaluation["datasets"][f"{extra_dir.name}_{name}"] = evaluate_arrays(classifier, split.images, split.labels)
     wall = time.perf_counter() - started
-    val_confidence = softmax(val_logits, card.temperature).max(axis=1)
 
     card.backbone = {
         "architecture": "MobileNetV2",
@@ -343,21 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_description(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
-        "validation_share_flagged_uncertain": round(float((val_confidence < card.low_confidence_threshold).mean()), 4),
+        "validation_share_flagged_uncertain": share_uncertain,
     }
-    summary_source = evaluation["datasets"].get("pbc_test", evaluation["datasets"]["pbc_val"])
-    card.metrics = {
-        "evaluated_on": "pbc_test" if "pbc_test" in evaluation["datasets"] else "pbc_val",
-        **{key: round(summary_source[key], 4) for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated")},
-        "n": summary_source["n"],
-        "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
-        "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
-        **{
-            f"{name}_accuracy": round(report["accuracy"], 4)
-            for name, report in evaluation["datasets"].items()
-            if not name.startswith("pbc_")
-        },
-    }
+    card.metrics = metrics_summary(evaluation)
     card.inference = {
         "batch_images_per_second": measure_throughput(classifier, splits["val"].images),
         "measured_on": machine_description(),
