@@ -48,7 +48,7 @@ else:
         f"""
 - **Classes** (output order): {", ".join(card.classes)}. White cells for the differential count:
   {", ".join(card.white_cell_classes)}.
-- **Network**: {card.backbone.get("architecture", "?")} (width {card.backbone.get("alpha", "?")}), ImageNet-pretrained,
+- **Network**: {charts.network_note(card.backbone)}; ImageNet-pretrained,
   fine-tuned on {card.input_size}×{card.input_size} px images; Grad-CAM reads layer `{card.gradcam_layer}`.
 - **Calibration**: confidences are divided by a softmax temperature of {card.temperature:.3f}, fitted on the
   validation images; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.

@@ -208,16 +208,27 @@ def top_confusions(report: dict[str, Any], limit: int = 5) -> pd.DataFrame:
 
 
 def training_curves(history: Sequence[dict[str, Any]], metric: str) -> go.Figure:
-    """``metric`` ('loss' or 'accuracy') for train and validation, epochs numbered across both phases."""
+    """``metric`` ('loss' or 'accuracy') for train and validation, epochs numbered across both phases.
+
+    An averaged model's history names each row's ``member``: each member gets its own pair of lines.
+    """
     figure = go.Figure()
-    steps = list(range(1, len(history) + 1))
-    for key, name, dash in ((metric, "train", "solid"), (f"val_{metric}", "validation", "dash")):
-        figure.add_trace(
-            go.Scatter(
-                x=steps, y=[row.get(key) for row in history], name=name, mode="lines+markers", line={"dash": dash}
+    members = list(dict.fromkeys(row.get("member") for row in history))
+    for member in members:
+        rows = [row for row in history if row.get("member") == member]
+        steps = list(range(1, len(rows) + 1))
+        for key, name, dash in ((metric, "train", "solid"), (f"val_{metric}", "validation", "dash")):
+            figure.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=[row.get(key) for row in rows],
+                    name=name if member is None else f"{name}, {member}",
+                    mode="lines+markers",
+                    line={"dash": dash},
+                )
             )
-        )
-    phases = [row.get("phase") for row in history]
+    # Members train alike, so the first one's phase boundaries mark every member's.
+    phases = [row.get("phase") for row in history if row.get("member") == members[0]] if history else []
     for i in range(1, len(phases)):
         if phases[i] != phases[i - 1]:
             figure.add_vline(x=i + 0.5, line_dash="dot", annotation_text=f"{phases[i]} starts")
@@ -296,6 +307,15 @@ def extra_data_caption(extra: dict[str, Any]) -> str:
         f"each seen {extra.get('train_repeat', 1)}× per epoch); its {counts.get('val', 0)} validation and "
         f"{counts.get('test', 0)} test images were kept out of training."
     )
+
+
+def network_note(backbone: dict[str, Any]) -> str:
+    """The card's network in words: one backbone, or several trained alike whose outputs are averaged."""
+    network = f"{backbone.get('architecture', '?')} (width {backbone.get('alpha', '?')})"
+    members = backbone.get("members")
+    if not members:
+        return network
+    return f"{members} × {network}, trained alike from different random seeds, their outputs averaged"
 
 
 def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> str:

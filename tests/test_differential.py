@@ -125,3 +125,26 @@ def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
     assert table["recall, 95% interval"].tolist() == ["0.301–0.954", "—"]  # Wilson, 3 of 4; none held
     caption = charts.accuracy_interval_caption(report)
     assert "30.1–95.4%" in caption and "one image moves the accuracy by 25.00 points" in caption
+
+
+def test_network_note_names_an_averaged_model_as_such():
+    single = {"architecture": "MobileNetV2", "alpha": 1.0}
+    assert charts.network_note(single) == "MobileNetV2 (width 1.0)"
+    assert charts.network_note({**single, "members": 2}).startswith("2 × MobileNetV2 (width 1.0), trained alike")
+
+
+def test_training_curves_draw_each_member_of_an_averaged_model():
+    def rows(member):
+        return [
+            {"phase": phase, "epoch": epoch, "loss": 1.0 / epoch, "val_loss": 1.2 / epoch, **member}
+            for phase, epoch in (("head", 1), ("head", 2), ("fine_tune", 1))
+        ]
+
+    single = charts.training_curves(rows({}), "loss")
+    assert [trace.name for trace in single.data] == ["train", "validation"]
+    assert list(single.data[0].x) == [1, 2, 3] and len(single.layout.shapes) == 1
+    averaged = charts.training_curves(rows({"member": "seed 1"}) + rows({"member": "seed 2"}), "loss")
+    assert [trace.name for trace in averaged.data] == [
+        "train, seed 1", "validation, seed 1", "train, seed 2", "validation, seed 2"
+    ]  # fmt: skip
+    assert list(averaged.data[2].x) == [1, 2, 3] and len(averaged.layout.shapes) == 1

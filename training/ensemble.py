@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / paths.CARD_FILE, card.to_dict())
     write_json(args.out / paths.EVALUATION_FILE, evaluation)
     history = [
-        {**row, "phase": f"seed {summary['seed']}: {row.get('phase', '')}"}
+        {**row, "epoch": int(row["epoch"]), "member": f"seed {summary['seed']}"}
         for folder, summary in zip(args.members, summaries, strict=True)
         for row in load_history(folder)
     ]
