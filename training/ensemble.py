@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import os
-import platform
 import shlex
 import sys
 import time
@@ -29,19 +27,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from hematovision import paths
-from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_history, write_json
+from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_history
 from hematovision.predict import Classifier
 from training.config import TrainConfig
 from training.data import find_images, load_split_folders, load_splits
 from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER
 from training.train import (
     calibrate_and_evaluate,
+    library_versions,
     machine_description,
-    measure_throughput,
-    metrics_summary,
+    write_card_and_evaluation,
     write_history,
 )
 
@@ -167,19 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_minutes": round(sum(s["wall_time_minutes"] or 0 for s in summaries) + wall / 60, 1),
         "ensemble_minutes": round(wall / 60, 1),
         "machine": machine_description(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        "versions": library_versions(),
         "threshold_rule": cards[0].training.get("threshold_rule", ""),
         "validation_share_flagged_uncertain": share_uncertain,
     }
-    card.metrics = metrics_summary(evaluation)
-    card.inference = {
-        "batch_images_per_second": measure_throughput(classifier, splits["val"].images),
-        "measured_on": machine_description(),
-    }
-    card.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-    write_json(args.out / paths.CARD_FILE, card.to_dict())
-    write_json(args.out / paths.EVALUATION_FILE, evaluation)
+    write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     history = [
         {**row, "epoch": int(row["epoch"]), "member": f"seed {summary['seed']}"}
         for folder, summary in zip(args.members, summaries, strict=True)

@@ -265,6 +265,24 @@ def metrics_summary(evaluation: dict) -> dict:
     }
 
 
+def write_card_and_evaluation(
+    out: Path, card: ModelCard, classifier: Classifier, evaluation: dict, val_images: np.ndarray
+) -> None:
+    """Complete the card (metrics summary, measured throughput, date), then write it and the evaluation."""
+    card.metrics = metrics_summary(evaluation)
+    card.inference = {
+        "batch_images_per_second": measure_throughput(classifier, val_images),
+        "measured_on": machine_description(),
+    }
+    card.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    write_json(out / paths.CARD_FILE, card.to_dict())
+    write_json(out / paths.EVALUATION_FILE, evaluation)
+
+
+def library_versions() -> dict[str, str]:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()}
+
+
 def measure_throughput(classifier: Classifier, images: np.ndarray, repeats: int = 3) -> float:
     """Images per second for batched classification, best of a few runs after a warm-up."""
     batch = images[:256]
@@ -374,19 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m training.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "wall_time_minutes": round(wall / 60, 1),
         "machine": machine_description(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        "versions": library_versions(),
         "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
         "validation_share_flagged_uncertain": share_uncertain,
     }
-    card.metrics = metrics_summary(evaluation)
-    card.inference = {
-        "batch_images_per_second": measure_throughput(classifier, splits["val"].images),
-        "measured_on": machine_description(),
-    }
-    card.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-    write_json(args.out / paths.CARD_FILE, card.to_dict())
-    write_json(args.out / paths.EVALUATION_FILE, evaluation)
+    write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     write_history(args.out / paths.HISTORY_FILE, history)
     print(
         f"done in {wall / 60:.1f} min: temperature {card.temperature}, threshold {card.low_confidence_threshold}; "
