@@ -313,3 +313,6 @@ def test_ensemble_cli_refuses_what_it_cannot_average(tiny_model_dir, tiny_datase
     write_json(other / "model_card.json", card.to_dict())
     assert main(["--members", str(tiny_model_dir), str(other), "--out", str(tmp_path)]) == 2
     assert "different splits" in capsys.readouterr().err
+    args = ["--members", str(tiny_model_dir), str(tiny_model_dir), "--data", str(tmp_path / "absent")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()

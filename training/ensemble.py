@@ -33,7 +33,7 @@ from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_his
 from hematovision.predict import Classifier
 from training.config import TrainConfig
 from training.data import find_images, load_split_folders, load_splits
-from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER
+from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, preprocessed_input
 from training.train import (
     calibrate_and_evaluate,
     library_versions,
@@ -45,8 +45,7 @@ from training.train import (
 
 def average_models(members: list[keras.Model], alpha: float, image_size: int) -> keras.Model:
     """One flat model whose logits are the mean of the members' logits (all MobileNetV2 of one width)."""
-    image = keras.Input((image_size, image_size, 3), name="image")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(image)
+    image, scaled = preprocessed_input(image_size)
     last_maps = []
     for index, member in enumerate(members):
         backbone = keras.applications.MobileNetV2(
@@ -121,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if (problem := check_members(cards)) is not None:
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not args.data.is_dir():
+        print(f"error: data folder {args.data} does not exist", file=sys.stderr)
         return 2
     config = TrainConfig(**cards[0].training["config"])
     extra_dir = args.extra_data or (Path(config.extra_data) if config.extra_data else None)

@@ -19,9 +19,7 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     Preprocessing sits inside the model so no caller can get it wrong.
     """
     size = config.image_size
-    image = keras.Input((size, size, 3), name="image")
-    # MobileNetV2 expects [-1, 1].
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(image)
+    image, scaled = preprocessed_input(size)
     backbone = keras.applications.MobileNetV2(
         input_shape=(size, size, 3),
         input_tensor=scaled,
@@ -34,6 +32,13 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(dropped)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{config.alpha:g}")
+
+
+def preprocessed_input(size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's input (raw RGB 0-255, size x size) and the same pixels scaled to [-1, 1], as MobileNetV2
+    expects; every model built here starts with these two, so none can disagree on preprocessing."""
+    image = keras.Input((size, size, 3), name="image")
+    return image, keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(image)
 
 
 def set_trainable(model: keras.Model, fine_tune_from: str | None) -> int:
