@@ -30,6 +30,7 @@ class LabelledImage:
     path: Path
     label: str
     split: str = ""
+    subtype: str = ""  # the manifest's finer cell type (e.g. BNE, SNE within neutrophil), where it has one
 
 
 @dataclass
@@ -63,7 +64,8 @@ def read_manifest(manifest: Path) -> list[LabelledImage]:
     """Rows of the manifest, with paths resolved against the manifest's folder."""
     with manifest.open(newline="") as handle:
         return [
-            LabelledImage(manifest.parent / row["path"], row["label"], row["split"]) for row in csv.DictReader(handle)
+            LabelledImage(manifest.parent / row["path"], row["label"], row["split"], row.get("subtype") or "")
+            for row in csv.DictReader(handle)
         ]
 
 

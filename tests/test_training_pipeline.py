@@ -316,3 +316,73 @@ def test_ensemble_cli_refuses_what_it_cannot_average(tiny_model_dir, tiny_datase
     args = ["--members", str(tiny_model_dir), str(tiny_model_dir), "--data", str(tmp_path / "absent")]
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def write_subtype_manifest(root, seed: int = 3):
+    """Tiny class folders plus a manifest whose neutrophils are two subtypes, as PBC's are (band, segmented)."""
+    import csv
+
+    write_class_folders(root, per_class=24)
+    images = stratified_split(scan_class_folders(root).images, seed=seed)
+    with (root / MANIFEST_NAME).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subtype", "split"])
+        for i, image in enumerate(images):
+            subtype = ("BNE", "SNE")[i % 2] if image.label == "neutrophil" else image.label[:2].upper()
+            writer.writerow([image.path.relative_to(root).as_posix(), image.label, subtype, image.split])
+    return root
+
+
+def test_subtype_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab):
+    from hematovision.predict import Classifier
+    from tests.conftest import tiny_training_args
+    from training.train import main
+
+    data = write_subtype_manifest(tmp_path / "data")
+    out = tmp_path / "model"
+    assert main([*tiny_training_args(data, tiny_other_lab, out), "--subtype-loss-weight", "0.5"]) == 0
+
+    assert load_card(out).training["subtypes"] == ["BNE", "LY", "PL", "SNE"]
+    classifier = Classifier.load(out)
+    assert classifier.model.output_shape == (None, len(TINY_CLASSES))
+    assert not [layer.name for layer in classifier.model.layers if layer.name.startswith("subtype")]
+    fine_tune_row = next(row for row in load_history(out) if row["phase"] == "fine_tune")
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "subtype_loss", "val_subtype_loss"} <= set(fine_tune_row)
+    assert not [key for key in fine_tune_row if "probabilities" in key]
+
+
+def test_subtype_targets_weigh_images_without_a_subtype_zero(tmp_path):
+    from hematovision.evaluation import LabelledBatch
+    from training.data import SubtypeTargets
+
+    paths_ = [tmp_path / name for name in ("a.png", "b.png", "crop.png")]
+    batch = LabelledBatch(np.zeros((3, 4, 4, 3), np.uint8), np.array([0, 0, 1]), paths_, [])
+    targets = SubtypeTargets.of(batch, {paths_[0]: "SNE", paths_[1]: "BNE"}, ["BNE", "SNE"])
+    assert targets.index.tolist() == [1, 0, -1]
+    assert targets.known().tolist() == [1.0, 1.0, 0.0]
+    assert targets.one_hot().tolist() == [[0, 1], [1, 0], [0, 0]]
+
+
+def test_history_names_do_not_depend_on_the_subtype_head():
+    from training.train import single_output_names
+
+    one_head = {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.6, "val_accuracy": 0.8, "learning_rate": 1e-4}
+    assert single_output_names(one_head) == {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.6, "val_accuracy": 0.8}
+    two_heads = {
+        "loss": 0.9,  # class head + 0.5 x subtype head: not the class head's loss
+        "probabilities_loss": 0.5,
+        "probabilities_accuracy": 0.9,
+        "subtype_probabilities_loss": 0.8,
+        "val_loss": 1.0,
+        "val_probabilities_loss": 0.6,
+        "val_probabilities_accuracy": 0.8,
+        "val_subtype_probabilities_loss": 0.8,
+    }
+    assert single_output_names(two_heads) == {
+        "loss": 0.5,
+        "accuracy": 0.9,
+        "subtype_loss": 0.8,
+        "val_loss": 0.6,
+        "val_accuracy": 0.8,
+        "val_subtype_loss": 0.8,
+    }

@@ -44,6 +44,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     # Class weights = (balanced weight) ** power: 1.0 is fully balanced, 0.0 ignores imbalance.
     class_weight_power: float = 0.5
+    # Phase 2 weight of an auxiliary loss on the manifest's subtypes (0 = off), from a second head on the
+    # same pooled features that is dropped before saving. ig is four cell types (promyelocyte, myelocyte,
+    # metamyelocyte, unspecified) and neutrophil two (band, segmented); most errors fall between
+    # metamyelocytes and band neutrophils (6 of the shipped model's 8 validation errors), which the subtype
+    # labels tell apart from the other members of their classes.
+    # Images without a subtype (class-folder data, another lab's crops) add nothing to it.
+    subtype_loss_weight: float = 0.0
 
     # Augmentation fit for smear images: orientation is meaningless, so all flips and 90-degree
     # turns; magnification, focus and staining vary between slides and labs. The ranges were widened

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +152,16 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Ten
 
 
 def training_dataset(
-    split: LabelledBatch, n_classes: int, config: TrainConfig, sample_weights: np.ndarray
+    split: LabelledBatch,
+    n_classes: int,
+    config: TrainConfig,
+    sample_weights: np.ndarray,
+    subtypes: SubtypeTargets | None = None,
 ) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, tf.one_hot(split.labels, n_classes), sample_weights))
+    targets = tf.one_hot(split.labels, n_classes)
+    if subtypes is not None:
+        targets, sample_weights = (targets, subtypes.one_hot()), (sample_weights, sample_weights * subtypes.known())
+    dataset = tf.data.Dataset.from_tensor_slices((split.images, targets, sample_weights))
     # A seeded stream of augmentation seeds, new in each epoch and identical across runs.
     augmentation_seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
 
@@ -169,6 +177,26 @@ def training_dataset(
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+@dataclass
+class SubtypeTargets:
+    """Each image's subtype index into ``names``, -1 where it has none (its subtype loss is then weighted 0)."""
+
+    index: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def of(cls, batch: LabelledBatch, subtype_by_path: dict[Path, str], names: list[str]) -> SubtypeTargets:
+        position = {name: i for i, name in enumerate(names)}
+        index = [position.get(subtype_by_path.get(path, ""), -1) for path in batch.paths]
+        return cls(np.asarray(index, np.int64), names)
+
+    def known(self) -> np.ndarray:
+        return (self.index >= 0).astype(np.float32)
+
+    def one_hot(self) -> np.ndarray:
+        return np.eye(len(self.names), dtype=np.float32)[np.maximum(self.index, 0)] * self.known()[:, None]
 
 
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> np.ndarray:

@@ -9,6 +9,7 @@ from training.config import TrainConfig
 GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px): Grad-CAM's layer.
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
+SUBTYPE_OUTPUT = "subtype_probabilities"
 
 
 def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
@@ -32,6 +33,18 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(dropped)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{config.alpha:g}")
+
+
+def with_subtype_head(model: keras.Model, n_subtypes: int) -> keras.Model:
+    """``model`` with a second output, subtype probabilities from the same (dropped-out) pooled features.
+
+    For training only: the two models share every layer, so training this one trains ``model``, which is
+    what gets saved; the subtype head never reaches the artifact folder.
+    """
+    dropped = model.get_layer("dropout").output
+    subtype_logits = keras.layers.Dense(n_subtypes, name="subtype_logits")(dropped)
+    subtype_probabilities = keras.layers.Activation("softmax", name=SUBTYPE_OUTPUT)(subtype_logits)
+    return keras.Model(model.inputs, [model.outputs[0], subtype_probabilities], name=f"{model.name}_with_subtypes")
 
 
 def preprocessed_input(size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:

@@ -29,12 +29,13 @@ import tensorflow as tf
 
 from hematovision import paths
 from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
-from hematovision.datasets import CREDIT_FILE, class_counts_by_split, crops_info, dataset_credit
+from hematovision.datasets import CREDIT_FILE, LabelledImage, class_counts_by_split, crops_info, dataset_credit
 from hematovision.evaluation import LabelledBatch, evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
 from training.config import TrainConfig
 from training.data import (
+    SubtypeTargets,
     class_weights,
     concatenate,
     find_images,
@@ -42,7 +43,15 @@ from training.data import (
     load_splits,
     training_dataset,
 )
-from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, build_model, set_trainable
+from training.model import (
+    FEATURES_LAYER,
+    GRADCAM_LAYER,
+    LOGITS_LAYER,
+    SUBTYPE_OUTPUT,
+    build_model,
+    set_trainable,
+    with_subtype_head,
+)
 
 OPTION_HELP = {
     "alpha": "MobileNetV2 width multiplier (1.0 or 0.35)",
@@ -61,6 +70,8 @@ OPTION_HELP = {
     "dropout": "dropout before the classifier",
     "label_smoothing": "phase 2 label smoothing (0 = hard one-hot targets)",
     "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
+    "subtype_loss_weight": "phase 2 weight of an auxiliary loss on the manifest's subtypes, from a training-only "
+    "second head (0 = off)",
     "zoom": "augmentation: largest zoom-in fraction",
     "zoom_out": "augmentation: largest zoom-out fraction; half the views zoom out (0 = none)",
     "shift": "augmentation: largest shift, as a fraction of the side",
@@ -125,11 +136,29 @@ class EpochLog(keras.callbacks.Callback):
             {
                 "phase": self.phase,
                 "epoch": epoch + 1,
-                **{key: round(float(value), 5) for key, value in (logs or {}).items() if key != "learning_rate"},
+                **{key: round(float(value), 5) for key, value in single_output_names(logs or {}).items()},
                 "learning_rate": float(keras.ops.convert_to_numpy(learning_rate)),
                 "seconds": round(time.perf_counter() - self.started, 1),
             }
         )
+
+
+def single_output_names(logs: dict) -> dict:
+    """Epoch figures under one naming whether or not the subtype head trains alongside.
+
+    With two outputs Keras names the class head's figures ``probabilities_*`` and its ``loss`` is the
+    weighted sum of both heads; the history keeps the class head's own loss as ``loss``, so runs with and
+    without the subtype head compare directly, and the subtype head's as ``subtype_loss``.
+    """
+    two_heads = "probabilities_loss" in logs
+    renamed = {}
+    for key, value in logs.items():
+        stem = key.removeprefix("val_")
+        if key == "learning_rate" or (two_heads and stem == "loss"):
+            continue
+        stem = stem.replace(f"{SUBTYPE_OUTPUT}_", "subtype_").removeprefix("probabilities_")
+        renamed[key[: len(key) - len(key.removeprefix("val_"))] + stem] = value
+    return renamed
 
 
 def train_head(model: keras.Model, splits, weights: np.ndarray, config: TrainConfig, history: list[dict]) -> None:
@@ -164,31 +193,61 @@ def train_head(model: keras.Model, splits, weights: np.ndarray, config: TrainCon
     print(f"phase 1: {config.head_epochs} epochs, val accuracy {last['val_accuracy']:.4f}", flush=True)
 
 
-def fine_tune(model: keras.Model, splits, weights: np.ndarray, config: TrainConfig, history: list[dict]) -> None:
-    """Phase 2: unfreeze the upper backbone and train end to end on augmented images."""
+def fine_tune(
+    model: keras.Model,
+    splits,
+    weights: np.ndarray,
+    config: TrainConfig,
+    history: list[dict],
+    subtypes: dict[str, SubtypeTargets] | None = None,
+) -> None:
+    """Phase 2: unfreeze the upper backbone and train end to end on augmented images.
+
+    With ``subtypes`` (train and val targets) a training-only subtype head learns from the same features.
+    """
     n_trainable = set_trainable(model, config.fine_tune_from)
     steps = -(-len(splits["train"].labels) // config.batch_size) * config.fine_tune_epochs
     schedule = keras.optimizers.schedules.CosineDecay(
         config.fine_tune_learning_rate, decay_steps=steps, alpha=config.final_learning_rate_fraction
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
     n_classes = model.outputs[0].shape[-1]
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    val_targets = keras.utils.to_categorical(splits["val"].labels, n_classes)
+    validation_data = (splits["val"].images, val_targets)
+    trained = model
+    if subtypes:
+        trained = with_subtype_head(model, len(subtypes["train"].names))
+        trained.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=[loss, loss],
+            loss_weights=[1.0, config.subtype_loss_weight],
+            metrics=[["accuracy"], []],
+        )
+        val = subtypes["val"]
+        validation_data = (
+            splits["val"].images,
+            (val_targets, val.one_hot()),
+            (np.ones(len(val_targets), np.float32), val.known()),
+        )
+    else:
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=loss,
+            metrics=["accuracy"],
+        )
     print(f"phase 2: fine-tuning {n_trainable} layers from {config.fine_tune_from}", flush=True)
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
-    model.fit(
-        training_dataset(splits["train"], n_classes, config, weights[splits["train"].labels].astype(np.float32)),
-        validation_data=(splits["val"].images, keras.utils.to_categorical(splits["val"].labels, n_classes)),
+    sample_weights = weights[splits["train"].labels].astype(np.float32)
+    trained.fit(
+        training_dataset(splits["train"], n_classes, config, sample_weights, subtypes and subtypes["train"]),
+        validation_data=validation_data,
         validation_batch_size=64,
         epochs=config.fine_tune_epochs,
         verbose=2,
         callbacks=[EpochLog("fine_tune", history), averager],
     )
     if averager.count:
-        model.set_weights(averager.average())
+        trained.set_weights(averager.average())
         print(f"phase 2: kept the average of the weights after the last {averager.count} epochs", flush=True)
 
 
@@ -338,12 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extra data {extra_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in extra.items()), flush=True)
         fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
 
+    subtypes = subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None
     model = build_model(config, len(classes))
     weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
     history: list[dict] = []
     train_head(model, fit_splits, weights, config, history)
     if config.fine_tune_epochs > 0:
-        fine_tune(model, fit_splits, weights, config, history)
+        fine_tune(model, fit_splits, weights, config, history, subtypes)
 
     args.out.mkdir(parents=True, exist_ok=True)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
@@ -396,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
         "validation_share_flagged_uncertain": share_uncertain,
     }
+    if subtypes:
+        card.training["subtypes"] = subtypes["train"].names
     write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     write_history(args.out / paths.HISTORY_FILE, history)
     print(
@@ -403,6 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v}" for k, v in card.metrics.items())
     )
     return 0
+
+
+def subtype_targets(images: list[LabelledImage], splits: dict[str, LabelledBatch]) -> dict[str, SubtypeTargets] | None:
+    """Train and val subtype targets from the manifest, or None (with a note) where the data names no subtypes."""
+    names = sorted({image.subtype for image in images if image.subtype and image.split == "train"})
+    if not names:
+        print("note: the data names no subtypes, so --subtype-loss-weight has no effect", flush=True)
+        return None
+    subtype_by_path = {image.path: image.subtype for image in images}
+    print(f"phase 2: subtype head over {len(names)} subtypes: {', '.join(names)}", flush=True)
+    return {name: SubtypeTargets.of(splits[name], subtype_by_path, names) for name in ("train", "val")}
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
