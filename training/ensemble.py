@@ -38,6 +38,7 @@ from training.train import (
     calibrate_and_evaluate,
     library_versions,
     machine_description,
+    validation_summary,
     write_card_and_evaluation,
     write_history,
 )
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     write_history(args.out / paths.HISTORY_FILE, history)
     print(
         f"done in {wall / 60:.1f} min ({len(members)} members): temperature {card.temperature}, "
-        f"threshold {card.low_confidence_threshold}; val_accuracy {card.metrics['val_accuracy']}"
+        f"threshold {card.low_confidence_threshold}; {validation_summary(card.metrics)}"
     )
     return 0
 

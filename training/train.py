@@ -462,9 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     write_history(args.out / paths.HISTORY_FILE, history)
     print(
         f"done in {wall / 60:.1f} min: temperature {card.temperature}, threshold {card.low_confidence_threshold}; "
-        + ", ".join(f"{k} {v}" for k, v in card.metrics.items())
+        f"{validation_summary(card.metrics)}; held-out test scores in {args.out / paths.EVALUATION_FILE}"
     )
     return 0
+
+
+def validation_summary(metrics: dict) -> str:
+    """The validation figures only: a run is judged on these, and its test score is better read after the verdict."""
+    return ", ".join(f"{key} {value}" for key, value in metrics.items() if key.endswith("val_accuracy"))
 
 
 def subtype_targets(images: list[LabelledImage], splits: dict[str, LabelledBatch]) -> dict[str, SubtypeTargets] | None:
