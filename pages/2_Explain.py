@@ -17,11 +17,12 @@ card = classifier.card
 candidates = ui.stored_images()
 upload = st.file_uploader("Upload an image to explain", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"])
 if upload is not None:
-    result = classifier.classify([(upload.name, upload.getvalue())], keep_images=True)[0]
-    if result.prediction is None:
-        st.error(f"**{upload.name}** could not be read: {result.error}")
+    # A whole field of view gives one result per white cell found: each can be explained.
+    results = classifier.classify([(upload.name, upload.getvalue())], keep_images=True)
+    if results[0].prediction is None:
+        st.error(f"**{upload.name}** could not be used: {results[0].error}")
         st.stop()
-    candidates = ui.explainable([result], card.input_size) + candidates
+    candidates = ui.explainable(results, card.input_size) + candidates
 if not candidates:
     st.info("Classify some images on the **Classify** page, or upload one here.")
     ui.footer()

@@ -109,6 +109,16 @@ def test_explain_uses_classified_images(app):
     assert not at.exception
 
 
+def test_explain_offers_every_cell_of_an_uploaded_field(app):
+    from tests.test_smear import synthetic_smear
+
+    smear, true_boxes = synthetic_smear(seed=0)
+    at = upload(app.switch_page("pages/2_Explain.py").run(), ("smear.png", encode(smear), "image/png"))
+    assert not at.exception
+    assert at.selectbox[0].options == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
+    assert len(at.get("image")) == 3
+
+
 def test_explain_without_images_says_what_to_do(app):
     at = app.switch_page("pages/2_Explain.py").run()
     assert not at.exception
