@@ -48,8 +48,9 @@ class TrainConfig:
     # same pooled features that is dropped before saving. ig is four cell types (promyelocyte, myelocyte,
     # metamyelocyte, unspecified) and neutrophil two (band, segmented); most errors fall between
     # metamyelocytes and band neutrophils (6 of the shipped model's 8 validation errors), which the subtype
-    # labels tell apart from the other members of their classes.
-    # Images without a subtype (class-folder data, another lab's crops) add nothing to it.
+    # labels tell apart from the other members of their classes. Images without a subtype (class-folder
+    # data, another lab's crops) add nothing to it. Tried at 0.5 on 2026-11-25 (runs 19-21 in
+    # models/README.md): validation accuracy fell (the two-seed average 98.81% against 99.37%), so it is off.
     subtype_loss_weight: float = 0.0
 
     # Augmentation fit for smear images: orientation is meaningless, so all flips and 90-degree
