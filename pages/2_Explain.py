@@ -56,7 +56,7 @@ with st.spinner(f"Computing {method}…"):
 blended = overlay(chosen.display, heat, colour_map, opacity)
 
 original_column, heatmap_column, overlay_column = st.columns(3)
-original_column.image(chosen.display, caption="original (centre square)", width="stretch")
+original_column.image(chosen.display, caption="as the network sees it (centre square)", width="stretch")
 heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", width="stretch")
 overlay_column.image(blended, caption="overlay", width="stretch")
 st.download_button(
