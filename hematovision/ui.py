@@ -229,14 +229,9 @@ def show_field(
     """
     field = cells[0].field_image
     found = [cell for cell in cells if cell.prediction is not None]
-    # A cell the novelty check rejects is named as such everywhere, never by the class it would have got.
-    names = ["not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label for cell in found]
-    boxes = [
-        (cell.box, name, cell.prediction.uncertain or cell.prediction.out_of_domain)
-        for cell, name in zip(found, names, strict=True)
-    ]
+    names = [cell_name(cell) for cell in found]
     photo_column, table_column = st.columns([3, 2])
-    photo_column.image(draw_cell_boxes(field.rgb, boxes), caption=cells[0].source, width="stretch")
+    photo_column.image(draw_cell_boxes(field.rgb, labelled_boxes(found)), caption=cells[0].source, width="stretch")
     table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
     table_column.dataframe(charts.differential_table(differential_count(found, white_cell_classes)), hide_index=True)
     if automatic:
@@ -252,6 +247,29 @@ def show_field(
             crop_column.image(cell.image.rgb, width="stretch")
             show_verdict(chart_column, cell, threshold)
             show_chart(chart_column, cell, threshold)
+
+
+def cell_name(cell: ImageResult) -> str:
+    # A cell the novelty check rejects is named as such everywhere, never by the class it would have got.
+    return "not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label
+
+
+def labelled_boxes(cells: list[ImageResult]) -> list[tuple]:
+    """Box, name and whether to draw it as doubtful, for each classified cell of one field."""
+    return [(cell.box, cell_name(cell), cell.prediction.uncertain or cell.prediction.out_of_domain) for cell in cells]
+
+
+def cell_in_field(chosen: StoredImage, candidates: list[StoredImage]) -> np.ndarray | None:
+    """For a cell found in a field of view, the photo with its cells boxed and numbered as on Classify, so
+    "cell 2" can be found; None for an image classified as one cell."""
+    if chosen.result.field_image is None or chosen.result.box is None:
+        return None
+    same_field = {
+        item.name: item.result
+        for item in candidates
+        if item.result.source == chosen.result.source and item.result.box is not None
+    }
+    return draw_cell_boxes(chosen.result.field_image.rgb, labelled_boxes(list(same_field.values())))
 
 
 PAGES = (

@@ -31,6 +31,9 @@ if not candidates:
 by_name = {item.name: item for item in candidates}
 chosen = by_name[st.selectbox("Image", list(by_name))]
 prediction = chosen.result.prediction
+field_with_boxes = ui.cell_in_field(chosen, candidates)
+if field_with_boxes is not None:
+    st.image(field_with_boxes, caption=f"{chosen.result.source}: the cells found, numbered", width=420)
 
 with st.sidebar:
     method = st.radio("Method", list(METHODS), index=list(METHODS).index(FAST_METHOD), captions=list(METHODS.values()))

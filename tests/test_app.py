@@ -116,7 +116,7 @@ def test_explain_offers_every_cell_of_an_uploaded_field(app):
     at = upload(app.switch_page("pages/2_Explain.py").run(), ("smear.png", encode(smear), "image/png"))
     assert not at.exception
     assert at.selectbox[0].options == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
-    assert len(at.get("image")) == 3
+    assert len(at.get("image")) == 4  # the field with its cells numbered, then original, heatmap, overlay
 
 
 def test_explain_without_images_says_what_to_do(app):
