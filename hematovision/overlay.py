@@ -56,3 +56,24 @@ def draw_cell_boxes(rgb: np.ndarray, boxes: list[tuple[CellBox, str, bool]]) -> 
         draw.rectangle((left, y, right + 2 * width, y + bottom - top + 2 * width), fill=colour)
         draw.text((box.left + width, y + width - (top - box.top)), text, fill=(255, 255, 255), font=font)
     return np.asarray(image)
+
+
+#: How far the mirrored margin of a cell's crop is blended towards white on screen.
+MIRRORED_MARGIN_FADE = 0.55
+
+
+def fade_beyond_photo(crop: np.ndarray, beyond: tuple[int, int, int, int]) -> np.ndarray:
+    """The crop with its mirrored margin (rows above and below, columns before and after the photo) faded.
+
+    The network sees the mirror, since that is how it was trained, but a reader could take a mirrored
+    half-cell for a second cell; faded, the margin reads as "not in the photo".
+    """
+    above, below, before, after = beyond
+    if not any(beyond):
+        return crop
+    height, width = crop.shape[:2]
+    outside = np.ones((height, width), bool)
+    outside[above : height - below, before : width - after] = False
+    faded = crop.astype(np.float32)
+    faded[outside] = (1 - MIRRORED_MARGIN_FADE) * faded[outside] + MIRRORED_MARGIN_FADE * 255
+    return np.clip(faded + 0.5, 0, 255).astype(np.uint8)

@@ -236,18 +236,29 @@ def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.
     Parts beyond the photo are filled by mirroring it at its edge: a black border would be something
     the single-cell classifier never saw in training, where cells sit in a full field of smear.
     """
+    left, top, side = crop_window(rgb.shape, box, margin)
     height, width = rgb.shape[:2]
+    inside = rgb[max(top, 0) : min(top + side, height), max(left, 0) : min(left + side, width)]
+    above, below, before, after = beyond_photo(rgb.shape, box, margin)
+    padding = [(above, below), (before, after)] + [(0, 0)] * (rgb.ndim - 2)
+    return fill_outside_specimen(np.pad(inside, padding, mode="symmetric"))
+
+
+def crop_window(shape: tuple[int, ...], box: CellBox, margin: float = CROP_MARGIN) -> tuple[int, int, int]:
+    """Left, top and side in the photo's pixels of :func:`crop_cell`'s square; it may reach beyond the photo."""
+    height, width = shape[:2]
     side = max(1, round(max(box.width, box.height) * (1 + 2 * margin)))
     # Clamping the centre into the photo keeps at least one real pixel in the crop to mirror from.
     centre_x = min(max((box.left + box.right) / 2, 0.5), width - 0.5)
     centre_y = min(max((box.top + box.bottom) / 2, 0.5), height - 0.5)
-    left, top = round(centre_x - side / 2), round(centre_y - side / 2)
-    inside = rgb[max(top, 0) : min(top + side, height), max(left, 0) : min(left + side, width)]
-    padding = [
-        (max(-top, 0), max(top + side - height, 0)),
-        (max(-left, 0), max(left + side - width, 0)),
-    ] + [(0, 0)] * (rgb.ndim - 2)
-    return fill_outside_specimen(np.pad(inside, padding, mode="symmetric"))
+    return round(centre_x - side / 2), round(centre_y - side / 2), side
+
+
+def beyond_photo(shape: tuple[int, ...], box: CellBox, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    """Rows above and below, columns before and after the photo in :func:`crop_cell`'s crop (mirrored there)."""
+    height, width = shape[:2]
+    left, top, side = crop_window(shape, box, margin)
+    return max(-top, 0), max(top + side - height, 0), max(-left, 0), max(left + side - width, 0)
 
 
 def fill_outside_specimen(rgb: np.ndarray) -> np.ndarray:

@@ -17,9 +17,10 @@ from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
-from hematovision.overlay import draw_cell_boxes
+from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
+from hematovision.smear import beyond_photo
 
 DISCLAIMER = (
     "HematoVision is a teaching and review aid, **not a diagnostic device**. "
@@ -141,6 +142,7 @@ class StoredImage:
     model_input: np.ndarray
     display: np.ndarray
     result: ImageResult
+    mirrored_margin: bool = False  # a cell's crop reaching beyond its photo's edge, faded in ``display``
 
 
 def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage]:
@@ -150,16 +152,25 @@ def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage
         if result.prediction is None or result.image is None:
             continue
         model_input = to_model_input(result.image.rgb, input_size)
+        beyond = beyond_field(result)
         stored.append(
             StoredImage(
                 name=result.name,
                 digest=hashlib.sha1(model_input.tobytes()).hexdigest(),
                 model_input=model_input,
-                display=centre_square(result.image.rgb),
+                display=centre_square(fade_beyond_photo(result.image.rgb, beyond)),
                 result=result,
+                mirrored_margin=any(beyond),
             )
         )
     return stored
+
+
+def beyond_field(result: ImageResult) -> tuple[int, int, int, int]:
+    """How far a cell's crop reaches beyond its field's edge (all 0 for an image classified whole)."""
+    if result.box is None or result.field_image is None:
+        return (0, 0, 0, 0)
+    return beyond_photo(result.field_image.rgb.shape, result.box)
 
 
 def store_results(results: list[ImageResult], input_size: int) -> None:
@@ -244,7 +255,12 @@ def show_field(
         confidence = "" if cell.prediction.out_of_domain else f" ({100 * cell.prediction.confidence:.1f}%)"
         with st.expander(f"cell {number}: {name}{confidence}"):
             crop_column, chart_column = st.columns([1, 2])
-            crop_column.image(cell.image.rgb, width="stretch")
+            beyond = beyond_field(cell)
+            crop_column.image(
+                fade_beyond_photo(cell.image.rgb, beyond),
+                caption="pale: the photo mirrored beyond its edge" if any(beyond) else None,
+                width="stretch",
+            )
             show_verdict(chart_column, cell, threshold)
             show_chart(chart_column, cell, threshold)
 

@@ -59,7 +59,8 @@ with st.spinner(f"Computing {method}…"):
 blended = overlay(chosen.display, heat, colour_map, opacity)
 
 original_column, heatmap_column, overlay_column = st.columns(3)
-original_column.image(chosen.display, caption="as the network sees it (centre square)", width="stretch")
+seen_note = "pale: the photo mirrored beyond its edge" if chosen.mirrored_margin else "centre square"
+original_column.image(chosen.display, caption=f"as the network sees it ({seen_note})", width="stretch")
 heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", width="stretch")
 overlay_column.image(blended, caption="overlay", width="stretch")
 st.download_button(

@@ -10,9 +10,11 @@ from scipy import ndimage as ndi
 from hematovision import paths
 from hematovision.datasets import crops_info
 from hematovision.evaluation import labelled_view
+from hematovision.overlay import fade_beyond_photo
 from hematovision.smear import (
     OUTSIDE_SPECIMEN_LEVEL,
     CellBox,
+    beyond_photo,
     central_cell,
     crop_cell,
     fill_outside_specimen,
@@ -276,6 +278,18 @@ def test_crop_at_an_edge_mirrors_the_photo_instead_of_padding_black():
     np.testing.assert_array_equal(crop[6:, 6:], image[:46, :46])
     np.testing.assert_array_equal(crop[6:, :6], image[:46, :6][:, ::-1])  # the left strip mirrors the first columns
     np.testing.assert_array_equal(crop[:6, 6:], image[:6, :46][::-1])
+    assert beyond_photo(image.shape, box, margin=0.15) == (6, 0, 6, 0)  # the mirrored rows above, columns before
+    assert beyond_photo(image.shape, CellBox(100, 50, 160, 90), margin=0.25) == (0, 0, 0, 0)
+
+
+def test_the_mirrored_margin_of_a_crop_is_faded_on_screen_and_the_rest_kept():
+    image = gradient_image()
+    box = CellBox(0, 0, 40, 40)
+    crop = crop_cell(image, box, margin=0.15)
+    shown = fade_beyond_photo(crop, beyond_photo(image.shape, box, margin=0.15))
+    np.testing.assert_array_equal(shown[6:, 6:], crop[6:, 6:])
+    assert (shown[:6].astype(int) > crop[:6]).all() and (shown[:, :6].astype(int) > crop[:, :6]).all()
+    assert fade_beyond_photo(crop, (0, 0, 0, 0)) is crop
 
 
 def test_crop_larger_than_the_photo_keeps_its_size():
