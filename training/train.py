@@ -239,7 +239,7 @@ def fine_tune(
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     sample_weights = weights[splits["train"].labels].astype(np.float32)
     trained.fit(
-        training_dataset(splits["train"], n_classes, config, sample_weights, subtypes and subtypes["train"]),
+        training_dataset(splits["train"], n_classes, config, sample_weights, subtypes["train"] if subtypes else None),
         validation_data=validation_data,
         validation_batch_size=64,
         epochs=config.fine_tune_epochs,
