@@ -52,9 +52,12 @@ def draw_cell_boxes(rgb: np.ndarray, boxes: list[tuple[CellBox, str, bool]]) -> 
         draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), outline=colour, width=width)
         text = f"{number} {label}" + ("?" if uncertain else "")
         left, top, right, bottom = draw.textbbox((box.left, box.top), text, font=font)
+        # A box at the photo's right edge would push its label out of the picture: slide it back in.
+        shift = max(0, right + 2 * width - image.width)
+        left, right = left - shift, right - shift
         y = box.top - (bottom - top) - 2 * width if box.top > bottom - top + 2 * width else box.bottom
         draw.rectangle((left, y, right + 2 * width, y + bottom - top + 2 * width), fill=colour)
-        draw.text((box.left + width, y + width - (top - box.top)), text, fill=(255, 255, 255), font=font)
+        draw.text((box.left - shift + width, y + width - (top - box.top)), text, fill=(255, 255, 255), font=font)
     return np.asarray(image)
 
 

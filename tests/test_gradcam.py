@@ -71,3 +71,15 @@ def test_overlay_blends_and_resizes():
     assert not np.array_equal(blended[5, 5], blended[-5, -5])  # hot top differs from cold bottom
     np.testing.assert_array_equal(overlay(image, heat, "inferno", opacity=0.0), image)
     assert png_bytes(blended).startswith(b"\x89PNG")
+
+
+def test_a_label_at_the_photos_right_edge_slides_back_into_the_picture():
+    from hematovision.overlay import draw_cell_boxes
+    from hematovision.smear import CellBox
+
+    photo = np.full((480, 640, 3), 255, np.uint8)
+    drawn = draw_cell_boxes(photo, [(CellBox(590, 100, 640, 160), "not a blood cell", True)])
+    amber = (drawn == (249, 168, 37)).all(axis=-1)
+    label_rows = amber[:100]  # the label sits above the box
+    columns = np.flatnonzero(label_rows.any(axis=0))
+    assert columns.max() == 639 and columns.min() < 590 - 60  # all of it inside, reaching left of the box
