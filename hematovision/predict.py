@@ -19,13 +19,16 @@ from hematovision.artifacts import ArtifactError, ModelCard, load_card
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, load_model_input, to_model_input
 from hematovision.metrics import softmax
 from hematovision.novelty import NOVELTY_FILE, NoveltyModel
-from hematovision.smear import CellBox, crop_cell, find_white_cells, is_whole_field
+from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_white_cells, is_whole_field
 
 #: Images per forward pass: large enough to amortise per-call overhead, small enough that a
 #: folder of thousands never holds more than one chunk of tensors at a time.
 CHUNK = 64
 CLASSIFY_MODES = ("auto", "single", "field")
 NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
+#: Cells cut by the frame are read less reliably (in BCCD photos 5 of 73 such cells are flagged as not blood
+#: cells, against 6 of 235 inner ones), and many counting protocols leave them out: the reader decides.
+CUT_BY_FRAME_NOTE = "cut by the photo's edge: part of the cell is outside the photo"
 DECODE_WORKERS = 4
 
 
@@ -223,7 +226,8 @@ class Classifier:
             return [ImageResult(name=name, source=name, error=message, field_image=decoded if keep_images else None)]
         cells = []
         for number, box in enumerate(boxes, start=1):
-            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=notes, box=box)
+            edge = [CUT_BY_FRAME_NOTE] if cut_by_frame(box, decoded.rgb.shape) else []
+            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=[*notes, *edge], box=box)
             if keep_images:
                 cell.image = DecodedImage(crop_cell(decoded.rgb, box))
                 cell.field_image = decoded

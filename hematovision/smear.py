@@ -206,6 +206,12 @@ def merge_overlapping(boxes: list[CellBox]) -> list[CellBox]:
     return merged
 
 
+def cut_by_frame(box: CellBox, shape: tuple[int, ...]) -> bool:
+    """Whether a found cell touches the photo's border, so part of it may lie outside the photo."""
+    height, width = shape[:2]
+    return box.left <= 0 or box.top <= 0 or box.right >= width or box.bottom >= height
+
+
 def is_whole_field(rgb: np.ndarray) -> bool:
     """True for a field of view (cells to be found first), False for an image of one centred cell.
 

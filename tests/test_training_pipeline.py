@@ -175,6 +175,16 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
     assert len(table.read_text().splitlines()) == 2
 
 
+def test_a_cell_cut_by_the_frame_says_so(tiny_classifier):
+    from hematovision.predict import CUT_BY_FRAME_NOTE
+    from tests.test_smear import synthetic_smear
+
+    smear, _ = synthetic_smear(seed=0)
+    cells = tiny_classifier.classify([("cut.png", encode(smear[140:]))], mode="field")  # the top cell loses its top
+    assert cells[0].box.top == 0 and cells[1].box.top > 0
+    assert [CUT_BY_FRAME_NOTE in cell.notes for cell in cells] == [True, False]
+
+
 def test_automatic_mode_classifies_a_wide_frame_without_white_cells_as_one_cell(tiny_classifier):
     from hematovision.predict import NO_CELL_FOUND_NOTE
 
