@@ -53,7 +53,8 @@ def classify_command(args: argparse.Namespace) -> int:
     results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold, mode=args.mode)
     classes = classifier.classes
     columns = ["file", "cell_box", "predicted_class", "confidence", "uncertain", "not_blood_cell", "error"]
-    columns += [f"p_{name}" for name in classes]
+    # Notes last, so the columns of tables written before they were added keep their places.
+    columns += [f"p_{name}" for name in classes] + ["notes"]
     rows = []
     for result in results:
         box = result.box
@@ -61,6 +62,7 @@ def classify_command(args: argparse.Namespace) -> int:
             "file": result.source or result.name,
             "cell_box": f"{box.left} {box.top} {box.right} {box.bottom}" if box else "",
             "error": result.error or "",
+            "notes": "; ".join(result.notes),
         }
         if result.prediction:
             row.update(

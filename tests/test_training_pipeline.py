@@ -185,6 +185,22 @@ def test_a_cell_cut_by_the_frame_says_so(tiny_classifier):
     assert [CUT_BY_FRAME_NOTE in cell.notes for cell in cells] == [True, False]
 
 
+def test_classify_cli_table_carries_each_cells_notes(tiny_model_dir, tmp_path):
+    import csv
+
+    from hematovision.__main__ import main
+    from hematovision.predict import CUT_BY_FRAME_NOTE
+    from tests.test_smear import synthetic_smear
+
+    smear, _ = synthetic_smear(seed=0)
+    (tmp_path / "cut.png").write_bytes(encode(smear[140:]))
+    table = tmp_path / "cells.csv"
+    assert main(["classify", str(tmp_path / "cut.png"), "--model", str(tiny_model_dir), "--csv", str(table)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert [CUT_BY_FRAME_NOTE in row["notes"] for row in rows] == [True, False]
+    assert all("whole field of view" in row["notes"] for row in rows)
+
+
 def test_automatic_mode_classifies_a_wide_frame_without_white_cells_as_one_cell(tiny_classifier):
     from hematovision.predict import NO_CELL_FOUND_NOTE
 
