@@ -227,7 +227,7 @@ class Classifier:
         cells = []
         for number, box in enumerate(boxes, start=1):
             edge = [CUT_BY_FRAME_NOTE] if cut_by_frame(box, decoded.rgb.shape) else []
-            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=[*notes, *edge], box=box)
+            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=[*edge, *notes], box=box)
             if keep_images:
                 cell.image = DecodedImage(crop_cell(decoded.rgb, box))
                 cell.field_image = decoded
