@@ -109,6 +109,10 @@ def set_apart_table(differential: Differential) -> pd.DataFrame:
     rows += [
         {"group": "uncertain (check by eye)", "class": label, "count": n} for label, n in differential.uncertain.items()
     ]
+    rows += [
+        {"group": "cut by the photo's edge (left out)", "class": label, "count": n}
+        for label, n in differential.cut_by_frame.items()
+    ]
     if differential.not_blood_cells:
         rows.append({"group": "not a blood-cell image", "class": "", "count": differential.not_blood_cells})
     if differential.unreadable:

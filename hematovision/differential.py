@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hematovision.predict import ImageResult
 
@@ -15,6 +15,8 @@ class Differential:
     ``white_cells`` holds every white-cell class (zero counts included) so rows line up between
     batches; ``percent`` is over their total. Uncertain cells are not in the percentages, because
     a differential is only as good as its least certain cell; they are listed apart for review.
+    Cells cut by a photo's edge are counted unless the caller leaves them out, as some counting
+    protocols do; left out, they are listed apart by the class they were given.
     """
 
     white_cells: dict[str, int]
@@ -23,16 +25,20 @@ class Differential:
     uncertain: dict[str, int]
     unreadable: int
     not_blood_cells: int = 0
+    cut_by_frame: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_white(self) -> int:
         return sum(self.white_cells.values())
 
 
-def differential_count(results: Sequence[ImageResult], white_cell_classes: Sequence[str]) -> Differential:
+def differential_count(
+    results: Sequence[ImageResult], white_cell_classes: Sequence[str], count_cut_cells: bool = True
+) -> Differential:
     white = dict.fromkeys(white_cell_classes, 0)
     other: dict[str, int] = {}
     uncertain: dict[str, int] = {}
+    cut: dict[str, int] = {}
     unreadable = not_blood_cells = 0
     for result in results:
         prediction = result.prediction
@@ -40,6 +46,8 @@ def differential_count(results: Sequence[ImageResult], white_cell_classes: Seque
             unreadable += 1
         elif prediction.out_of_domain:
             not_blood_cells += 1
+        elif result.cut_by_frame and not count_cut_cells:
+            cut[prediction.label] = cut.get(prediction.label, 0) + 1
         elif prediction.uncertain:
             uncertain[prediction.label] = uncertain.get(prediction.label, 0) + 1
         elif prediction.label in white:
@@ -49,5 +57,11 @@ def differential_count(results: Sequence[ImageResult], white_cell_classes: Seque
     total = sum(white.values())
     percent = {label: (100.0 * count / total if total else 0.0) for label, count in white.items()}
     return Differential(
-        white, percent, dict(sorted(other.items())), dict(sorted(uncertain.items())), unreadable, not_blood_cells
+        white,
+        percent,
+        dict(sorted(other.items())),
+        dict(sorted(uncertain.items())),
+        unreadable,
+        not_blood_cells,
+        dict(sorted(cut.items())),
     )

@@ -58,6 +58,7 @@ class ImageResult:
     image: DecodedImage | None = None
     box: CellBox | None = None
     field_image: DecodedImage | None = None
+    cut_by_frame: bool = False  # a cell found touching its photo's edge: part of it is outside the photo
 
 
 class Classifier:
@@ -226,8 +227,14 @@ class Classifier:
             return [ImageResult(name=name, source=name, error=message, field_image=decoded if keep_images else None)]
         cells = []
         for number, box in enumerate(boxes, start=1):
-            edge = [CUT_BY_FRAME_NOTE] if cut_by_frame(box, decoded.rgb.shape) else []
-            cell = ImageResult(name=f"{name} · cell {number}", source=name, notes=[*edge, *notes], box=box)
+            cut = cut_by_frame(box, decoded.rgb.shape)
+            cell = ImageResult(
+                name=f"{name} · cell {number}",
+                source=name,
+                notes=[CUT_BY_FRAME_NOTE, *notes] if cut else notes,
+                box=box,
+                cut_by_frame=cut,
+            )
             if keep_images:
                 cell.image = DecodedImage(crop_cell(decoded.rgb, box))
                 cell.field_image = decoded

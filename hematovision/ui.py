@@ -34,6 +34,9 @@ DATASET_CREDIT = (
     "the BCCD Dataset (github.com/Shenggan/BCCD_Dataset), MIT."
 )
 RESULTS_KEY = "classified_images"
+CLASSIFIED_BATCHES_KEY = "classified_batches"
+#: Batches a session keeps classified (switching the image type back and forth costs nothing).
+KEPT_BATCHES = 4
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…")
@@ -59,21 +62,24 @@ def classifier_or_stop() -> Classifier:
 
 
 def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_progress=None) -> list[ImageResult]:
-    """Classify uploads once per (model, files, mode): widgets rerun the page, and a batch takes seconds.
+    """Classify uploads once per (model, files, mode) in a session: widgets rerun the page, and a batch takes seconds.
 
-    Only the uncertain flag depends on the threshold, so it is set here on the cached results' copies.
+    Kept in the session, not in ``st.cache_data``: that cache replays the progress bar's updates on a hit,
+    and the bar, made by the page outside the cached function, no longer exists then, so moving any
+    widget after an upload crashed the page. Only the uncertain flag depends on the threshold, so it is
+    set here on every run.
     """
-    digests = tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources)
-    results = _cached_classify(str(paths.model_dir()), digests, mode, sources, on_progress)
+    key = (str(paths.model_dir()), tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources), mode)
+    batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
+    if key not in batches:
+        if len(batches) >= KEPT_BATCHES:
+            del batches[next(iter(batches))]
+        batches[key] = _load_classifier(key[0]).classify(sources, keep_images=True, mode=mode, on_progress=on_progress)
+    results = batches[key]
     for result in results:
         if result.prediction is not None:
             result.prediction.uncertain = result.prediction.confidence < threshold
     return results
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def _cached_classify(model_dir: str, digests: tuple, mode: str, _sources, _on_progress) -> list[ImageResult]:
-    return _load_classifier(model_dir).classify(_sources, keep_images=True, mode=mode, on_progress=_on_progress)
 
 
 @st.cache_resource(show_spinner=False)
@@ -232,7 +238,11 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
 
 
 def show_field(
-    cells: list[ImageResult], threshold: float, white_cell_classes: list[str], automatic: bool = False
+    cells: list[ImageResult],
+    threshold: float,
+    white_cell_classes: list[str],
+    automatic: bool = False,
+    count_cut_cells: bool = True,
 ) -> None:
     """A field of view: the photo with a labelled box per white cell, its own differential, each cell.
 
@@ -244,7 +254,8 @@ def show_field(
     photo_column, table_column = st.columns([3, 2])
     photo_column.image(draw_cell_boxes(field.rgb, labelled_boxes(found)), caption=cells[0].source, width="stretch")
     table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
-    table_column.dataframe(charts.differential_table(differential_count(found, white_cell_classes)), hide_index=True)
+    differential = differential_count(found, white_cell_classes, count_cut_cells)
+    table_column.dataframe(charts.differential_table(differential), hide_index=True)
     if automatic:
         # A sharp single cell in a wide frame is misread this way (README, limitations).
         table_column.caption(

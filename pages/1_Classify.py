@@ -20,6 +20,11 @@ mode = st.sidebar.radio(
     "Image type", list(ui.CLASSIFY_MODES), format_func=ui.CLASSIFY_MODES.get,
     help="Automatic treats square single-cell images as one cell and finds the white cells in wider fields of view.",
 )  # fmt: skip
+count_cut_cells = st.sidebar.checkbox(
+    "Count cells cut by the photo's edge", value=True,
+    help="In a field of view, a white cell that touches the frame is partly outside the photo. Some counting "
+    "protocols leave such cells out; unticked, they are listed apart instead of counted.",
+)  # fmt: skip
 uploads = st.file_uploader(
     "Microscope images: single blood cells, or whole fields of view",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"],
@@ -46,7 +51,7 @@ ui.store_results(results, card.input_size)
 
 if len(results) > 1 or results[0].box is not None:
     st.header("Batch summary")
-    differential = differential_count(results, card.white_cell_classes)
+    differential = differential_count(results, card.white_cell_classes, count_cut_cells)
     left, right = st.columns(2)
     left.subheader("Differential count")
     left.dataframe(charts.differential_table(differential), hide_index=True)
@@ -71,7 +76,7 @@ for group in ui.group_by_source(results):
         if group[0].error is not None:
             st.error(f"**{group[0].name}**: could not be classified: {group[0].error}")
         elif group[0].box is not None:
-            ui.show_field(group, threshold, card.white_cell_classes, automatic=mode == "auto")
+            ui.show_field(group, threshold, card.white_cell_classes, mode == "auto", count_cut_cells)
         else:
             ui.show_single(group[0], threshold)
 

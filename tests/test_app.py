@@ -93,6 +93,17 @@ def test_batch_with_a_bad_file_shows_table_differential_and_error(app):
     assert at.get("download_button")
 
 
+def test_moving_a_widget_after_an_upload_keeps_the_results(app):
+    """Every widget reruns the page; the batch is not classified again, and nothing it drew is replayed."""
+    files = [(f"cell_{i}.png", encode(synthetic_cell(i, 40 + i)), "image/png") for i in range(2)]
+    at = upload(app.switch_page("pages/1_Classify.py").run(), files)
+    assert not at.exception
+    at.sidebar.slider[0].set_value(0).run()  # nothing is uncertain below 0% confidence
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "uncertain" in frame.value.columns)
+    assert list(table["file"]) == ["cell_0.png", "cell_1.png"] and not table["uncertain"].any()
+
+
 def test_explain_uses_classified_images(app):
     at = app.switch_page("pages/1_Classify.py").run()
     at = upload(at, [(f"cell_{i}.png", encode(synthetic_cell(i, 30 + i)), "image/png") for i in range(2)])
@@ -200,6 +211,23 @@ def test_whole_field_shows_boxes_and_a_differential(app):
     at.sidebar.radio[0].set_value("field").run()  # chosen by the user: no hint on how to undo it
     assert len(at.expander) == len(true_boxes)
     assert not any("If it shows one centred cell" in caption.value for caption in at.caption)
+
+
+def test_cells_cut_by_the_photos_edge_can_be_left_out_of_the_differential(app):
+    from tests.test_smear import synthetic_smear
+
+    def table_with(at, column):
+        return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+    smear, _ = synthetic_smear(seed=0)
+    at = upload(app.switch_page("pages/1_Classify.py").run(), ("cut.png", encode(smear[140:]), "image/png"))
+    assert not at.exception
+    assert "cut by the photo's edge" in table_with(at, "notes")["notes"].iloc[0]
+    at.sidebar.checkbox[0].uncheck().run()  # a counting protocol that leaves edge cells out
+    assert not at.exception
+    apart = table_with(at, "group")
+    assert apart.loc[apart["group"] == "cut by the photo's edge (left out)", "count"].sum() == 1
+    assert int(table_with(at, "cell type")["count"].iloc[-1]) + int(apart["count"].sum()) == 2  # both cells
 
 
 def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_dir, tmp_path):

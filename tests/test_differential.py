@@ -53,6 +53,19 @@ def test_tables_account_for_every_input():
     assert table.set_index("file").loc["h", "notes"] == "the file is empty (0 bytes)"
 
 
+def test_cells_cut_by_the_frame_are_counted_or_listed_apart_as_asked():
+    cut = result("cut", "lymphocyte")
+    cut.cut_by_frame = True
+    batch = [*RESULTS, cut]
+    counted = differential_count(batch, WHITE)
+    assert counted.white_cells["lymphocyte"] == 2 and counted.cut_by_frame == {}
+    left_out = differential_count(batch, WHITE, count_cut_cells=False)
+    assert left_out.white_cells["lymphocyte"] == 1 and left_out.cut_by_frame == {"lymphocyte": 1}
+    apart = charts.set_apart_table(left_out)
+    assert charts.differential_table(left_out)["count"].iloc[-1] + apart["count"].sum() == len(batch)
+    assert "cut by the photo's edge (left out)" in set(apart["group"])
+
+
 def test_empty_batch_has_no_percentages():
     differential = differential_count([], WHITE)
     assert differential.total_white == 0 and set(differential.percent.values()) == {0.0}
