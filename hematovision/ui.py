@@ -35,8 +35,9 @@ DATASET_CREDIT = (
 )
 RESULTS_KEY = "classified_images"
 CLASSIFIED_BATCHES_KEY = "classified_batches"
-#: Batches a session keeps classified (switching the image type back and forth costs nothing).
-KEPT_BATCHES = 4
+#: Batches a session keeps classified, images included: two lets the image type be switched back and forth
+#: for free, while a lecture hall of sessions does not hold many copies of every upload.
+KEPT_BATCHES = 2
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…")
