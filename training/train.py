@@ -153,11 +153,11 @@ def single_output_names(logs: dict) -> dict:
     two_heads = "probabilities_loss" in logs
     renamed = {}
     for key, value in logs.items():
-        stem = key.removeprefix("val_")
+        prefix = "val_" if key.startswith("val_") else ""
+        stem = key.removeprefix(prefix)
         if key == "learning_rate" or (two_heads and stem == "loss"):
             continue
-        stem = stem.replace(f"{SUBTYPE_OUTPUT}_", "subtype_").removeprefix("probabilities_")
-        renamed[key[: len(key) - len(key.removeprefix("val_"))] + stem] = value
+        renamed[prefix + stem.replace(f"{SUBTYPE_OUTPUT}_", "subtype_").removeprefix("probabilities_")] = value
     return renamed
 
 
@@ -214,11 +214,12 @@ def fine_tune(
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     val_targets = keras.utils.to_categorical(splits["val"].labels, n_classes)
     validation_data = (splits["val"].images, val_targets)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     trained = model
     if subtypes:
         trained = with_subtype_head(model, len(subtypes["train"].names))
         trained.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            optimizer=optimizer,
             loss=[loss, loss],
             loss_weights=[1.0, config.subtype_loss_weight],
             metrics=[["accuracy"], []],
@@ -230,11 +231,7 @@ def fine_tune(
             (np.ones(len(val_targets), np.float32), val.known()),
         )
     else:
-        model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=loss,
-            metrics=["accuracy"],
-        )
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     print(f"phase 2: fine-tuning {n_trainable} layers from {config.fine_tune_from}", flush=True)
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     sample_weights = weights[splits["train"].labels].astype(np.float32)
