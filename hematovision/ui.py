@@ -149,7 +149,11 @@ class StoredImage:
     model_input: np.ndarray
     display: np.ndarray
     result: ImageResult
-    mirrored_margin: bool = False  # a cell's crop reaching beyond its photo's edge, faded in ``display``
+
+    @property
+    def mirrored_margin(self) -> bool:
+        """Whether a cell's crop reaches beyond its photo's edge (that margin is faded in ``display``)."""
+        return any(beyond_field(self.result))
 
 
 def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage]:
@@ -159,15 +163,13 @@ def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage
         if result.prediction is None or result.image is None:
             continue
         model_input = to_model_input(result.image.rgb, input_size)
-        beyond = beyond_field(result)
         stored.append(
             StoredImage(
                 name=result.name,
                 digest=hashlib.sha1(model_input.tobytes()).hexdigest(),
                 model_input=model_input,
-                display=centre_square(fade_beyond_photo(result.image.rgb, beyond)),
+                display=centre_square(fade_beyond_photo(result.image.rgb, beyond_field(result))),
                 result=result,
-                mirrored_margin=any(beyond),
             )
         )
     return stored
