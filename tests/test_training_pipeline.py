@@ -267,12 +267,15 @@ def test_zoom_out_shows_the_cell_smaller_on_mirrored_smear():
     assert zoomed_out.min() >= 0.6**2 * disc_area * 0.9 and zoomed_out.max() <= disc_area * 1.02
 
 
-def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
+def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path, capsys):
     """Issue 2's reproducibility promise, checked on the tiny recipe: a second run with the same seed."""
     from tests.conftest import tiny_training_args
     from training.train import main
 
     assert main(tiny_training_args(tiny_dataset, tiny_other_lab, tmp_path)) == 0
+    progress = capsys.readouterr().out
+    assert "phase 1: caching backbone features of" in progress
+    assert "fine_tune: epoch 1/1, the phase took" in progress
     first, second = load_evaluation(tiny_model_dir)["datasets"], load_evaluation(tmp_path)["datasets"]
     for name in first:
         for metric in ("accuracy", "macro_f1"):
@@ -412,3 +415,11 @@ def test_history_names_do_not_depend_on_the_subtype_head():
         "val_accuracy": 0.8,
         "val_subtype_loss": 0.8,
     }
+
+
+def test_time_left_extrapolates_the_mean_epoch():
+    from training.train import time_left
+
+    assert time_left([60.0, 120.0], 14) == "epoch 2/14, about 18 min left"
+    assert time_left([934.0], 14) == "epoch 1/14, about 202 min left"
+    assert time_left([60.0] * 14, 14) == "epoch 14/14, the phase took 14 min"
