@@ -123,9 +123,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
 class EpochLog(keras.callbacks.Callback):
     """Collects one history row per epoch, with its wall time and learning rate.
 
-    With ``total_epochs`` it also prints how long the phase has left at the pace so far: the same recipe
-    took 1.5 minutes an epoch on one 2-core machine and 15 on another, and an hour-long run is better
-    stopped after its first epoch than after its last.
+    With ``total_epochs`` it also prints how long the phase has left at the pace so far: 2-core machines
+    differ several-fold (run 10's epochs took 86-147 s on one; run 22's first, at 320 px, 934 s on another),
+    and a run that will not fit is better stopped after its first epoch than after its last.
     """
 
     def __init__(self, phase: str, rows: list[dict], total_epochs: int | None = None) -> None:
@@ -147,8 +147,8 @@ class EpochLog(keras.callbacks.Callback):
             }
         )
         if self.total_epochs:
-            done = [row["seconds"] for row in self.rows if row["phase"] == self.phase]
-            print(f"{self.phase}: {time_left(done, self.total_epochs)}", flush=True)
+            phase_seconds = [row["seconds"] for row in self.rows if row["phase"] == self.phase]
+            print(f"{self.phase}: {time_left(phase_seconds, self.total_epochs)}", flush=True)
 
 
 def time_left(epoch_seconds: list[float], total_epochs: int) -> str:
