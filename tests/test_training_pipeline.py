@@ -285,6 +285,56 @@ def test_same_seed_same_metrics(tiny_model_dir, tiny_dataset, tiny_other_lab, tm
     assert [row["loss"] for row in load_history(tmp_path)] == pytest.approx(first_loss, rel=1e-3)
 
 
+class Stopped(Exception):
+    """Stands for a session limit or a reboot ending a training run."""
+
+
+def test_a_stopped_run_resumes_to_the_same_model(tiny_dataset, tiny_other_lab, tmp_path, monkeypatch, capsys):
+    """Stopped after its first of two fine-tuning epochs and resumed, a run ends with the model, history
+    and scores of a run never stopped: the optimizer, the dropout seed, the weight average and the input
+    pipeline's random streams all carry over."""
+    import keras
+
+    from tests.conftest import tiny_training_args
+    from training import checkpoint
+    from training.train import main
+
+    def args(out):
+        return [*tiny_training_args(tiny_dataset, tiny_other_lab, out), "--fine-tune-epochs", "2",
+                "--average-last-epochs", "2"]  # fmt: skip
+
+    assert main(args(tmp_path / "whole")) == 0
+
+    save_then_stop = checkpoint.SaveEachEpoch.on_epoch_end
+
+    def stop_after_saving(self, epoch, logs=None):
+        save_then_stop(self, epoch, logs)
+        raise Stopped
+
+    monkeypatch.setattr(checkpoint.SaveEachEpoch, "on_epoch_end", stop_after_saving)
+    with pytest.raises(Stopped):
+        main(args(tmp_path / "stopped"))
+    monkeypatch.undo()
+    saved = tmp_path / "stopped" / checkpoint.CHECKPOINT_FILE
+    assert saved.is_file() and not (tmp_path / "stopped" / paths.MODEL_FILE).exists()
+    capsys.readouterr()
+
+    assert main([*args(tmp_path / "stopped"), "--resume", "--seed", "5"]) == 2
+    assert "seed: 1337 -> 5" in capsys.readouterr().err
+
+    assert main([*args(tmp_path / "stopped"), "--resume"]) == 0
+    assert "phase 2: resuming after epoch 1/2" in capsys.readouterr().out
+    assert not saved.exists()
+    whole, resumed = (keras.models.load_model(tmp_path / name / paths.MODEL_FILE) for name in ("whole", "stopped"))
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert [row[key] for row in load_history(tmp_path / "stopped")] == [
+            row[key] for row in load_history(tmp_path / "whole")
+        ], key
+    assert load_evaluation(tmp_path / "stopped")["datasets"] == load_evaluation(tmp_path / "whole")["datasets"]
+
+
 def test_ensemble_is_one_flat_model_averaging_its_members(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
     """training.ensemble: a second tiny model (same split, another learning rate), averaged with the first."""
     from hematovision.gradcam import GradCam

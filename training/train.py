@@ -19,6 +19,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +34,17 @@ from hematovision.datasets import CREDIT_FILE, LabelledImage, class_counts_by_sp
 from hematovision.evaluation import LabelledBatch, evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.predict import Classifier
+from training.checkpoint import (
+    CHECKPOINT_FILE,
+    Checkpoint,
+    RunState,
+    SaveEachEpoch,
+    config_differences,
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+    skip_epochs,
+)
 from training.config import TrainConfig
 from training.data import (
     SubtypeTargets,
@@ -109,6 +121,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         help="a folder holding pbc_manifest.csv (its split is used), or any class-per-folder tree",
     )
     parser.add_argument("--out", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder to write")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue a stopped run from its last finished epoch ({CHECKPOINT_FILE} in --out, written after "
+        "phase 1 and after every fine-tuning epoch); the options must be the same as the stopped run's",
+    )
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         value = getattr(defaults, field.name)
@@ -218,10 +236,13 @@ def fine_tune(
     config: TrainConfig,
     history: list[dict],
     subtypes: dict[str, SubtypeTargets] | None = None,
+    saver: Callable[[WeightAverage], keras.callbacks.Callback] | None = None,
+    resumed: Checkpoint | None = None,
 ) -> None:
     """Phase 2: unfreeze the upper backbone and train end to end on augmented images.
 
     With ``subtypes`` (train and val targets) a training-only subtype head learns from the same features.
+    ``saver`` makes the callback that checkpoints each epoch; ``resumed`` continues a stopped run's phase.
     """
     n_trainable = set_trainable(model, config.fine_tune_from)
     steps = -(-len(splits["train"].labels) // config.batch_size) * config.fine_tune_epochs
@@ -253,13 +274,26 @@ def fine_tune(
     print(f"phase 2: fine-tuning {n_trainable} layers from {config.fine_tune_from}", flush=True)
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     sample_weights = weights[splits["train"].labels].astype(np.float32)
+    dataset = training_dataset(
+        splits["train"], n_classes, config, sample_weights, subtypes["train"] if subtypes else None
+    )
+    first_epoch = 0
+    if resumed is not None and resumed.state.fine_tune_epochs_done > 0:
+        resumed.restore("model/", trained.variables)
+        restore_optimizer(optimizer, trained, resumed)
+        averager.sums, averager.count = resumed.arrays_under("average/"), resumed.state.averaged_epochs
+        first_epoch = resumed.state.fine_tune_epochs_done
+        skip_epochs(dataset, first_epoch)
+        print(f"phase 2: resuming after epoch {first_epoch}/{config.fine_tune_epochs}", flush=True)
+    callbacks = [EpochLog("fine_tune", history, config.fine_tune_epochs), averager]
     trained.fit(
-        training_dataset(splits["train"], n_classes, config, sample_weights, subtypes["train"] if subtypes else None),
+        dataset,
         validation_data=validation_data,
         validation_batch_size=64,
+        initial_epoch=first_epoch,
         epochs=config.fine_tune_epochs,
         verbose=2,
-        callbacks=[EpochLog("fine_tune", history, config.fine_tune_epochs), averager],
+        callbacks=callbacks + ([saver(averager)] if saver else []),
     )
     if averager.count:
         trained.set_weights(averager.average())
@@ -395,7 +429,23 @@ def main(argv: list[str] | None = None) -> int:
     if extra_dir is not None and not (extra_dir / "train").is_dir():
         print(f"error: --extra-data {extra_dir} has no train/ folder of class folders", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    checkpoint_path = args.out / CHECKPOINT_FILE
+    sources = {"data": str(args.data), "extra_data": config.extra_data}
+    resumed = None
+    if args.resume and not checkpoint_path.is_file():
+        print(f"note: --resume, but {checkpoint_path} does not exist: starting from the beginning", flush=True)
+    elif args.resume:
+        resumed = load_checkpoint(checkpoint_path)
+        differences = config_differences(resumed.state.config, config)
+        if resumed.state.sources != sources:
+            differences.append(f"data: {resumed.state.sources} -> {sources}")
+        if differences:
+            print(f"error: {checkpoint_path} is from a run with other options: " + "; ".join(differences),
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    elif checkpoint_path.is_file():
+        print(f"note: {checkpoint_path} from a stopped run will be replaced (--resume continues it)", flush=True)
+    started = time.perf_counter() - (resumed.state.seconds if resumed else 0.0)
     keras.utils.set_random_seed(config.seed)
 
     images, split_source = find_images(args.data, config.seed)
@@ -415,12 +465,23 @@ def main(argv: list[str] | None = None) -> int:
     subtypes = subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None
     model = build_model(config, len(classes))
     weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
-    history: list[dict] = []
-    train_head(model, fit_splits, weights, config, history)
-    if config.fine_tune_epochs > 0:
-        fine_tune(model, fit_splits, weights, config, history, subtypes)
-
     args.out.mkdir(parents=True, exist_ok=True)
+    state = resumed.state if resumed else RunState(dataclasses.asdict(config), sources)
+    history = state.history
+    if resumed is None:
+        train_head(model, fit_splits, weights, config, history)
+        state.seconds = time.perf_counter() - started
+        save_checkpoint(checkpoint_path, state, model)
+    elif resumed.state.fine_tune_epochs_done == 0:
+        resumed.restore("model/", model.variables)
+        print("phase 1: restored from the checkpoint", flush=True)
+    if config.fine_tune_epochs > 0:
+
+        def saver(averager: WeightAverage) -> keras.callbacks.Callback:
+            return SaveEachEpoch(checkpoint_path, state, averager, lambda: time.perf_counter() - started)
+
+        fine_tune(model, fit_splits, weights, config, history, subtypes, saver, resumed)
+
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
     model = copy_without_optimizer(model, config, len(classes))
     model.save(args.out / paths.MODEL_FILE)
@@ -475,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         card.training["subtypes"] = subtypes["train"].names
     write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     write_history(args.out / paths.HISTORY_FILE, history)
+    checkpoint_path.unlink()
     print(
         f"done in {wall / 60:.1f} min: temperature {card.temperature}, threshold {card.low_confidence_threshold}; "
         f"{validation_summary(card.metrics)}; held-out test scores in {args.out / paths.EVALUATION_FILE}"
