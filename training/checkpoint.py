@@ -30,8 +30,8 @@ import tensorflow as tf
 from training.config import TrainConfig
 
 CHECKPOINT_FILE = "training_checkpoint.npz"
-# Keras 3's fit opens two iterators on a dataset per epoch without steps_per_epoch (one to train on, and one
-# when it resets the epoch iterator); each opening advances the shuffle and augmentation streams.
+# Without steps_per_epoch, Keras 3's fit opens two iterators on the dataset per epoch: one at the epoch's start
+# and one, never read, when its batches run out. Each opening advances the shuffle and augmentation streams.
 ITERATORS_PER_EPOCH = 2
 
 
