@@ -1,7 +1,8 @@
 """Resumable training: the run's state after phase 1 and after every fine-tuning epoch, in one file.
 
-The recipe takes 30 minutes on one 2-core machine and several hours on another (models/README.md, run 22),
-so a run may be stopped by a session limit or a reboot. `python -m training.train ... --resume` then
+2-core machines differ several-fold: run 10 trained in 29.4 minutes on one, while on another run 22's
+fine-tuning epochs took 10-14 minutes each (models/README.md), so a run may be stopped by a session limit or
+a reboot. `python -m training.train ... --resume` then
 continues from the last finished epoch and ends with the same model, weight for weight, as a run that was
 never stopped (tests/test_training_pipeline.py checks this). That needs all of the run's state:
 
