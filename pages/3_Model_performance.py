@@ -45,8 +45,11 @@ st.caption(
 st.plotly_chart(charts.reliability_diagram(report))
 
 history = ui.history()
+card = ui.card_or_none()
 if history:
     st.header("Training curves")
+    if card:
+        st.caption(charts.training_curves_caption(card.training.get("config", {}), len(card.classes)))
     loss_column, accuracy_column = st.columns(2)
     loss_column.plotly_chart(charts.training_curves(history, "loss"))
     accuracy_column.plotly_chart(charts.training_curves(history, "accuracy"))
@@ -69,7 +72,6 @@ if robustness:
         column_config={"accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=100)},
     )
 
-card = ui.card_or_none()
 if card and card.data.get("class_counts"):
     st.header("Data: images per class and split")
     st.dataframe(charts.class_counts_table(card.data["class_counts"]), hide_index=True)

@@ -156,8 +156,18 @@ def test_training_curves_draw_each_member_of_an_averaged_model():
     single = charts.training_curves(rows({}), "loss")
     assert [trace.name for trace in single.data] == ["train", "validation"]
     assert list(single.data[0].x) == [1, 2, 3] and len(single.layout.shapes) == 1
+    assert [note.text for note in single.layout.annotations] == ["fine-tuning starts"]
+    assert tuple(single.layout.xaxis.range) == (0, 4)
     averaged = charts.training_curves(rows({"member": "seed 1"}) + rows({"member": "seed 2"}), "loss")
     assert [trace.name for trace in averaged.data] == [
         "train, seed 1", "validation, seed 1", "train, seed 2", "validation, seed 2"
     ]  # fmt: skip
     assert list(averaged.data[2].x) == [1, 2, 3] and len(averaged.layout.shapes) == 1
+
+
+def test_training_curves_caption_explains_the_loss_floor_of_label_smoothing():
+    # Targets 0.9 and 0.1: entropy -(0.9 ln 0.9 + 0.1 ln 0.1) = 0.325.
+    assert "lowest reachable loss is 0.33 for 2 classes" in charts.training_curves_caption({"label_smoothing": 0.2}, 2)
+    assert "0.47 for 8 classes" in charts.training_curves_caption({"label_smoothing": 0.1}, 8)
+    assert "steps up" not in charts.training_curves_caption({"label_smoothing": 0.0}, 8)
+    assert "steps up" not in charts.training_curves_caption({}, 8)
