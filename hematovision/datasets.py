@@ -69,6 +69,22 @@ def read_manifest(manifest: Path) -> list[LabelledImage]:
         ]
 
 
+def examples_per_class(data_dir: Path, classes: list[str], split: str = "test") -> list[LabelledImage]:
+    """The first image of each class in the manifest's ``split``, by file name, in ``classes`` order.
+
+    Chosen by a fixed rule, not for being classified right, so that they show the model as it is. Empty
+    where ``data_dir`` holds no manifest: the images stay outside the repository.
+    """
+    manifest = find_manifest(data_dir)
+    if manifest is None:
+        return []
+    first: dict[str, LabelledImage] = {}
+    for item in sorted(read_manifest(manifest), key=lambda item: item.path.name):
+        if item.split == split and item.label in classes and item.label not in first and item.path.is_file():
+            first[item.label] = item
+    return [first[label] for label in classes if label in first]
+
+
 def scan_class_folders(root: Path, known_labels: list[str] | None = None) -> FolderScan:
     """Images under ``root/<label>/``; labels match ``known_labels`` case-insensitively.
 

@@ -15,6 +15,7 @@ import streamlit as st
 
 from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.datasets import examples_per_class
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
@@ -104,6 +105,19 @@ def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
     return _load_attribution(model_dir).heatmap(method, _image, class_index)
+
+
+def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
+    """One held-out test image per class from ``../shared/data``, named with its label; none where it is absent."""
+    return _cached_examples(str(paths.SHARED_DATA_DIR), tuple(classes))
+
+
+@st.cache_data(show_spinner=False)
+def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    return [
+        (f"{item.path.name} (labelled {item.label})", item.path.read_bytes())
+        for item in examples_per_class(Path(data_dir), list(classes))
+    ]
 
 
 def card_or_none() -> ModelCard | None:

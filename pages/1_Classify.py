@@ -33,11 +33,19 @@ uploads = st.file_uploader(
     "the network reads a cell's size, and a cell shown much smaller is often misread.",
 )
 snapshot = st.camera_input("…or take a picture", label_visibility="collapsed") if st.toggle("Use the camera") else None
+examples = ui.example_sources(card.classes)
+use_examples = bool(examples) and st.toggle(
+    "Try example images", help="The first image of each class in the PBC test split, by file name: held out from "
+    "training, and not picked for being classified right. Each name says the label the dataset's experts gave.",
+)  # fmt: skip
 sources = [(upload.name, upload.getvalue()) for upload in uploads or []]
 if snapshot is not None:
     sources.append(("camera picture", snapshot.getvalue()))
+if use_examples:
+    sources.extend(examples)
 if not sources:
-    st.info("Upload one or more images (JPEG, PNG, BMP or TIFF) to classify them.")
+    st.info("Upload one or more images (JPEG, PNG, BMP or TIFF) to classify them"
+            + (", or try the example images." if examples else "."))  # fmt: skip
     ui.footer()
     st.stop()
 

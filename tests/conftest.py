@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hematovision import paths
-from hematovision.datasets import CREDIT_FILE
+from hematovision.datasets import CREDIT_FILE, MANIFEST_NAME, scan_class_folders, stratified_split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +48,19 @@ def write_class_folders(root: Path, per_class: int, classes=TINY_CLASSES, seed: 
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             Image.fromarray(synthetic_cell(index, seed * 10_000 + index * 1000 + i)).save(folder / f"{name}_{i}.png")
+    return root
+
+
+def write_subtype_manifest(root, seed: int = 3):
+    """Tiny class folders plus a manifest whose neutrophils are two subtypes, as PBC's are (band, segmented)."""
+    write_class_folders(root, per_class=24)
+    images = stratified_split(scan_class_folders(root).images, seed=seed)
+    with (root / MANIFEST_NAME).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subtype", "split"])
+        for i, image in enumerate(images):
+            subtype = ("BNE", "SNE")[i % 2] if image.label == "neutrophil" else image.label[:2].upper()
+            writer.writerow([image.path.relative_to(root).as_posix(), image.label, subtype, image.split])
     return root
 
 

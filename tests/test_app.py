@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from hematovision import paths
-from tests.conftest import encode, synthetic_cell
+from tests.conftest import encode, synthetic_cell, write_subtype_manifest
 
 TIMEOUT = 120  # the first TensorFlow load in a process takes several seconds
 
@@ -57,6 +57,21 @@ def test_classify_one_image(app):
     assert sorted(bars["y"]) == ["lymphocyte", "neutrophil", "platelet"]
     assert bars["x"] == sorted(bars["x"])  # sorted, highest on top
     assert len(set(bars["marker"]["color"])) == 2  # one highlighted bar
+
+
+def test_classify_offers_held_out_examples_only_where_the_data_is(app, monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "absent")
+    at = app.switch_page("pages/1_Classify.py").run()
+    assert not at.exception and [toggle.label for toggle in at.toggle] == ["Use the camera"]
+
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", write_subtype_manifest(tmp_path / "data"))
+    at = app.switch_page("pages/1_Classify.py").run()
+    examples = next(toggle for toggle in at.toggle if toggle.label == "Try example images")
+    at = examples.set_value(True).run()
+    assert not at.exception
+    names = list(next(frame.value for frame in at.dataframe if "file" in frame.value.columns)["file"])
+    assert [name.split("(labelled ")[1] for name in names] == ["lymphocyte)", "neutrophil)", "platelet)"]
+    assert len(chart_specs(at)) == 3  # each example classified, with its chart
 
 
 def test_uncertain_images_are_marked_not_hidden(monkeypatch, tiny_model_dir, tmp_path):

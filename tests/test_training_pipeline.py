@@ -12,11 +12,20 @@ from hematovision.datasets import (
     MANIFEST_NAME,
     PBC_CREDIT,
     dataset_credit,
+    examples_per_class,
+    read_manifest,
     scan_class_folders,
     stratified_split,
 )
 from hematovision.metrics import softmax
-from tests.conftest import TINY_CLASSES, TINY_SIZE, encode, synthetic_cell, write_class_folders
+from tests.conftest import (
+    TINY_CLASSES,
+    TINY_SIZE,
+    encode,
+    synthetic_cell,
+    write_class_folders,
+    write_subtype_manifest,
+)
 
 
 def test_artifact_folder_is_complete(tiny_model_dir, tiny_other_lab):
@@ -58,6 +67,18 @@ def test_dataset_credit_prefers_the_folders_own_file(tmp_path):
     assert dataset_credit(tmp_path) == PBC_CREDIT
     (tmp_path / CREDIT_FILE).write_text("  Some Lab,\n CC BY 4.0 \n")
     assert dataset_credit(tmp_path) == "Some Lab, CC BY 4.0"
+
+
+def test_examples_are_the_first_test_image_of_each_known_class(tmp_path):
+    assert examples_per_class(tmp_path, list(TINY_CLASSES)) == []  # no manifest, no examples
+    data = write_subtype_manifest(tmp_path / "data")
+    test_split = [item for item in read_manifest(data / MANIFEST_NAME) if item.split == "test"]
+    chosen = examples_per_class(data, ["platelet", "lymphocyte", "eosinophil"])
+    assert [item.label for item in chosen] == ["platelet", "lymphocyte"]  # the caller's order; unknown ones left out
+    for item in chosen:
+        assert item.path.name == min(other.path.name for other in test_split if other.label == item.label)
+    chosen[0].path.unlink()  # a file listed but missing is passed over, not shown broken
+    assert examples_per_class(data, ["platelet"])[0].path != chosen[0].path
 
 
 def test_model_is_flat_and_takes_raw_pixels(tiny_classifier):
@@ -395,21 +416,6 @@ def test_ensemble_cli_refuses_what_it_cannot_average(tiny_model_dir, tiny_datase
     args = ["--members", str(tiny_model_dir), str(tiny_model_dir), "--data", str(tmp_path / "absent")]
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()
-
-
-def write_subtype_manifest(root, seed: int = 3):
-    """Tiny class folders plus a manifest whose neutrophils are two subtypes, as PBC's are (band, segmented)."""
-    import csv
-
-    write_class_folders(root, per_class=24)
-    images = stratified_split(scan_class_folders(root).images, seed=seed)
-    with (root / MANIFEST_NAME).open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "subtype", "split"])
-        for i, image in enumerate(images):
-            subtype = ("BNE", "SNE")[i % 2] if image.label == "neutrophil" else image.label[:2].upper()
-            writer.writerow([image.path.relative_to(root).as_posix(), image.label, subtype, image.split])
-    return root
 
 
 def test_subtype_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab):
