@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,73 @@ def class_counts_by_split(images: list[LabelledImage]) -> dict[str, dict[str, in
         tally = Counter(image.label for image in images if image.split == split)
         counts[split] = dict(sorted(tally.items()))
     return counts
+
+
+# The BCCD smear photos (another lab) are split by whole photo, never by cell, so that two cells of one
+# photo (same stain, same focus) cannot land on both sides. The split lives here because both the pipeline
+# (`training.bccd`) and the app's examples must agree on which photos were held out.
+
+BCCD_FOLDER = "bccd"
+BCCD_SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+def parse_labels(csv_path: Path) -> dict[str, tuple[str, ...]]:
+    """{photo stem: lowercased labels}: "NEUTROPHIL, EOSINOPHIL" names two cells, a blank none."""
+    labels: dict[str, tuple[str, ...]] = {}
+    with csv_path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            image = (row.get("image") or "").strip()
+            if image:
+                parts = (part.strip().lower() for part in (row.get("category") or "").split(","))
+                labels[Path(image).stem] = tuple(part for part in parts if part)
+    return labels
+
+
+def stratum(labels: tuple[str, ...]) -> str:
+    """What a photo is stratified by: its one cell type, else "mixed" or "unlabelled"."""
+    kinds = sorted(set(labels))
+    return kinds[0] if len(kinds) == 1 else "mixed" if kinds else "unlabelled"
+
+
+def split_photos(names: Iterable[str], seed: int, strata: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{name: "train" | "val" | "test"}, about 60/20/20 within each stratum, the same for the same seed.
+
+    Whole photos are split, never cells, so that two cells of one photo (same stain, same focus) cannot
+    land on both sides. The result does not depend on the order of ``names``.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        groups.setdefault(strata.get(name, "") if strata else "", []).append(name)
+    splits: dict[str, str] = {}
+    for key in sorted(groups):
+        members = groups[key]
+        n_val = round(len(members) * BCCD_SPLIT_FRACTIONS["val"])
+        n_test = round(len(members) * BCCD_SPLIT_FRACTIONS["test"])
+        for rank, index in enumerate(rng.permutation(len(members))):
+            splits[members[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return splits
+
+
+def bccd_photo_splits(image_paths: Iterable[Path], labels: Mapping[str, tuple[str, ...]], seed: int) -> dict[str, str]:
+    """{photo stem: split} for BCCD photos, stratified by the white-cell type each one names."""
+    strata = {path.stem: stratum(labels.get(path.stem, ())) for path in image_paths}
+    return split_photos(strata, seed, strata)
+
+
+def smear_example(data_dir: Path, seed: int = 0) -> tuple[Path, str] | None:
+    """The first held-out (test) BCCD photo by name that names one white cell, with that cell's label.
+
+    ``seed`` is the split's, as in ``python -m training.bccd``; None where the BCCD photos are not here.
+    """
+    bccd_dir = data_dir / BCCD_FOLDER
+    labels_file = bccd_dir / "labels.csv"
+    if not labels_file.is_file():
+        return None
+    labels = parse_labels(labels_file)
+    image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
+    splits = bccd_photo_splits(image_paths, labels, seed)
+    for path in image_paths:
+        if splits[path.stem] == "test" and len(labels.get(path.stem, ())) == 1:
+            return path, labels[path.stem][0]
+    return None

@@ -15,7 +15,7 @@ import streamlit as st
 
 from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
-from hematovision.datasets import examples_per_class
+from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
@@ -108,16 +108,22 @@ def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, 
 
 
 def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
-    """One held-out test image per class from ``../shared/data``, named with its label; none where it is absent."""
+    """Held-out examples from ``../shared/data``, each named with its label: one image per class and one
+    whole smear photo (a field of view) where those datasets are there; none where they are absent."""
     return _cached_examples(str(paths.SHARED_DATA_DIR), tuple(classes))
 
 
 @st.cache_data(show_spinner=False)
 def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str, bytes]]:
-    return [
+    examples = [
         (f"{item.path.name} (labelled {item.label})", item.path.read_bytes())
         for item in examples_per_class(Path(data_dir), list(classes))
     ]
+    smear = smear_example(Path(data_dir))
+    if smear is not None:
+        path, label = smear
+        examples.append((f"{path.name} (smear photo, its white cell labelled {label})", path.read_bytes()))
+    return examples
 
 
 def card_or_none() -> ModelCard | None:

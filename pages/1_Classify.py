@@ -35,8 +35,9 @@ uploads = st.file_uploader(
 snapshot = st.camera_input("…or take a picture", label_visibility="collapsed") if st.toggle("Use the camera") else None
 examples = ui.example_sources(card.classes)
 use_examples = bool(examples) and st.toggle(
-    "Try example images", help="The first image of each class in the PBC test split, by file name: held out from "
-    "training, and not picked for being classified right. Each name says the label the dataset's experts gave.",
+    "Try example images", help="The first image of each class in the PBC test split and the first BCCD smear photo "
+    "held out from training, by file name: not picked for being classified right. Each name says the label the "
+    "dataset's experts gave.",
 )  # fmt: skip
 sources = [(upload.name, upload.getvalue()) for upload in uploads or []]
 if snapshot is not None:

@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from hematovision import paths
-from hematovision.datasets import crops_info
+from hematovision.datasets import crops_info, parse_labels, smear_example, split_photos
 from hematovision.evaluation import labelled_view
 from hematovision.overlay import fade_beyond_photo
 from hematovision.smear import (
@@ -28,11 +28,9 @@ from training.bccd import (
     export_crops,
     export_photos,
     labelled_crops,
-    parse_labels,
     parse_voc_boxes,
     pbc_cell_scale,
     read_photos,
-    split_photos,
 )
 
 GLASS = (222, 220, 214)
@@ -370,6 +368,22 @@ def test_parse_labels_splits_multiple_cells(tmp_path):
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text('image,category\nA.jpg,NEUTROPHIL\nB.jpg,"NEUTROPHIL, EOSINOPHIL"\nC.jpg,\n')
     assert parse_labels(csv_path) == {"A": ("neutrophil",), "B": ("neutrophil", "eosinophil"), "C": ()}
+
+
+def test_smear_example_is_the_first_held_out_photo_naming_one_cell(tmp_path):
+    assert smear_example(tmp_path) is None  # no BCCD photos here
+    bccd = tmp_path / "bccd"
+    (bccd / "JPEGImages").mkdir(parents=True)
+    names = [f"BloodImage_{i:05d}" for i in range(40)]
+    rows = ['image,category'] + [f'{name}.jpg,"{"NEUTROPHIL, EOSINOPHIL" if i % 3 == 0 else "LYMPHOCYTE"}"'
+                                 for i, name in enumerate(names)]  # fmt: skip
+    (bccd / "labels.csv").write_text("\n".join(rows) + "\n")
+    for name in names:
+        (bccd / "JPEGImages" / f"{name}.jpg").write_bytes(b"")
+    strata = {name: "mixed" if i % 3 == 0 else "lymphocyte" for i, name in enumerate(names)}
+    splits = split_photos(names, seed=0, strata=strata)
+    expected = min(name for name in names if splits[name] == "test" and strata[name] == "lymphocyte")
+    assert smear_example(tmp_path) == (bccd / "JPEGImages" / f"{expected}.jpg", "lymphocyte")
 
 
 # --- on the real BCCD photos ---------------------------------------------------------------------

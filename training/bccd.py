@@ -11,13 +11,12 @@ how often :func:`hematovision.smear.is_whole_field` tells BCCD fields from PBC s
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from PIL import Image
 
 from hematovision import paths
 from hematovision.artifacts import write_json
-from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS
+from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS, bccd_photo_splits, parse_labels
 from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
 WHITE_CELL_LABELS = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
-SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 MATCH_IOU = 0.5
 BCCD_CREDIT = "BCCD Dataset (github.com/Shenggan/BCCD_Dataset), MIT license"
 
@@ -73,50 +71,11 @@ def parse_voc_boxes(xml_path: Path, name: str = "WBC") -> list[CellBox]:
     return boxes
 
 
-def parse_labels(csv_path: Path) -> dict[str, tuple[str, ...]]:
-    """{photo stem: lowercased labels}: "NEUTROPHIL, EOSINOPHIL" names two cells, a blank none."""
-    labels: dict[str, tuple[str, ...]] = {}
-    with csv_path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            image = (row.get("image") or "").strip()
-            if image:
-                parts = (part.strip().lower() for part in (row.get("category") or "").split(","))
-                labels[Path(image).stem] = tuple(part for part in parts if part)
-    return labels
-
-
-def stratum(labels: tuple[str, ...]) -> str:
-    """What a photo is stratified by: its one cell type, else "mixed" or "unlabelled"."""
-    kinds = sorted(set(labels))
-    return kinds[0] if len(kinds) == 1 else "mixed" if kinds else "unlabelled"
-
-
-def split_photos(names: Iterable[str], seed: int, strata: Mapping[str, str] | None = None) -> dict[str, str]:
-    """{name: "train" | "val" | "test"}, about 60/20/20 within each stratum, the same for the same seed.
-
-    Whole photos are split, never cells, so that two cells of one photo (same stain, same focus) cannot
-    land on both sides. The result does not depend on the order of ``names``.
-    """
-    rng = np.random.default_rng(seed)
-    groups: dict[str, list[str]] = {}
-    for name in sorted(set(names)):
-        groups.setdefault(strata.get(name, "") if strata else "", []).append(name)
-    splits: dict[str, str] = {}
-    for key in sorted(groups):
-        members = groups[key]
-        n_val = round(len(members) * SPLIT_FRACTIONS["val"])
-        n_test = round(len(members) * SPLIT_FRACTIONS["test"])
-        for rank, index in enumerate(rng.permutation(len(members))):
-            splits[members[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-    return splits
-
-
 def read_photos(bccd_dir: Path, seed: int = 0) -> list[SmearPhoto]:
     """Every photo under ``bccd_dir/JPEGImages`` with its labels, split and annotated WBC boxes."""
     labels = parse_labels(bccd_dir / "labels.csv")
     image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
-    strata = {path.stem: stratum(labels.get(path.stem, ())) for path in image_paths}
-    splits = split_photos(strata, seed, strata)
+    splits = bccd_photo_splits(image_paths, labels, seed)
     photos = []
     for path in image_paths:
         xml_path = bccd_dir / "Annotations" / f"{path.stem}.xml"
