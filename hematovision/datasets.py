@@ -183,10 +183,14 @@ def split_photos(names: Iterable[str], seed: int, strata: Mapping[str, str] | No
     return splits
 
 
-def bccd_photo_splits(image_paths: Iterable[Path], labels: Mapping[str, tuple[str, ...]], seed: int) -> dict[str, str]:
-    """{photo stem: split} for BCCD photos, stratified by the white-cell type each one names."""
+def labelled_bccd_photos(bccd_dir: Path, seed: int = 0) -> list[tuple[Path, tuple[str, ...], str]]:
+    """(path, labels, split) of every photo under ``bccd_dir/JPEGImages``, by name, stratified by the
+    white-cell type each one names; the same split for the same ``seed``."""
+    labels = parse_labels(bccd_dir / "labels.csv")
+    image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
     strata = {path.stem: stratum(labels.get(path.stem, ())) for path in image_paths}
-    return split_photos(strata, seed, strata)
+    splits = split_photos(strata, seed, strata)
+    return [(path, labels.get(path.stem, ()), splits[path.stem]) for path in image_paths]
 
 
 def smear_example(data_dir: Path, seed: int = 0) -> tuple[Path, str] | None:
@@ -195,13 +199,9 @@ def smear_example(data_dir: Path, seed: int = 0) -> tuple[Path, str] | None:
     ``seed`` is the split's, as in ``python -m training.bccd``; None where the BCCD photos are not here.
     """
     bccd_dir = data_dir / BCCD_FOLDER
-    labels_file = bccd_dir / "labels.csv"
-    if not labels_file.is_file():
+    if not (bccd_dir / "labels.csv").is_file():
         return None
-    labels = parse_labels(labels_file)
-    image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
-    splits = bccd_photo_splits(image_paths, labels, seed)
-    for path in image_paths:
-        if splits[path.stem] == "test" and len(labels.get(path.stem, ())) == 1:
-            return path, labels[path.stem][0]
+    for path, labels, split in labelled_bccd_photos(bccd_dir, seed):
+        if split == "test" and len(labels) == 1:
+            return path, labels[0]
     return None

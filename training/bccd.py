@@ -25,7 +25,7 @@ from PIL import Image
 
 from hematovision import paths
 from hematovision.artifacts import write_json
-from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS, bccd_photo_splits, parse_labels
+from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
 from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
@@ -73,14 +73,11 @@ def parse_voc_boxes(xml_path: Path, name: str = "WBC") -> list[CellBox]:
 
 def read_photos(bccd_dir: Path, seed: int = 0) -> list[SmearPhoto]:
     """Every photo under ``bccd_dir/JPEGImages`` with its labels, split and annotated WBC boxes."""
-    labels = parse_labels(bccd_dir / "labels.csv")
-    image_paths = sorted((bccd_dir / "JPEGImages").glob("*.jpg"))
-    splits = bccd_photo_splits(image_paths, labels, seed)
     photos = []
-    for path in image_paths:
+    for path, labels, split in labelled_bccd_photos(bccd_dir, seed):
         xml_path = bccd_dir / "Annotations" / f"{path.stem}.xml"
         boxes = tuple(parse_voc_boxes(xml_path)) if xml_path.is_file() else ()
-        photos.append(SmearPhoto(path.stem, path, labels.get(path.stem, ()), splits[path.stem], boxes or None))
+        photos.append(SmearPhoto(path.stem, path, labels, split, boxes or None))
     return photos
 
 
