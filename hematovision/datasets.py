@@ -137,12 +137,13 @@ def class_counts_by_split(images: list[LabelledImage]) -> dict[str, dict[str, in
     return counts
 
 
-# The BCCD smear photos (another lab) are split by whole photo, never by cell, so that two cells of one
-# photo (same stain, same focus) cannot land on both sides. The split lives here because both the pipeline
-# (`training.bccd`) and the app's examples must agree on which photos were held out.
+# The BCCD photo split lives here because the pipeline (`training.bccd`) and the app's examples must agree
+# on which photos were held out.
 
 BCCD_FOLDER = "bccd"
 BCCD_SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+#: The split's default seed, the one the shipped model's BCCD crops were exported with.
+BCCD_SPLIT_SEED = 0
 
 
 def parse_labels(csv_path: Path) -> dict[str, tuple[str, ...]]:
@@ -183,7 +184,7 @@ def split_photos(names: Iterable[str], seed: int, strata: Mapping[str, str] | No
     return splits
 
 
-def labelled_bccd_photos(bccd_dir: Path, seed: int = 0) -> list[tuple[Path, tuple[str, ...], str]]:
+def labelled_bccd_photos(bccd_dir: Path, seed: int = BCCD_SPLIT_SEED) -> list[tuple[Path, tuple[str, ...], str]]:
     """(path, labels, split) of every photo under ``bccd_dir/JPEGImages``, by name, stratified by the
     white-cell type each one names; the same split for the same ``seed``."""
     labels = parse_labels(bccd_dir / "labels.csv")
@@ -193,7 +194,7 @@ def labelled_bccd_photos(bccd_dir: Path, seed: int = 0) -> list[tuple[Path, tupl
     return [(path, labels.get(path.stem, ()), splits[path.stem]) for path in image_paths]
 
 
-def smear_example(data_dir: Path, seed: int = 0) -> tuple[Path, str] | None:
+def smear_example(data_dir: Path, seed: int = BCCD_SPLIT_SEED) -> tuple[Path, str] | None:
     """The first held-out (test) BCCD photo by name that names one white cell, with that cell's label.
 
     ``seed`` is the split's, as in ``python -m training.bccd``; None where the BCCD photos are not here.

@@ -25,7 +25,7 @@ from PIL import Image
 
 from hematovision import paths
 from hematovision.artifacts import write_json
-from hematovision.datasets import CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
+from hematovision.datasets import BCCD_SPLIT_SEED, CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
 from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
@@ -71,7 +71,7 @@ def parse_voc_boxes(xml_path: Path, name: str = "WBC") -> list[CellBox]:
     return boxes
 
 
-def read_photos(bccd_dir: Path, seed: int = 0) -> list[SmearPhoto]:
+def read_photos(bccd_dir: Path, seed: int = BCCD_SPLIT_SEED) -> list[SmearPhoto]:
     """Every photo under ``bccd_dir/JPEGImages`` with its labels, split and annotated WBC boxes."""
     photos = []
     for path, labels, split in labelled_bccd_photos(bccd_dir, seed):
@@ -318,7 +318,7 @@ def print_report(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bccd", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder holding bccd/")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the photo split")
+    parser.add_argument("--seed", type=int, default=BCCD_SPLIT_SEED, help="seed of the photo split")
     parser.add_argument("--pbc-sample", type=int, default=200, help="PBC images to check is_whole_field on (0: none)")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
