@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from hematovision import paths
-from hematovision.artifacts import write_json
+from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import BCCD_SPLIT_SEED, CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
 from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
@@ -162,6 +162,39 @@ def export_photos(folder: Path, photos: list[SmearPhoto], scale: float = 0.5) ->
         class_folder.mkdir(parents=True, exist_ok=True)
         image.resize(size, Image.Resampling.BILINEAR).save(class_folder / f"{photo.name}.png")
         written += 1
+    (folder / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
+    return written
+
+
+def export_views(
+    folder: Path, crops: list[LabelledCrop], photos: list[SmearPhoto], per_cell: int = 2, seed: int = 0
+) -> int:
+    """Write ``folder/<split>/<label>/<photo>_v<k>.png``: 320x240 views centred on each labelled cell.
+
+    Like the widely used 4-class "Blood Cell Images" set made from these photos: the photo (mirrored
+    at its edges) turned about the cell by a random angle and flipped at random, the 640x480 window
+    around the cell kept and halved to 320x240. Whoever evaluates them gets the field path: the app
+    finds the cells in the view and names the one nearest the centre.
+    """
+    rng = np.random.default_rng(seed)
+    image_paths = {photo.name: photo.image_path for photo in photos}
+    written = 0
+    for crop in crops:
+        rgb = load_rgb(image_paths[crop.photo])
+        height, width = rgb.shape[:2]
+        pad = max(height, width)
+        padded = Image.fromarray(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric"))
+        centre = (pad + (crop.box.left + crop.box.right) / 2, pad + (crop.box.top + crop.box.bottom) / 2)
+        class_folder = folder / crop.split / crop.label
+        class_folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_cell):
+            turned = padded.rotate(float(rng.uniform(0, 360)), resample=Image.Resampling.BILINEAR, center=centre)
+            left, top = round(centre[0] - width / 2), round(centre[1] - height / 2)
+            view = turned.crop((left, top, left + width, top + height)).resize((width // 2, height // 2))
+            if rng.random() < 0.5:
+                view = ImageOps.mirror(view)
+            view.save(class_folder / f"{crop.photo}_v{k}.png")
+            written += 1
     (folder / CREDIT_FILE).write_text(BCCD_CREDIT + "\n", encoding="utf-8")
     return written
 
@@ -347,6 +380,19 @@ def main(argv: list[str] | None = None) -> int:
         "used 4-class 'Blood Cell Images' set made from these photos), as DIR/<split>/<label>/<photo>.png: "
         "what python -m training.evaluate scores through the app's Automatic mode",
     )
+    parser.add_argument(
+        "--export-views",
+        type=Path,
+        metavar="DIR",
+        help="also write two 320x240 views centred on each labelled white cell, turned and flipped at random as "
+        "the 'Blood Cell Images' set is, as DIR/<split>/<label>/<photo>_v<k>.png",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="store the detection scores in MODEL_DIR/evaluation.json (shown on the Model performance page)",
+    )
     args = parser.parse_args(argv)
     if args.train_margins and not args.export_crops:
         parser.error("--train-margins only applies with --export-crops")
@@ -376,9 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_photos:
         written = export_photos(args.export_photos, photos)
         print(f"{written} whole photos written under {args.export_photos}")
+    if args.export_views:
+        written = export_views(args.export_views, crops, photos, seed=args.seed)
+        print(f"{written} views written under {args.export_views}")
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
+    if args.record:
+        evaluation = load_evaluation(args.record)
+        evaluation["detection"] = report["detection"]
+        write_json(args.record / paths.EVALUATION_FILE, evaluation)
+        print(f"detection scores recorded in {args.record / paths.EVALUATION_FILE}")
     return 0
 
 

@@ -69,6 +69,15 @@ class TrainConfig:
     # Largest Gaussian blur sigma, in pixels at the model's input size, drawn uniformly per image:
     # other labs' cameras and lower magnifications give softer cells than the CellaVision DM96.
     blur: float = 1.5
+    # Stain jitter in colour-deconvolution space (Tellez et al., 2018): each stain's optical density
+    # (Ruifrok-Johnston matrix) scaled by 1 +- stain and shifted by +- stain / 4, drawn per image.
+    # Another lab's stain batch changes how much of each dye binds, which hue and saturation jitter in
+    # RGB does not imitate (a redder eosin is not a rotated hue). 0 = off.
+    stain: float = 0.0
+    # Share of views degraded like a cheaper camera: shrunk to between degrade_scale and 1 of their
+    # side, JPEG-compressed at quality 40-95, and enlarged back. 0 = off.
+    degrade: float = 0.0
+    degrade_scale: float = 0.35
 
     # Another lab's labelled images, as <folder>/{train,val,test}/<class>/ (for instance the BCCD crops
     # written by `python -m training.bccd --export-crops`). Its train images join training, repeated

@@ -110,7 +110,47 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
     x = tf.image.stateless_random_hue(x, config.hue, seeds[9])
     if config.blur > 0:
         x = gaussian_blur(x, uniform(10, 0.0, config.blur))
+    # Further draws fold in their own seeds, so configs without these options keep their old views.
+    if config.stain > 0:
+        x = stain_jitter(
+            tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 13), config.stain
+        )
+    if config.degrade > 0:
+        x = degraded(tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 14), config)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+#: Ruifrok and Johnston's stain vectors (haematoxylin, eosin, DAB) as optical densities per RGB channel.
+RGB_FROM_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
+STAINS_FROM_RGB = np.linalg.inv(RGB_FROM_STAINS).astype(np.float32)
+
+
+def stain_jitter(x: tf.Tensor, seed: tf.Tensor, amount: float) -> tf.Tensor:
+    """Scale and shift each stain's optical density: more or less dye, as in another lab's staining."""
+    scale_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    scale = tf.random.stateless_uniform([3], scale_seed, 1.0 - amount, 1.0 + amount)
+    shift = tf.random.stateless_uniform([3], shift_seed, -amount / 4, amount / 4)
+    density = -tf.math.log((x * 255.0 + 1.0) / 256.0)
+    stains = tf.tensordot(density, STAINS_FROM_RGB, 1) * scale + shift
+    return tf.clip_by_value(tf.exp(-tf.tensordot(stains, RGB_FROM_STAINS, 1)) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
+
+
+def degraded(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """With probability ``config.degrade``: fewer pixels per cell and JPEG artefacts, at the same size."""
+    coin, scale, quality = (
+        tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, index)) for index in range(3)
+    )
+    size = x.shape[0]
+
+    def degrade() -> tf.Tensor:
+        side = tf.cast(tf.round(size * (config.degrade_scale + scale * (1.0 - config.degrade_scale))), tf.int32)
+        small = tf.image.resize(x, [side, side], antialias=True)
+        compressed = tf.image.adjust_jpeg_quality(
+            tf.clip_by_value(small, 0.0, 1.0), tf.cast(40 + 55 * quality, tf.int32)
+        )
+        return tf.image.resize(compressed, [size, size])
+
+    return tf.cond(coin < config.degrade, degrade, lambda: x)
 
 
 def zoom_out_view(
@@ -129,7 +169,8 @@ def zoom_out_view(
     )
     widest = 1.0 / (1.0 - zoom_out)
     side = tf.where(coin < 0.5, zoom_in_side, 1.0 + amount * (widest - 1.0))
-    pad = math.ceil((widest - 1.0) / 2 * x.shape[0])
+    # The view may be shifted all the way to one side, so each side needs the whole extra width.
+    pad = math.ceil((widest - 1.0) * x.shape[0])
     return side, tf.pad(x, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
 
 

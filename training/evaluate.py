@@ -34,8 +34,20 @@ def print_report(report: dict) -> None:
             f"whole fields of view: {framing['field_central_cell']} scored by the white cell nearest the centre, "
             f"{framing['field_without_cells']} with no white cell found scored whole"
         )
-    if "flagged_not_blood_cell" in report:
-        print(f"flagged 'not a blood-cell image': {100 * report['flagged_not_blood_cell']:.2f}%")
+    if "flagged_not_blood" in report:
+        print(
+            f"flagged 'not a blood-cell image': {100 * report['flagged_not_blood']:.2f}%  "
+            f"'unfamiliar set-up': {100 * report['flagged_unfamiliar']:.2f}%"
+        )
+        uncertain = report["uncertain"]
+        if uncertain["share_of_errors"] is not None:
+            print(
+                f"marked uncertain: {100 * uncertain['share_of_errors']:.1f}% of the {uncertain['errors']} errors",
+                end="",
+            )
+        if uncertain["share_of_correct"] is not None:
+            print(f", {100 * uncertain['share_of_correct']:.1f}% of the correct ones", end="")
+        print()
     print(f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, scores in report["per_class"].items():
         print(

@@ -1,17 +1,29 @@
-"""Fit and measure the "not a blood-cell image" check, and add it to an artifact folder.
+"""Fit and measure how the model judges its inputs, and add it to an artifact folder.
 
     python -m training.novelty --model models --data ../shared/data
 
-Fits class centres and a shared covariance on pooled activations of one layer for the PBC training split
-(plus the BCCD training crops, so another lab's cells count as blood cells), sets the threshold on
-held-out in-domain images only (PBC val, BCCD val crops), then measures how often it flags the PBC
-test split, the BCCD test crops, and a set of at least 320 images that are not blood cells
-(training/ood_images.py), which play no part in fitting or in choosing the threshold.
+Three things, all from the pooled activations of one layer (hematovision.novelty.DomainCheck):
+
+- *not a blood-cell image*: a logistic regression, fitted with PBC training cells, the same cells
+  changed the way other labs' images differ (stain, camera, magnification: the training augmentation,
+  turned up) and the BCCD training crops as blood cells, and generated non-blood images (seed 0) plus
+  views of scikit-image's sample photographs and micrographs (``training.photo_crops.FIT_SOURCES``) as
+  the rest. Its threshold is the highest that flags at most 2% of each held-out blood set (PBC val,
+  BCCD val crops, changed PBC val).
+- *unfamiliar set-up*: squared Mahalanobis distance to the nearest class centre (PBC train by class,
+  BCCD train crops as one group), flagged above a threshold set on PBC val and BCCD val crops.
+- a softmax temperature that grows with that distance, its slope fitted on the same validation sets.
+
+Then it measures all of it on data that chose nothing: the PBC test split, the BCCD test crops, every
+simulated lab change of ``training.robustness`` applied to the PBC test split, generated non-blood
+images of two other seeds, and views of photographs the check never saw
+(``training.photo_crops.HELD_OUT_SOURCES``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -22,29 +34,75 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf
+
 from hematovision import paths
 from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import read_manifest
 from hematovision.imaging import to_model_input
-from hematovision.novelty import NOVELTY_FILE, fit_novelty, threshold_at
+from hematovision.novelty import (
+    NOVELTY_FILE,
+    DomainCheck,
+    fit_blood_check,
+    fit_novelty,
+    fit_temperature_slope,
+    threshold_at,
+)
 from hematovision.predict import Classifier
 from training.bccd import labelled_crops, read_photos
-from training.data import load_split
-from training.ood_images import non_blood_images
+from training.config import TrainConfig
+from training.data import augment, load_split
+from training.export import export_and_check
+from training.ood_images import OodImage, non_blood_images
+from training.photo_crops import FIT_SOURCES, HELD_OUT_SOURCES, views
+from training.robustness import CONDITIONS
 
-#: A 14x14 block of the fine-tuned backbone. Measured on the model of 2026-11-24: the pooled
-#: penultimate features ("features") let most blank slides, blurred fields and noise through (the
-#: label-smoothed head squeezes what it does not need out of them), while this layer's activations
-#: flag all 330 non-blood images at the same in-domain rates (models/README.md).
+#: A 14x14 block of the fine-tuned backbone: its pooled activations separate non-blood images from
+#: blood cells far better than the pooled penultimate features, which the label-smoothed head squeezes
+#: down to what tells the classes apart (models/README.md).
 DEFAULT_LAYER = "block_13_expand_relu"
-#: Held-out in-domain shares the threshold may flag: half the targets (PBC test <= 1%, BCCD <= 5%),
-#: leaving room for the difference between validation and test images.
-PBC_VAL_FLAGGED = 0.005
-BCCD_VAL_FLAGGED = 0.025
+#: Held-out in-domain shares the unfamiliar threshold may flag.
+PBC_VAL_UNFAMILIAR = 0.005
+BCCD_VAL_UNFAMILIAR = 0.025
+#: Largest share of any held-out blood set that the not-a-blood-cell threshold may flag (half the 5% target).
+BLOOD_VAL_FLAGGED = 0.02
+#: The temperature starts to grow at this quantile of PBC validation distances.
+REFERENCE_QUANTILE = 0.99
+#: Other labs, imitated: the training augmentation with every lab-dependent range turned up.
+LAB_CHANGE = TrainConfig(
+    zoom=0.25, zoom_out=0.45, brightness=0.15, contrast=0.3, saturation=0.4, hue=0.1, blur=2.5, stain=0.3,
+    degrade=0.7, degrade_scale=0.3,
+)  # fmt: skip
+PHOTO_VIEWS_PER_SOURCE = 40
+MEASURE_SEEDS = (2, 3)
 
 
-def features(classifier: Classifier, images: np.ndarray) -> np.ndarray:
-    return classifier.features_and_logits(images)[0]
+def lab_changed(images: np.ndarray, seed: int) -> np.ndarray:
+    """One view of each image through LAB_CHANGE (seeded, so the same views every run)."""
+    view = tf.function(lambda image, key: augment(image, key, LAB_CHANGE))
+    return np.stack(
+        [
+            view(tf.constant(image), tf.constant([seed, i], tf.int64)).numpy().astype(np.uint8)
+            for i, image in enumerate(images)
+        ]
+    )
+
+
+def model_inputs(images: list[OodImage], size: int) -> np.ndarray:
+    return np.stack([to_model_input(image.rgb, size) for image in images])
+
+
+def flag_rates(check: DomainCheck, features: np.ndarray) -> dict[str, float]:
+    not_blood = check.blood.flags(features)
+    unfamiliar = ~not_blood & check.distance.flags(features)
+    return {"not_blood": float(not_blood.mean()), "unfamiliar": float(unfamiliar.mean()), "n": len(features)}
+
+
+def by_category(check: DomainCheck, images: list[OodImage], features: np.ndarray) -> dict[str, dict]:
+    flagged: dict[str, list[bool]] = defaultdict(list)
+    for image, flag in zip(images, check.blood.flags(features), strict=True):
+        flagged[image.category].append(bool(flag))
+    return {name: {"not_blood": round(float(np.mean(v)), 4), "n": len(v)} for name, v in sorted(flagged.items())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv and bccd/"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the BCCD photo split and the non-blood image set")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the BCCD photo split")
     parser.add_argument(
         "--layer",
         default=DEFAULT_LAYER,
@@ -71,63 +129,130 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier(loaded.model, card)
     size = card.input_size
 
+    def features_and_logits(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return classifier.features_and_logits(images)
+
+    def features(images: np.ndarray) -> np.ndarray:
+        return features_and_logits(images)[0]
+
     items = read_manifest(manifest)
     pbc = {
         split: load_split([i for i in items if i.split == split], classifier.classes, size)
         for split in ("train", "val", "test")
     }
-    pbc_features = {split: features(classifier, data.images) for split, data in pbc.items()}
+    pbc_out = {split: features_and_logits(data.images) for split, data in pbc.items()}
     crops = labelled_crops(read_photos(args.data / "bccd", seed=args.seed))
-    bccd_features = {
-        split: features(classifier, np.stack([to_model_input(c.rgb, size) for c in crops if c.split == split]))
+    index = {name: i for i, name in enumerate(classifier.classes)}
+    bccd_images = {
+        split: np.stack([to_model_input(c.rgb, size) for c in crops if c.split == split])
         for split in ("train", "val", "test")
     }
-    non_blood = non_blood_images(seed=args.seed)
-    non_blood_features = features(classifier, np.stack([to_model_input(image.rgb, size) for image in non_blood]))
+    bccd_labels = {split: np.array([index[c.label] for c in crops if c.split == split]) for split in bccd_images}
+    bccd_out = {split: features_and_logits(images) for split, images in bccd_images.items()}
+    rng = np.random.default_rng(args.seed)
+    changed_train_pick = rng.choice(len(pbc["train"].labels), 3000, replace=False)
+    changed_train = features(lab_changed(pbc["train"].images[changed_train_pick], seed=1))
+    changed_val_images = lab_changed(pbc["val"].images, seed=2)
+    changed_val = features_and_logits(changed_val_images)
+    print(f"blood-cell features ready in {time.perf_counter() - started:.0f} s", flush=True)
 
-    groups = {name: pbc_features["train"][pbc["train"].labels == i] for i, name in enumerate(classifier.classes)}
-    groups["bccd_crops"] = bccd_features["train"]
-    novelty = fit_novelty(groups)
-    threshold = max(
-        threshold_at(novelty.distances(pbc_features["val"]), PBC_VAL_FLAGGED),
-        threshold_at(novelty.distances(bccd_features["val"]), BCCD_VAL_FLAGGED),
-    )
-    novelty = novelty.with_threshold(threshold)
-    novelty.save(args.model / NOVELTY_FILE)
-
-    flagged_by_category: dict[str, list[bool]] = defaultdict(list)
-    for image, flag in zip(non_blood, novelty.flags(non_blood_features), strict=True):
-        flagged_by_category[image.category].append(bool(flag))
-    report = {
-        "threshold": round(threshold, 3),
-        "pbc_test_flagged": float(novelty.flags(pbc_features["test"]).mean()),
-        "pbc_test_n": len(pbc_features["test"]),
-        "bccd_crops_test_flagged": float(novelty.flags(bccd_features["test"]).mean()),
-        "bccd_crops_test_n": len(bccd_features["test"]),
-        "non_blood_flagged": float(novelty.flags(non_blood_features).mean()),
-        "non_blood_n": len(non_blood),
-        "non_blood_flagged_by_category": {
-            k: round(float(np.mean(v)), 4) for k, v in sorted(flagged_by_category.items())
-        },
-        "non_blood_n_by_category": {k: len(v) for k, v in sorted(flagged_by_category.items())},
-        "pbc_val_flagged": float(novelty.flags(pbc_features["val"]).mean()),
-        "bccd_crops_val_flagged": float(novelty.flags(bccd_features["val"]).mean()),
+    fit_negatives = non_blood_images(seed=0) + views(FIT_SOURCES, PHOTO_VIEWS_PER_SOURCE, seed=0)
+    threshold_negatives = non_blood_images(seed=1)
+    measure_generated = [image for seed in MEASURE_SEEDS for image in non_blood_images(seed=seed)]
+    measure_photos = views(HELD_OUT_SOURCES, PHOTO_VIEWS_PER_SOURCE, seed=MEASURE_SEEDS[0])
+    negative_features = {
+        name: features(model_inputs(images, size))
+        for name, images in (
+            ("fit", fit_negatives),
+            ("threshold", threshold_negatives),
+            ("generated", measure_generated),
+            ("photos", measure_photos),
+        )
     }
+
+    groups = {name: pbc_out["train"][0][pbc["train"].labels == i] for i, name in enumerate(classifier.classes)}
+    groups["bccd_crops"] = bccd_out["train"][0]
+    distance = fit_novelty(groups)
+    unfamiliar_threshold = max(
+        threshold_at(distance.distances(pbc_out["val"][0]), PBC_VAL_UNFAMILIAR),
+        threshold_at(distance.distances(bccd_out["val"][0]), BCCD_VAL_UNFAMILIAR),
+    )
+    distance = distance.with_threshold(unfamiliar_threshold)
+
+    positives = np.concatenate([pbc_out["train"][0], changed_train, bccd_out["train"][0]])
+    blood = fit_blood_check(positives, negative_features["fit"])
+    held_out_blood = [pbc_out["val"][0], bccd_out["val"][0], changed_val[0]]
+    blood_threshold = min(float(np.quantile(blood.probabilities(f), BLOOD_VAL_FLAGGED)) for f in held_out_blood)
+    blood = type(blood)(blood.mean, blood.scale, blood.weights, blood.bias, blood_threshold)
+
+    reference = float(np.quantile(distance.distances(pbc_out["val"][0]), REFERENCE_QUANTILE))
+    val_features = np.concatenate([pbc_out["val"][0], bccd_out["val"][0], changed_val[0]])
+    val_logits = np.concatenate([pbc_out["val"][1], bccd_out["val"][1], changed_val[1]])
+    val_labels = np.concatenate([pbc["val"].labels, bccd_labels["val"], pbc["val"].labels])
+    slope = fit_temperature_slope(val_logits, val_labels, distance.distances(val_features), card.temperature, reference)
+    check = DomainCheck(distance, blood, reference, slope)
+    check.save(args.model / NOVELTY_FILE)
+
+    conditions = {}
+    for condition in CONDITIONS:
+        changed = condition.transform(pbc["test"].images)
+        conditions[condition.name] = flag_rates(check, features(changed))
+    report = {
+        "layer": args.layer,
+        "unfamiliar_threshold": round(unfamiliar_threshold, 3),
+        "not_blood_threshold": round(blood_threshold, 5),
+        "distance_reference": round(reference, 3),
+        "temperature_slope": slope,
+        "validation": {
+            "pbc_val": flag_rates(check, pbc_out["val"][0]),
+            "bccd_crops_val": flag_rates(check, bccd_out["val"][0]),
+            "pbc_val_lab_changed": flag_rates(check, changed_val[0]),
+            "non_blood_seed_1": flag_rates(check, negative_features["threshold"]),
+        },
+        "pbc_test": flag_rates(check, pbc_out["test"][0]),
+        "bccd_crops_test": flag_rates(check, bccd_out["test"][0]),
+        "bccd_crops_all": flag_rates(check, np.concatenate([bccd_out[s][0] for s in ("train", "val", "test")])),
+        "pbc_test_conditions": conditions,
+        "non_blood_generated": flag_rates(check, negative_features["generated"])
+        | {
+            "seeds": list(MEASURE_SEEDS),
+            "by_category": by_category(check, measure_generated, negative_features["generated"]),
+        },
+        "non_blood_photos": flag_rates(check, negative_features["photos"])
+        | {
+            "sources": sorted(HELD_OUT_SOURCES),
+            "by_category": by_category(check, measure_photos, negative_features["photos"]),
+        },
+    }
+    all_non_blood = np.concatenate([negative_features["generated"], negative_features["photos"]])
+    report["non_blood_all"] = flag_rates(check, all_non_blood)
     card.novelty = {
         "file": NOVELTY_FILE,
-        "method": f"squared Mahalanobis distance of the space-averaged activations of layer {args.layer} "
-        "to the nearest class centre (shared covariance, shrinkage 0.1); flagged above the threshold",
-        "fitted_on": "PBC train split by class, plus BCCD train-photo crops as one group",
-        "threshold_rule": f"flags at most {PBC_VAL_FLAGGED:.1%} of PBC val, {BCCD_VAL_FLAGGED:.1%} of BCCD val crops",
-        "threshold": report["threshold"],
+        "layer": args.layer,
+        "not_blood": "logistic regression on the layer's space-averaged activations: PBC train cells, the same "
+        "cells under simulated lab changes and BCCD train crops against generated non-blood images (seed 0) and "
+        "views of scikit-image's sample photographs and micrographs; flagged below the threshold",
+        "not_blood_threshold_rule": f"flags at most {BLOOD_VAL_FLAGGED:.0%} of PBC val, BCCD val crops and "
+        "lab-changed PBC val",
+        "unfamiliar": "squared Mahalanobis distance to the nearest class centre (PBC train by class, BCCD train "
+        "crops as one group; shared covariance, shrinkage 0.1); flagged above the threshold",
+        "unfamiliar_threshold_rule": f"flags at most {PBC_VAL_UNFAMILIAR:.1%} of PBC val, "
+        f"{BCCD_VAL_UNFAMILIAR:.1%} of BCCD val crops",
+        "temperature": "T = card temperature x (1 + slope x max(0, distance / reference - 1)); slope fitted for "
+        "the lowest NLL on PBC val, BCCD val crops and lab-changed PBC val",
+        "temperature_slope": slope,
+        "distance_reference": report["distance_reference"],
+        "threshold": report["unfamiliar_threshold"],
         "command": "python -m training.novelty " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     write_json(args.model / paths.CARD_FILE, card.to_dict())
     evaluation = load_evaluation(args.model)
     evaluation["novelty"] = report
     write_json(args.model / paths.EVALUATION_FILE, evaluation)
-    for key, value in report.items():
-        print(f"{key}: {value}")
+    # The export carries the features layer, which may have just changed: export again.
+    litert = export_and_check(args.model, args.data, "python -m training.export (run by training.novelty)")
+    print(json.dumps(report, indent=1))
+    print(f"exported for LiteRT: largest probability difference {litert['max_probability_difference']:.1e}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

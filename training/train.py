@@ -55,6 +55,7 @@ from training.data import (
     load_splits,
     training_dataset,
 )
+from training.export import export_and_check
 from training.model import (
     FEATURES_LAYER,
     GRADCAM_LAYER,
@@ -92,6 +93,9 @@ OPTION_HELP = {
     "saturation": "augmentation: largest saturation change (fraction)",
     "hue": "augmentation: largest hue shift (fraction of the colour wheel)",
     "blur": "augmentation: largest Gaussian blur sigma in pixels (0 = none)",
+    "stain": "augmentation: stain jitter, largest change of each stain's optical density (fraction; 0 = none)",
+    "degrade": "augmentation: share of views shrunk, JPEG-compressed and enlarged back (0 = none)",
+    "degrade_scale": "augmentation: smallest side a degraded view is shrunk to (fraction)",
     "extra_data": "optional folder of another lab's images as train/ val/ test/ class folders: train is mixed in, "
     "val joins calibration, val and test are scored",
     "extra_repeat": "times each extra train image is repeated per epoch",
@@ -537,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     write_history(args.out / paths.HISTORY_FILE, history)
     checkpoint_path.unlink()
+    litert = export_and_check(args.out, args.data, "python -m training.export (run by training.train)")
+    print(f"exported for LiteRT: largest probability difference {litert['max_probability_difference']:.1e}")
     print(
         f"done in {wall / 60:.1f} min: temperature {card.temperature}, threshold {card.low_confidence_threshold}; "
         f"{validation_summary(card.metrics)}; held-out test scores in {args.out / paths.EVALUATION_FILE}"
