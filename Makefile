@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run streamlit_app.py
+	$(BIN)/python -m hematovision.serve
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,15 +16,17 @@ Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one 
 of a whole field of view, and HematoVision tells you which of eight cell types each cell most likely is,
 how sure it is, and where in the image the network looked. A square image is read as one centred cell;
 a wider photo as a field of view, in which every white cell is found, boxed and classified (the Classify
-sidebar can force either reading). Crop a single cell so that it spans about two-fifths of the image's
-width, as in the training images: the network reads size, and a cell shown at 0.7 of that size is
-misread far more often (Model performance, "Simulated changes of lab").
+sidebar can force either reading). Every cell is shown to the network at the size white cells have in
+the training images (about two-fifths of the frame): a cell that fills far more or far less of its
+image is re-cut, and the result says so. Images from a set-up unlike the training lab's are classified
+with a visible *unfamiliar set-up* warning and a lowered confidence; images that are not blood cells at
+all get no class.
 
 | page | what it does |
 |---|---|
 | **Classify** | class, calibrated confidence and every class charted; batches add a differential count and CSV |
 | **Explain** | heatmaps of the evidence (Grad-CAM and relatives) for any class ("why not X?") |
-| **Model performance** | confusion matrix, per-class metrics, calibration, simulated lab changes, training curves |
+| **Model performance** | confusion matrix, per-class metrics, calibration, other labs, training curves |
 """
 )
 

@@ -9,31 +9,17 @@ from pathlib import Path
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError
-from hematovision.imaging import IMAGE_SUFFIXES
+from hematovision.inputs import expand_paths
 from hematovision.predict import CLASSIFY_MODES
 
 
-def expand_paths(targets: list[Path]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders searched recursively for image files; problems reported, not raised."""
-    files: list[Path] = []
-    problems: list[str] = []
-    for target in targets:
-        if target.is_dir():
-            found = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                problems.append(f"{target}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(found)
-        elif target.is_file():
-            files.append(target)
-        else:
-            problems.append(f"{target}: no such file or folder")
-    return files, problems
-
-
 def classify_command(args: argparse.Namespace) -> int:
-    files, problems = expand_paths(args.paths)
-    for problem in problems:
+    expansion = expand_paths(args.paths)
+    for name, reason in expansion.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    for problem in expansion.problems:
         print(f"error: {problem}", file=sys.stderr)
+    files = expansion.sources
     if not files:
         print("error: nothing to classify", file=sys.stderr)
         return 2
@@ -50,9 +36,10 @@ def classify_command(args: argparse.Namespace) -> int:
         )
         return 2
 
-    results = classifier.classify([(str(path), path) for path in files], threshold=args.threshold, mode=args.mode)
+    results = classifier.classify(files, threshold=args.threshold, mode=args.mode)
     classes = classifier.classes
-    columns = ["file", "cell_box", "predicted_class", "confidence", "uncertain", "not_blood_cell", "error"]
+    columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
+    columns += ["not_blood_cell", "unfamiliar", "error"]
     # Notes last, so the columns of tables written before they were added keep their places.
     columns += [f"p_{name}" for name in classes] + ["notes"]
     rows = []
@@ -60,23 +47,29 @@ def classify_command(args: argparse.Namespace) -> int:
         box = result.box
         row = {
             "file": result.source or result.name,
-            "cell_box": f"{box.left} {box.top} {box.right} {box.bottom}" if box else "",
+            # The cell's box in the original image's pixels (right and bottom exclusive); empty for a whole image.
+            "x_min": box.left if box else "",
+            "y_min": box.top if box else "",
+            "x_max": box.right if box else "",
+            "y_max": box.bottom if box else "",
             "error": result.error or "",
             "notes": "; ".join(result.notes),
         }
         if result.prediction:
             row.update(
-                predicted_class="" if result.prediction.out_of_domain else result.prediction.label,
+                predicted_class="" if result.prediction.not_blood_cell else result.prediction.label,
                 confidence=f"{result.prediction.confidence:.4f}",
                 uncertain="yes" if result.prediction.uncertain else "no",
-                not_blood_cell="yes" if result.prediction.out_of_domain else "no",
+                not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
+                unfamiliar="yes" if result.prediction.unfamiliar else "no",
                 **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
             )
         rows.append(row)
-        if result.prediction and result.prediction.out_of_domain:
+        if result.prediction and result.prediction.not_blood_cell:
             print(f"{result.name}\tNOT A BLOOD-CELL IMAGE (no class given)")
         elif result.prediction:
             flag = "  UNCERTAIN" if result.prediction.uncertain else ""
+            flag += "  UNFAMILIAR SET-UP" if result.prediction.unfamiliar else ""
             notes = f"  ({'; '.join(result.notes)})" if result.notes else ""
             print(f"{result.name}\t{result.prediction.label}\t{result.prediction.confidence:.3f}{flag}{notes}")
         else:
@@ -105,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Classify blood-cell images. One row per image: predicted class, calibrated confidence "
         "and every class probability; unreadable images are reported and the rest still classified.",
     )
-    classify.add_argument("paths", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
+    classify.add_argument(
+        "paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images (searched recursively)"
+    )
     classify.add_argument("--csv", type=Path, help="also write the table to this CSV file")
     classify.add_argument(
         "--mode",

@@ -24,7 +24,18 @@ DATASET_NAMES = {
     "pbc_val": "PBC validation split (used for calibration and thresholds)",
     "bccd_crops_test": "BCCD crops from held-out test photos (another lab, camera and stain)",
     "bccd_crops_val": "BCCD crops from validation photos (another lab; used for calibration)",
+    "bccd_views_test": "BCCD 320x240 views of held-out test photos, turned and flipped (Automatic mode)",
+    "bccd_photos_test": "BCCD whole held-out test photos at 320x240 (Automatic mode)",
+    "pbc_only_on_bccd_all": "leave one lab out: a model trained on PBC alone, on every BCCD cell",
 }
+OTHER_LABS_EXPECTATION = (
+    "The model learned from one lab's CellaVision images (PBC) and a few hundred white cells of a second lab "
+    "(BCCD). On a lab it has never seen, expect it to be right less often than on PBC's own test split, and "
+    "read every result marked *uncertain* or *unfamiliar set-up* by eye. The leave-one-lab-out row is the "
+    "best guess for a new lab: a model trained without any BCCD image, scored on every BCCD cell."
+)
+#: The sets from labs other than PBC's, in the order the Other labs view lists them.
+OTHER_LAB_SETS = ("bccd_crops_test", "bccd_views_test", "bccd_photos_test", "pbc_only_on_bccd_all")
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:
@@ -67,7 +78,7 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
     rows = []
     for result in results:
         prediction = result.prediction
-        trusted = prediction is not None and not prediction.out_of_domain
+        trusted = prediction is not None and not prediction.not_blood_cell
         problem = result.error or ("does not look like a blood-cell image" if prediction and not trusted else "")
         rows.append(
             {
@@ -75,6 +86,7 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
                 "class": prediction.label if trusted else None,
                 "confidence (%)": round(100 * prediction.confidence, 1) if trusted else None,
                 "uncertain": prediction.uncertain if trusted else None,
+                "unfamiliar set-up": prediction.unfamiliar if trusted else None,
                 "notes": "; ".join(filter(None, [problem, *result.notes])),
             }
         )
@@ -373,20 +385,99 @@ def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> st
 
 
 def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
-    """Flag rates of the not-a-blood-cell check, from the evaluation JSON's "novelty" section."""
+    """How often each kind of image is called "not a blood-cell image" or "unfamiliar set-up".
+
+    From the evaluation JSON's "novelty" section, written by ``python -m training.novelty``: every row is
+    data that took no part in fitting the checks or choosing their thresholds.
+    """
+
+    def row(name: str, rates: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "images": name,
+            "not a blood cell (%)": round(100 * rates["not_blood"], 2),
+            "unfamiliar set-up (%)": round(100 * rates["unfamiliar"], 2) if "unfamiliar" in rates else None,
+            "n": rates["n"],
+        }
+
     rows = [
-        ("PBC test split (blood cells, training lab)", novelty["pbc_test_flagged"], novelty["pbc_test_n"]),
-        ("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_crops_test_flagged"],
-         novelty["bccd_crops_test_n"]),
-        ("images that are not blood cells (all)", novelty["non_blood_flagged"], novelty["non_blood_n"]),
-    ]  # fmt: skip
-    # Evaluation files written before per-category counts were recorded still show their rates.
-    counts = novelty.get("non_blood_n_by_category", {})
-    rows += [
-        (f"  … {name.replace('_', ' ')}", share, counts.get(name))
-        for name, share in novelty["non_blood_flagged_by_category"].items()
+        row("PBC test split (blood cells, training lab)", novelty["pbc_test"]),
+        row("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_crops_test"]),
     ]
-    return pd.DataFrame([{"images": name, "flagged (%)": round(100 * share, 2), "n": n} for name, share, n in rows])
+    rows += [
+        row(f"PBC test, {name} (simulated lab change)", rates)
+        for name, rates in novelty.get("pbc_test_conditions", {}).items()
+        if name != "as recorded"
+    ]
+    for key, title in (
+        ("non_blood_generated", "generated non-blood images"),
+        ("non_blood_photos", "photographs and micrographs never used in fitting"),
+    ):
+        rows.append(row(f"{title} (all)", novelty[key]))
+        rows += [
+            row(f"  … {name.replace('_', ' ')}", rates) for name, rates in novelty[key].get("by_category", {}).items()
+        ]
+    return pd.DataFrame(rows)
+
+
+def other_labs_table(evaluation: dict[str, Any]) -> pd.DataFrame:
+    """One row per other-lab set: accuracy, calibration, flag rates and how well "uncertain" finds errors."""
+    datasets = evaluation.get("datasets", {})
+    rows = []
+    for key in OTHER_LAB_SETS:
+        report = datasets.get(key) or evaluation.get("leave_one_lab_out", {}).get(key)
+        if report is None:
+            continue
+        uncertain = report.get("uncertain", {})
+        rows.append(
+            {
+                "set": DATASET_NAMES.get(key, key),
+                "n": report["n"],
+                "accuracy (%)": round(100 * report["accuracy"], 1),
+                "95% interval": "{:.1f}-{:.1f}".format(*(100 * v for v in report["accuracy_ci95"])),
+                "ECE (%)": round(100 * report["ece"], 1),
+                "not a blood cell (%)": _percent(report.get("flagged_not_blood")),
+                "unfamiliar (%)": _percent(report.get("flagged_unfamiliar")),
+                "errors marked uncertain (%)": _percent(uncertain.get("share_of_errors")),
+                "correct marked uncertain (%)": _percent(uncertain.get("share_of_correct")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def other_labs_recall_table(evaluation: dict[str, Any]) -> pd.DataFrame:
+    """Recall per class (with its count) on each other-lab set, classes as rows."""
+    datasets = evaluation.get("datasets", {})
+    columns = {}
+    for key in OTHER_LAB_SETS:
+        report = datasets.get(key) or evaluation.get("leave_one_lab_out", {}).get(key)
+        if report is None:
+            continue
+        columns[DATASET_NAMES.get(key, key)] = {
+            name: f"{100 * scores['recall']:.0f}% of {scores['support']}"
+            for name, scores in report["per_class"].items()
+            if scores["support"]
+        }
+    return pd.DataFrame(columns).rename_axis("class").reset_index()
+
+
+def detection_table(detection: dict[str, Any]) -> pd.DataFrame:
+    """White-cell detection against the annotated BCCD boxes, per photo split."""
+    return pd.DataFrame(
+        [
+            {
+                "photos": f"{split} ({scores['photos']})",
+                "annotated white cells": scores["wbc_boxes"],
+                "found": scores["detections_on_annotated_photos"],
+                "recall (%)": _percent(scores["recall"]),
+                "precision (%)": _percent(scores["precision"]),
+            }
+            for split, scores in detection.items()
+        ]
+    )
 
 
 def robustness_table(robustness: dict[str, Any]) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def differential_count(
         prediction = result.prediction
         if prediction is None:
             unreadable += 1
-        elif prediction.out_of_domain:
+        elif prediction.not_blood_cell:
             not_blood_cells += 1
         elif result.cut_by_frame and not count_cut_cells:
             cut[prediction.label] = cut.get(prediction.label, 0) + 1

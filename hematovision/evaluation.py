@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hematovision.datasets import LabelledImage
+from hematovision.framing import frame_single_cell
 from hematovision.imaging import ImageLoadError, to_model_input
 from hematovision.metrics import classification_report, softmax
 from hematovision.predict import Classifier, decode_all, field_boxes
@@ -20,17 +21,26 @@ EVALUATION_MODES = ("auto", "single")
 
 
 def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Report on already-decoded model inputs (N, size, size, 3) with integer labels."""
+    """Report on already-decoded model inputs (N, size, size, 3) with integer labels.
+
+    Probabilities are the served ones (temperature grown with the distance from training); every image
+    is scored, and the flag rates say how many the app would have refused to name (not a blood-cell
+    image) or named with a warning (unfamiliar set-up).
+    """
     features, logits = classifier.features_and_logits(images)
-    report = classification_report(
-        labels,
-        softmax(logits, classifier.card.temperature),
-        classifier.classes,
-        uncalibrated=softmax(logits, 1.0),
-    )
+    judged = classifier.judge(features, logits)
+    report = classification_report(labels, judged.probabilities, classifier.classes, uncalibrated=softmax(logits, 1.0))
     if classifier.novelty is not None:
-        # Scored as classified either way; this says how many the app would have refused to name.
-        report["flagged_not_blood_cell"] = float(classifier.novelty.flags(features).mean()) if len(labels) else 0.0
+        report["flagged_not_blood"] = float(judged.not_blood.mean()) if len(labels) else 0.0
+        report["flagged_unfamiliar"] = float(judged.unfamiliar.mean()) if len(labels) else 0.0
+        predicted = judged.probabilities.argmax(axis=1)
+        uncertain = judged.probabilities.max(axis=1) < classifier.card.low_confidence_threshold
+        wrong = predicted != labels
+        report["uncertain"] = {
+            "share_of_errors": float(uncertain[wrong].mean()) if wrong.any() else None,
+            "share_of_correct": float(uncertain[~wrong].mean()) if (~wrong).any() else None,
+            "errors": int(wrong.sum()),
+        }
     return report
 
 
@@ -53,13 +63,13 @@ class LabelledBatch:
 def labelled_view(rgb: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     """The part of a one-label image that its label names, framed as the app's Automatic mode frames it.
 
-    ``mode`` "single" always takes the whole image. In "auto" a field of view is cut down to its white
-    cell nearest the centre, cropped as the app crops each cell; a wide frame with no white cell found
-    is taken whole, as the app then classifies it.
+    ``mode`` "single" always takes the whole image, framed as one cell (:func:`frame_single_cell`).
+    In "auto" a field of view is cut down to its white cell nearest the centre, cropped as the app
+    crops each cell; a wide frame with no white cell found is taken whole, as the app then classifies it.
     """
     boxes = field_boxes(rgb, mode)
     if boxes is None:
-        return rgb, "single_cell"
+        return frame_single_cell(rgb)[0], "single_cell"
     box = central_cell(boxes, rgb.shape[1], rgb.shape[0])
     return (rgb, "field_without_cells") if box is None else (crop_cell(rgb, box), "field_central_cell")
 

@@ -67,3 +67,130 @@ def fit_novelty(groups: dict[str, np.ndarray], shrinkage: float = 0.1) -> Novelt
 def threshold_at(distances: np.ndarray, flagged_share: float) -> float:
     """The distance above which ``flagged_share`` of these (in-domain, held-out) distances lie."""
     return float(np.quantile(distances, 1.0 - flagged_share))
+
+
+@dataclass(frozen=True)
+class BloodCheck:
+    """Is this a stained blood-cell image at all? A logistic regression on standardised features.
+
+    The distance above answers "how far from the training lab", which is large for a genuine cell from
+    another lab's camera too. This answers the other question: fitted with blood cells under stain,
+    camera and magnification changes (and another lab's crops) as positives, and photographs,
+    micrographs of other things, text, screens, blank slides and noise as negatives.
+    """
+
+    mean: np.ndarray  # (D,)
+    scale: np.ndarray  # (D,)
+    weights: np.ndarray  # (D,)
+    bias: float
+    threshold: float  # images whose blood-cell probability is below this are "not a blood-cell image"
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        scores = ((np.asarray(features, np.float32) - self.mean) / self.scale) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(scores, -60, 60)))
+
+    def flags(self, features: np.ndarray) -> np.ndarray:
+        return self.probabilities(features) < self.threshold
+
+
+@dataclass(frozen=True)
+class DomainCheck:
+    """Everything the classifier says about how familiar an input is, from one layer's features.
+
+    - ``blood``: no class at all for what is not a blood-cell image;
+    - ``distance``: a blood cell farther than its threshold from the training images is *unfamiliar*
+      (classified, with a warning);
+    - the softmax temperature grows with that distance, ``T = T0 * (1 + slope * max(0, d / d_ref - 1))``,
+      so that confidence falls where accuracy does (slope fitted on validation data).
+    """
+
+    distance: NoveltyModel
+    blood: BloodCheck | None = None
+    distance_reference: float = 1.0
+    temperature_slope: float = 0.0
+
+    def temperature_factor(self, distances: np.ndarray) -> np.ndarray:
+        excess = np.maximum(np.asarray(distances, np.float64) / self.distance_reference - 1.0, 0.0)
+        return 1.0 + self.temperature_slope * excess
+
+    def save(self, path: Path) -> None:
+        arrays = {
+            "whitening": self.distance.whitening,
+            "centres": self.distance.centres,
+            "threshold": self.distance.threshold,
+            "distance_reference": self.distance_reference,
+            "temperature_slope": self.temperature_slope,
+        }
+        if self.blood is not None:
+            arrays |= {
+                "blood_mean": self.blood.mean,
+                "blood_scale": self.blood.scale,
+                "blood_weights": self.blood.weights,
+                "blood_bias": self.blood.bias,
+                "blood_threshold": self.blood.threshold,
+            }
+        np.savez_compressed(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> DomainCheck:
+        with np.load(path) as stored:
+            distance = NoveltyModel(stored["whitening"], stored["centres"], float(stored["threshold"]))
+            blood = None
+            if "blood_weights" in stored:
+                blood = BloodCheck(
+                    stored["blood_mean"],
+                    stored["blood_scale"],
+                    stored["blood_weights"],
+                    float(stored["blood_bias"]),
+                    float(stored["blood_threshold"]),
+                )
+            return cls(
+                distance,
+                blood,
+                float(stored["distance_reference"]) if "distance_reference" in stored else 1.0,
+                float(stored["temperature_slope"]) if "temperature_slope" in stored else 0.0,
+            )
+
+
+def fit_blood_check(positives: np.ndarray, negatives: np.ndarray, l2: float = 1.0) -> BloodCheck:
+    """L2-regularised logistic regression, the two sides weighted equally; threshold left at 0.5."""
+    from scipy.optimize import minimize
+
+    features = np.concatenate([positives, negatives]).astype(np.float64)
+    target = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+    weight = np.where(target == 1, 0.5 / len(positives), 0.5 / len(negatives))
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0) + 1e-6
+    x = (features - mean) / scale
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:-1], params[-1]
+        z = x @ w + b
+        # log(1 + exp(-z)) for positives, log(1 + exp(z)) for negatives, computed stably.
+        signed = np.where(target == 1, -z, z)
+        losses = np.logaddexp(0.0, signed)
+        grad_z = weight * np.where(target == 1, -1.0, 1.0) / (1.0 + np.exp(-signed))
+        value = float(weight @ losses) + 0.5 * l2 * float(w @ w) / len(features)
+        grad = np.concatenate([x.T @ grad_z + l2 * w / len(features), [grad_z.sum()]])
+        return value, grad
+
+    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    w, b = result.x[:-1], result.x[-1]
+    return BloodCheck(mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32), float(b), 0.5)
+
+
+def fit_temperature_slope(
+    logits: np.ndarray, labels: np.ndarray, distances: np.ndarray, base_temperature: float, reference: float
+) -> float:
+    """The slope (grid 0-10) whose distance-grown temperature gives these labelled logits the lowest NLL."""
+    from hematovision.metrics import softmax
+
+    best, best_nll = 0.0, np.inf
+    excess = np.maximum(distances / reference - 1.0, 0.0)
+    for slope in np.round(np.arange(0.0, 10.0001, 0.05), 2):
+        temperature = base_temperature * (1.0 + slope * excess)
+        probabilities = softmax(logits / temperature[:, None], 1.0)
+        nll = -np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12)))
+        if nll < best_nll:
+            best, best_nll = float(slope), nll
+    return best

@@ -7,6 +7,7 @@ layer divided by the calibration temperature in the model card, so they are cali
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,14 +17,13 @@ import numpy as np
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
-from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, load_model_input, to_model_input
+from hematovision.framing import frame_single_cell
+from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.metrics import softmax
-from hematovision.novelty import NOVELTY_FILE, NoveltyModel
+from hematovision.novelty import NOVELTY_FILE, DomainCheck
+from hematovision.runtime import LITERT_FILE, Forward, LiteRTForward, keras_forward
 from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_white_cells, is_whole_field
 
-#: Images per forward pass: large enough to amortise per-call overhead, small enough that a
-#: folder of thousands never holds more than one chunk of tensors at a time.
-CHUNK = 64
 CLASSIFY_MODES = ("auto", "single", "field")
 NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
 #: Cells cut by the frame are read less reliably (in BCCD photos 5 of 73 such cells are flagged as not blood
@@ -38,8 +38,11 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     uncertain: bool
-    #: Far from everything the model was trained on: the class above should not be trusted at all.
-    out_of_domain: bool = False
+    #: Not a stained blood-cell image at all (a photo, text, a blank slide): the class above is meaningless.
+    not_blood_cell: bool = False
+    #: A blood cell, but far from the training images (another lab's stain, camera or magnification):
+    #: classified, with confidence lowered for the distance, and read with less certainty.
+    unfamiliar: bool = False
 
 
 @dataclass
@@ -61,60 +64,66 @@ class ImageResult:
     cut_by_frame: bool = False  # a cell found touching its photo's edge: part of it is outside the photo
 
 
+@dataclass
+class Judgement:
+    probabilities: np.ndarray  # (N, classes), calibrated
+    not_blood: np.ndarray  # (N,) bool: not a blood-cell image
+    unfamiliar: np.ndarray  # (N,) bool: a blood cell far from the training images
+
+
 class Classifier:
-    """A loaded model plus its card. Never mutated after construction, so one can serve every page."""
+    """A loaded model plus its card. Never mutated after construction, so one can serve every page.
 
-    def __init__(self, model, card: ModelCard, novelty: NoveltyModel | None = None) -> None:
-        import keras
-        import tensorflow as tf
+    Classification runs through ``forward`` (LiteRT on the exported file where there is one, see
+    :mod:`hematovision.runtime`); the Keras model, needed only for explanations, is then loaded on first
+    use of :attr:`model`.
+    """
 
-        self.model = model
+    def __init__(
+        self,
+        model,
+        card: ModelCard,
+        novelty: DomainCheck | None = None,
+        forward: Forward | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         self.card = card
         self.novelty = novelty
-        features = model.get_layer(card.features_layer).output
-        if len(features.shape) == 4:
-            features = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(features)
-        forward_model = keras.Model(model.inputs, [features, model.get_layer(card.logits_layer).output])
-        size = card.input_size
-        # One compiled graph for every batch size: predict() and eager calls cost 5-10x more per image.
-        self._forward = tf.function(
-            lambda images: forward_model(tf.cast(images, tf.float32), training=False),
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
-        )
+        self._model = model
+        self._model_path = model_path
+        self._model_lock = threading.Lock()
+        self.runtime = "litert" if forward is not None else "keras"
+        self._forward = forward or keras_forward(model, card.features_layer, card.logits_layer, card.input_size)
+
+    @property
+    def model(self):
+        """The Keras model (for explanations), loaded on first use where classification does not need it."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = load_keras_model(self._model_path, self.card)
+        return self._model
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> Classifier:
-        """Load model and card from an artifact folder, checking that they agree."""
+    def load(cls, model_dir: Path | None = None, runtime: str = "auto") -> Classifier:
+        """Load model and card from an artifact folder, checking that they agree.
+
+        ``runtime`` "auto" classifies with LiteRT where the folder holds an export made for this card's
+        features layer and the runtime is installed, else with Keras; "keras" always uses Keras.
+        """
         folder = model_dir or paths.model_dir()
         card = load_card(folder)
         model_path = folder / paths.MODEL_FILE
         if not model_path.is_file():
             raise ArtifactError(f"{paths.MODEL_FILE} is missing from {folder}")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-
-        try:
-            model = keras.saving.load_model(model_path, compile=False)
-        except Exception as exc:  # Keras raises many types for a damaged file; all mean the same to a user.
-            raise ArtifactError(f"{model_path} could not be loaded: {type(exc).__name__}: {exc}") from None
-        outputs = model.outputs[0].shape[-1]
-        if outputs != len(card.classes):
-            raise ArtifactError(f"the model has {outputs} outputs but its card lists {len(card.classes)} classes")
-        if tuple(model.inputs[0].shape[1:]) != (card.input_size, card.input_size, 3):
-            raise ArtifactError(
-                f"the model takes {tuple(model.inputs[0].shape[1:])} but its card says {card.input_size} px RGB"
-            )
-        for layer in (card.logits_layer, card.gradcam_layer, card.features_layer):
-            try:
-                model.get_layer(layer)
-            except ValueError:
-                raise ArtifactError(f"the card names layer '{layer}', which the model does not have") from None
         novelty_path = folder / NOVELTY_FILE
         try:
-            novelty = NoveltyModel.load(novelty_path) if novelty_path.is_file() else None
+            novelty = DomainCheck.load(novelty_path) if novelty_path.is_file() else None
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{novelty_path} could not be read: {exc}") from None
-        return cls(model, card, novelty)
+        forward = litert_forward(folder, card) if runtime == "auto" else None
+        if forward is not None:
+            return cls(None, card, novelty, forward, model_path)
+        return cls(load_keras_model(model_path, card), card, novelty)
 
     @property
     def classes(self) -> list[str]:
@@ -125,30 +134,42 @@ class Classifier:
         self.logits(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
 
     def model_input(self, source: bytes | str | Path) -> np.ndarray:
-        """Decode one image and resize it to this model's input (raises ImageLoadError)."""
-        return load_model_input(source, self.card.input_size)
+        """Decode one image, frame it as one cell and resize it to this model's input (raises ImageLoadError)."""
+        return to_model_input(frame_single_cell(decode_image(source).rgb)[0], self.card.input_size)
 
     def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Penultimate features and raw logits for a uint8 batch (N, size, size, 3)."""
+        """Pooled features of the card's features layer and raw logits for a uint8 batch (N, size, size, 3)."""
         if len(batch) == 0:
-            width = self._forward.get_concrete_function().structured_outputs[0].shape[-1]
-            return np.zeros((0, width), np.float32), np.zeros((0, len(self.classes)), np.float32)
-        parts = [self._forward(batch[start : start + CHUNK]) for start in range(0, len(batch), CHUNK)]
-        return np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([lg.numpy() for _, lg in parts])
+            features, _ = self._forward(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
+            return np.zeros((0, features.shape[-1]), np.float32), np.zeros((0, len(self.classes)), np.float32)
+        return self._forward(batch)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.features_and_logits(batch)[1]
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities (temperature from the card)."""
-        return softmax(self.logits(batch), self.card.temperature)
+        """Calibrated class probabilities (temperature from the card, grown with the distance from training)."""
+        return self.judge(*self.features_and_logits(batch)).probabilities
+
+    def judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
+        """Calibrated probabilities and the two domain flags for a batch's features and logits."""
+        temperature = np.full(len(logits), self.card.temperature)
+        if self.novelty is None:
+            no = np.zeros(len(logits), bool)
+            return Judgement(softmax(logits, self.card.temperature), no, no)
+        distances = self.novelty.distance.distances(features)
+        temperature = temperature * self.novelty.temperature_factor(distances)
+        not_blood = self.novelty.blood.flags(features) if self.novelty.blood else self.novelty.distance.flags(features)
+        unfamiliar = (
+            ~not_blood & self.novelty.distance.flags(features) if self.novelty.blood else np.zeros_like(not_blood)
+        )
+        return Judgement(softmax(logits / temperature[:, None], 1.0), not_blood, unfamiliar)
 
     def predictions(self, batch: np.ndarray, threshold: float | None = None) -> list[Prediction]:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
-        features, logits = self.features_and_logits(batch)
-        novel = self.novelty.flags(features) if self.novelty else np.zeros(len(batch), bool)
+        judged = self.judge(*self.features_and_logits(batch))
         out = []
-        for row, is_novel in zip(softmax(logits, self.card.temperature), novel, strict=True):
+        for row, not_blood, unfamiliar in zip(judged.probabilities, judged.not_blood, judged.unfamiliar, strict=True):
             best = int(row.argmax())
             out.append(
                 Prediction(
@@ -156,7 +177,8 @@ class Classifier:
                     confidence=float(row[best]),
                     probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
                     uncertain=bool(row[best] < cut),
-                    out_of_domain=bool(is_novel),
+                    not_blood_cell=bool(not_blood),
+                    unfamiliar=bool(unfamiliar),
                 )
             )
         return out
@@ -206,10 +228,14 @@ class Classifier:
                     # Automatic mode finding no white cell in a wide frame falls back to one cell:
                     # a wide crop of a single cell, or of a platelet, is still worth a class.
                     notes = decoded.notes if boxes is None else [*decoded.notes, NO_CELL_FOUND_NOTE]
+                    framed, framing_note = frame_single_cell(decoded.rgb)
+                    if framing_note:
+                        notes = [*notes, framing_note]
                     result = ImageResult(name=name, source=name, notes=notes)
-                    result.image = decoded if keep_images else None
+                    # The framed view, so that what is shown and explained is what the network saw.
+                    result.image = DecodedImage(framed, decoded.notes) if keep_images else None
                     results.append(result)
-                    inputs.append(to_model_input(decoded.rgb, self.card.input_size))
+                    inputs.append(to_model_input(framed, self.card.input_size))
                     classified.append(result)
                 if on_progress:
                     on_progress(done, len(sources))
@@ -240,6 +266,44 @@ class Classifier:
                 cell.field_image = decoded
             cells.append(cell)
         return cells
+
+
+def load_keras_model(model_path: Path, card: ModelCard):
+    """The Keras model, checked against its card (raises ArtifactError with a message for the user)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged file; all mean the same to a user.
+        raise ArtifactError(f"{model_path} could not be loaded: {type(exc).__name__}: {exc}") from None
+    outputs = model.outputs[0].shape[-1]
+    if outputs != len(card.classes):
+        raise ArtifactError(f"the model has {outputs} outputs but its card lists {len(card.classes)} classes")
+    if tuple(model.inputs[0].shape[1:]) != (card.input_size, card.input_size, 3):
+        raise ArtifactError(
+            f"the model takes {tuple(model.inputs[0].shape[1:])} but its card says {card.input_size} px RGB"
+        )
+    for layer in (card.logits_layer, card.gradcam_layer, card.features_layer):
+        try:
+            model.get_layer(layer)
+        except ValueError:
+            raise ArtifactError(f"the card names layer '{layer}', which the model does not have") from None
+    return model
+
+
+def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
+    """The exported network, where the folder has one made for this card and LiteRT is installed."""
+    path = folder / LITERT_FILE
+    export = card.inference.get("litert", {})
+    if not path.is_file() or export.get("features_layer") != card.features_layer:
+        return None
+    try:
+        return LiteRTForward(path)
+    except ImportError:
+        return None
+    except (ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{path} could not be loaded: {exc}") from None
 
 
 def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:

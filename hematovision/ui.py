@@ -6,6 +6,7 @@ The only library module that imports Streamlit. Heavy objects are built once per
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,15 @@ def _load_classifier(model_dir: str) -> Classifier:
     classifier = Classifier.load(Path(model_dir))
     classifier.warm_up()
     return classifier
+
+
+def preload_classifier() -> None:
+    """Load and warm the shared classifier outside any page run (hematovision.serve, at server start).
+
+    A model that cannot load is left for the first page to report, with its message.
+    """
+    with contextlib.suppress(ArtifactError):
+        _load_classifier(str(paths.model_dir()))
 
 
 def classifier_or_stop() -> Classifier:
@@ -235,7 +245,7 @@ def show_single(result: ImageResult, threshold: float) -> None:
 
 def show_chart(container, result: ImageResult, threshold: float) -> None:
     figure = charts.probability_chart(result.prediction, threshold)
-    if result.prediction.out_of_domain:
+    if result.prediction.not_blood_cell:
         # Kept for the curious, folded away: these numbers describe an image the model cannot judge.
         container = container.expander("What the classifier would have said (not to be trusted)")
     container.plotly_chart(figure, key=f"chart-{result.name}")
@@ -247,11 +257,20 @@ NOT_BLOOD_MESSAGE = (
 )
 
 
+UNFAMILIAR_MESSAGE = (
+    "**A blood cell from an unfamiliar set-up.** Its stain, camera or magnification differs from every "
+    "image the model learned from, so it is read with less certainty (the confidence below is already "
+    "lowered for that). Check it by eye."
+)
+
+
 def show_verdict(container, result: ImageResult, threshold: float) -> None:
-    if result.prediction.out_of_domain:
+    if result.prediction.not_blood_cell:
         container.error(NOT_BLOOD_MESSAGE)
         return
     verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
+    if result.prediction.unfamiliar:
+        container.warning(UNFAMILIAR_MESSAGE)
     if result.prediction.uncertain:
         container.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")
     else:
@@ -286,7 +305,7 @@ def show_field(
             "cell, choose *Single centred cell* in the sidebar."
         )
     for number, (cell, name) in enumerate(zip(found, names, strict=True), start=1):
-        confidence = "" if cell.prediction.out_of_domain else f" ({100 * cell.prediction.confidence:.1f}%)"
+        confidence = "" if cell.prediction.not_blood_cell else f" ({100 * cell.prediction.confidence:.1f}%)"
         with st.expander(f"cell {number}: {name}{confidence}"):
             crop_column, chart_column = st.columns([1, 2])
             beyond = beyond_field(cell)
@@ -301,12 +320,12 @@ def show_field(
 
 def cell_name(cell: ImageResult) -> str:
     # A cell the novelty check rejects is named as such everywhere, never by the class it would have got.
-    return "not a blood cell" if cell.prediction.out_of_domain else cell.prediction.label
+    return "not a blood cell" if cell.prediction.not_blood_cell else cell.prediction.label
 
 
 def labelled_boxes(cells: list[ImageResult]) -> list[tuple]:
     """Box, name and whether to draw it as doubtful, for each classified cell of one field."""
-    return [(cell.box, cell_name(cell), cell.prediction.uncertain or cell.prediction.out_of_domain) for cell in cells]
+    return [(cell.box, cell_name(cell), cell.prediction.uncertain or cell.prediction.not_blood_cell) for cell in cells]
 
 
 def cell_in_field(chosen: StoredImage, candidates: list[StoredImage]) -> np.ndarray | None:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hematovision import charts, ui
+from hematovision import charts, inputs, ui
 from hematovision.differential import differential_count
 
 st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/bloodtype:", layout="wide")
@@ -27,10 +27,10 @@ count_cut_cells = st.sidebar.checkbox(
 )  # fmt: skip
 uploads = st.file_uploader(
     "Microscope images: single blood cells, or whole fields of view",
-    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"],
+    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "zip"],
     accept_multiple_files=True,
-    help="Crop a single cell so that it spans about two-fifths of the image's width, as in the training images: "
-    "the network reads a cell's size, and a cell shown much smaller is often misread.",
+    help="A cell that fills much more or much less of its image than in the training images (about two-fifths "
+    "of the width) is re-cut to that size automatically, and the result says so.",
 )
 snapshot = st.camera_input("…or take a picture", label_visibility="collapsed") if st.toggle("Use the camera") else None
 examples = ui.example_sources(card.classes)
@@ -39,13 +39,18 @@ use_examples = bool(examples) and st.toggle(
     "held out from training, by file name: not picked for being classified right. Each name says the label the "
     "dataset's experts gave.",
 )  # fmt: skip
-sources = [(upload.name, upload.getvalue()) for upload in uploads or []]
+expansion = inputs.expand_uploads((upload.name, upload.getvalue()) for upload in uploads or [])
+for name, reason in expansion.skipped:
+    st.warning(f"Skipped **{name}**: {reason}")
+for problem in expansion.problems:
+    st.error(problem)
+sources = expansion.sources
 if snapshot is not None:
     sources.append(("camera picture", snapshot.getvalue()))
 if use_examples:
     sources.extend(examples)
 if not sources:
-    st.info("Upload one or more images (JPEG, PNG, BMP or TIFF) to classify them"
+    st.info("Upload one or more images (JPEG, PNG, BMP or TIFF, or a ZIP of them) to classify them"
             + (", or try the example images." if examples else "."))  # fmt: skip
     ui.footer()
     st.stop()

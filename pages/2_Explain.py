@@ -48,7 +48,7 @@ with st.sidebar:
         "Colour map", COLOUR_MAPS, help="inferno, viridis, magma and cividis are perceptually uniform"
     )
 
-if prediction.out_of_domain:
+if prediction.not_blood_cell:
     st.error(ui.NOT_BLOOD_MESSAGE)
 st.markdown(
     f"Predicted **{prediction.label}** ({100 * prediction.confidence:.1f}%). Showing evidence for "

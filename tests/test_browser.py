@@ -35,7 +35,7 @@ def test_upload_shows_the_predicted_class(tmp_path):
     with running_app() as (port, _, _):
         screenshot = tmp_path / "classify.png"
         verdict = classify_in_browser(port, image, screenshot)
-    if expected.out_of_domain:
+    if expected.not_blood_cell:
         assert "does not look like a blood-cell image" in verdict
     else:
         assert expected.label in verdict and f"{100 * expected.confidence:.1f}%" in verdict

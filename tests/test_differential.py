@@ -9,11 +9,11 @@ from hematovision.predict import ImageResult, Prediction
 WHITE = ["basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil"]
 
 
-def result(name, label=None, confidence=0.99, uncertain=False, out_of_domain=False, error=None):
+def result(name, label=None, confidence=0.99, uncertain=False, not_blood_cell=False, error=None):
     prediction = None
     if label is not None:
         probabilities = {label: confidence, "platelet" if label != "platelet" else "ig": 1 - confidence}
-        prediction = Prediction(label, confidence, probabilities, uncertain, out_of_domain)
+        prediction = Prediction(label, confidence, probabilities, uncertain, not_blood_cell)
     return ImageResult(name=name, source=name, prediction=prediction, error=error)
 
 
@@ -24,7 +24,7 @@ RESULTS = [
     result("d", "monocyte", 0.55, uncertain=True),
     result("e", "platelet"),
     result("f", "erythroblast"),
-    result("g", "eosinophil", out_of_domain=True),
+    result("g", "eosinophil", not_blood_cell=True),
     result("h", error="the file is empty (0 bytes)"),
 ]
 
@@ -78,14 +78,33 @@ def test_probability_chart_highlights_the_prediction():
     assert bars.marker.color[-1] == charts.HIGHLIGHT and bars.marker.color[0] == charts.MUTED
 
 
-def test_novelty_table_lists_each_category():
-    novelty = {"pbc_test_flagged": 0.002, "pbc_test_n": 1894, "bccd_crops_test_flagged": 0.0, "bccd_crops_test_n": 57,
-               "non_blood_flagged": 0.99, "non_blood_n": 330,
-               "non_blood_flagged_by_category": {"face": 1.0, "blank_slide": 0.9},
-               "non_blood_n_by_category": {"face": 40, "blank_slide": 30}}  # fmt: skip
+def test_novelty_table_lists_each_set_condition_and_category():
+    def rates(not_blood, unfamiliar, n):
+        return {"not_blood": not_blood, "unfamiliar": unfamiliar, "n": n}
+
+    novelty = {
+        "pbc_test": rates(0.002, 0.01, 1894),
+        "bccd_crops_test": rates(0.0, 0.2, 61),
+        "pbc_test_conditions": {"as recorded": rates(0.002, 0.01, 1894), "blur 2 px": rates(0.03, 0.5, 1894)},
+        "non_blood_generated": rates(0.99, 0.0, 660) | {"by_category": {"face": {"not_blood": 1.0, "n": 80}}},
+        "non_blood_photos": rates(0.97, 0.01, 480) | {"by_category": {"retina": {"not_blood": 0.9, "n": 80}}},
+    }
     table = charts.novelty_table(novelty)
-    assert len(table) == 5 and table["flagged (%)"].tolist()[:3] == [0.2, 0.0, 99.0]
-    assert table["n"].tolist()[3:] == [40, 30]
+    assert table["images"].tolist()[2] == "PBC test, blur 2 px (simulated lab change)"
+    assert table["not a blood cell (%)"].tolist() == [0.2, 0.0, 3.0, 99.0, 100.0, 97.0, 90.0]
+    assert table["n"].tolist()[-1] == 80
+
+
+def test_other_labs_tables_read_every_recorded_set():
+    report = {"n": 61, "accuracy": 0.9, "accuracy_ci95": [0.8, 0.95], "ece": 0.04, "flagged_not_blood": 0.0,
+              "flagged_unfamiliar": 0.3, "uncertain": {"share_of_errors": 0.66, "share_of_correct": 0.1},
+              "per_class": {"lymphocyte": {"recall": 0.8, "support": 5},
+                            "platelet": {"recall": 0.0, "support": 0}}}  # fmt: skip
+    evaluation = {"datasets": {"bccd_crops_test": report}, "leave_one_lab_out": {"pbc_only_on_bccd_all": report}}
+    table = charts.other_labs_table(evaluation)
+    assert len(table) == 2 and table["errors marked uncertain (%)"].tolist() == [66.0, 66.0]
+    recall = charts.other_labs_recall_table(evaluation)
+    assert recall["class"].tolist() == ["lymphocyte"] and recall.iloc[0, 1] == "80% of 5"
 
 
 def test_extra_data_caption_states_what_was_mixed_in():

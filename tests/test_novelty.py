@@ -42,3 +42,45 @@ def test_round_trip(tmp_path):
     assert loaded.threshold == pytest.approx(12.5)
     features = np.concatenate(list(clusters(4).values()))
     np.testing.assert_allclose(loaded.distances(features), model.distances(features), rtol=1e-5)
+
+
+def test_blood_check_separates_the_two_sides_and_keeps_its_threshold(tmp_path):
+    from hematovision.novelty import BloodCheck, DomainCheck, fit_blood_check
+
+    rng = np.random.default_rng(5)
+    blood = rng.normal(0, 1, (300, 8)) + 2.0
+    other = rng.normal(0, 1, (300, 8)) - 2.0
+    check = fit_blood_check(blood, other)
+    assert check.flags(rng.normal(0, 1, (200, 8)) + 2.0).mean() < 0.05
+    assert check.flags(rng.normal(0, 1, (200, 8)) - 2.0).mean() > 0.95
+    strict = BloodCheck(check.mean, check.scale, check.weights, check.bias, 0.999999)
+    domain = DomainCheck(fit_novelty(clusters(0)).with_threshold(9.0), strict, 4.0, 1.5)
+    domain.save(tmp_path / "d.npz")
+    loaded = DomainCheck.load(tmp_path / "d.npz")
+    assert loaded.blood.threshold == pytest.approx(0.999999)
+    assert (loaded.temperature_slope, loaded.distance_reference) == (1.5, 4.0)
+    np.testing.assert_allclose(loaded.blood.probabilities(blood[:20]), strict.probabilities(blood[:20]), rtol=1e-5)
+
+
+def test_temperature_grows_only_beyond_the_reference_distance():
+    from hematovision.novelty import DomainCheck
+
+    domain = DomainCheck(fit_novelty(clusters(0)), None, distance_reference=10.0, temperature_slope=2.0)
+    np.testing.assert_allclose(domain.temperature_factor(np.array([0.0, 10.0, 20.0, 30.0])), [1.0, 1.0, 3.0, 5.0])
+
+
+def test_fitted_slope_softens_overconfident_far_predictions_and_not_near_ones():
+    from hematovision.novelty import fit_temperature_slope
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    labels = rng.integers(0, 4, n)
+    distances = np.where(np.arange(n) < n // 2, rng.uniform(0, 10, n), rng.uniform(20, 40, n))
+    logits = np.zeros((n, 4))
+    far = distances > 10
+    # Near: right and confident. Far: just as confident, but right only half the time.
+    predicted = np.where(far & (rng.random(n) < 0.5), (labels + 1) % 4, labels)
+    logits[np.arange(n), predicted] = 8.0
+    assert fit_temperature_slope(logits, labels, distances, 1.0, reference=10.0) > 0.5
+    near = ~far
+    assert fit_temperature_slope(logits[near], labels[near], distances[near], 1.0, reference=10.0) == 0.0

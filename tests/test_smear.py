@@ -323,7 +323,7 @@ def test_exported_training_crops_come_at_every_margin_and_the_others_at_one(tmp_
         photos.append(SmearPhoto(name, path, ("lymphocyte",), split, (box,)))
     crops = labelled_crops(photos, margin=0.15)
 
-    written = export_crops(tmp_path / "crops", crops, photos, train_margins=[0.15, 0.7])
+    written = export_crops(tmp_path / "crops", crops, photos, train_margins=[0.15, 0.7], margin=0.15)
 
     assert written == 4
     files = sorted(str(path.relative_to(tmp_path / "crops")) for path in (tmp_path / "crops").rglob("*.png"))

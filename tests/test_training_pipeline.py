@@ -1,5 +1,6 @@
 """End to end without ../shared: train a tiny model on generated images, then use every CLI on it."""
 
+import csv
 import json
 
 import numpy as np
@@ -18,6 +19,7 @@ from hematovision.datasets import (
     stratified_split,
 )
 from hematovision.metrics import softmax
+from hematovision.smear import CellBox
 from tests.conftest import (
     TINY_CLASSES,
     TINY_SIZE,
@@ -156,7 +158,8 @@ def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, 
                  "--csv", str(table)])  # fmt: skip
     assert code == 0
     rows = table.read_text().splitlines()
-    assert rows[0].startswith("file,cell_box,predicted_class,confidence,uncertain,not_blood_cell,error,p_lymph")
+    header = "file,x_min,y_min,x_max,y_max,predicted_class,confidence,uncertain,not_blood_cell,unfamiliar,error,p_lymph"
+    assert rows[0].startswith(header)
     assert len(rows) == 1 + 5
     errors = capsys.readouterr().err
     assert "missing.png: no such file" in errors and "empty" in errors and "not a recognised image" in errors
@@ -188,9 +191,11 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
     (tmp_path / "smear.png").write_bytes(encode(smear))
     table = tmp_path / "cells.csv"
     assert main(["classify", str(tmp_path / "smear.png"), "--model", str(tiny_model_dir), "--csv", str(table)]) == 0
-    rows = table.read_text().splitlines()[1:]
+    rows = list(csv.DictReader(table.open()))
     assert len(rows) == len(true_boxes)
-    assert all(row.split(",")[1].count(" ") == 3 for row in rows)  # a "left top right bottom" box per cell
+    found = [CellBox(*(int(row[key]) for key in ("x_min", "y_min", "x_max", "y_max"))) for row in rows]
+    # Each row's box, in the photo's own pixels, is one of the cells painted there.
+    assert all(max(box.iou(truth) for truth in true_boxes) > 0.5 for box in found)
     assert main(["classify", str(tmp_path / "smear.png"), "--model", str(tiny_model_dir), "--mode", "single",
                  "--csv", str(table)]) == 0  # fmt: skip
     assert len(table.read_text().splitlines()) == 2

@@ -1,0 +1,64 @@
+"""Framing: show the network every white cell at the size, in its frame, that it learned cells at.
+
+Labs photograph cells at other magnifications and crop them differently: a 120x120 crop from a
+low-resolution camera is filled by its cell, a BCCD smear photo shows a white cell as a small part of
+the view. The network learned from PBC images, where a white cell's box spans 0.24-0.77 of the frame
+(1st to 95th percentile of 960 training images, 0.91 at the 99th; erythroblasts and lymphocytes
+smallest, monocytes and immature granulocytes largest). So every path (app, CLIs, evaluation,
+training) frames a cell the same way:
+
+- a cell found in a field of view is cropped so that it spans :data:`PBC_SPAN` of its crop;
+- a single-cell image whose central white cell spans less or more than PBC's range is re-cut around
+  that cell so that it spans :data:`PBC_SPAN`; inside the range it is left exactly as it is, so PBC's
+  own images (and the size differences between classes within one lab) are untouched.
+
+Both are :func:`hematovision.smear.crop_cell` with its margin: where the new frame reaches beyond the
+image, the image is mirrored at its edge, as for a cell at the edge of a field of view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hematovision.smear import CellBox, central_cell, crop_cell, find_white_cells
+
+#: Median span of a white cell's box over the shorter side of a PBC training image, pooled over the
+#: white-cell classes (per class 0.31 erythroblast to 0.55 monocyte).
+PBC_SPAN = 0.45
+#: Spans outside this range are not PBC's: the cell is re-cut to PBC_SPAN.
+SPAN_RANGE = (0.22, 0.8)
+#: A single-cell image's cell must be this near the centre (share of the side) to be the one it shows.
+CENTRE_TOLERANCE = 0.2
+
+
+def cell_span(box: CellBox, shape: tuple[int, ...]) -> float:
+    """The box's longer side over the image's shorter side."""
+    return max(box.width, box.height) / min(shape[:2])
+
+
+def centred_cell(rgb: np.ndarray) -> CellBox | None:
+    """The white cell a single-cell image is about: the one found nearest its centre, if near enough."""
+    height, width = rgb.shape[:2]
+    box = central_cell(find_white_cells(rgb), width, height)
+    if box is None:
+        return None
+    off_x = abs((box.left + box.right) / 2 / width - 0.5)
+    off_y = abs((box.top + box.bottom) / 2 / height - 0.5)
+    return box if max(off_x, off_y) <= CENTRE_TOLERANCE else None
+
+
+def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The image as the network should see it, and a note for the user where it was re-cut."""
+    box = centred_cell(rgb)
+    if box is None:
+        return rgb, None
+    span = cell_span(box, rgb.shape)
+    low, high = SPAN_RANGE
+    if low <= span <= high:
+        return rgb, None
+    how = "larger" if span > high else "smaller"
+    note = (
+        f"the cell spans {span:.2f} of the frame, {how} than in the training images ({low}-{high}): "
+        f"re-cut so that it spans {PBC_SPAN}"
+    )
+    return crop_cell(rgb, box), note

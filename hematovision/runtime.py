@@ -1,0 +1,101 @@
+"""Running the network for classification: LiteRT on the exported file, or Keras as the fallback.
+
+Both give the same two outputs for a uint8 batch (N, size, size, 3): the pooled activations of the
+card's features layer (for the domain checks) and the logits. LiteRT (Google's runtime for
+TensorFlow models, package ``ai-edge-litert``) runs the exported ``model.tflite`` through XNNPACK
+without importing TensorFlow at all, which is what makes a cold start and a single image fast on a
+laptop CPU; explanations (Grad-CAM and relatives) still need gradients, so they keep the Keras model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+LITERT_FILE = "model.tflite"
+#: Measured with `python -m benchmarks.speed` (models/README.md): beyond 2 threads a 2-core machine
+#: gains nothing, and on bigger machines a second process scales better than more threads per call.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+#: Images per interpreter call: resizing the input costs a re-allocation, so the batch is fixed for a run
+#: and the last chunk padded (measured per-image time flattens from about 8 images on up).
+LITERT_BATCH = 16
+
+Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class LiteRTForward:
+    """The exported network in a LiteRT interpreter. Thread-safe: one call runs at a time.
+
+    An interpreter holds its tensors between ``set_tensor`` and ``get_tensor``, so two Streamlit
+    sessions sharing it must take turns; with two cores, running them one after the other costs
+    nothing in throughput.
+    """
+
+    def __init__(self, path: Path, threads: int = DEFAULT_THREADS) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._lock = threading.Lock()
+        self._batch = 0
+        signatures = self._interpreter.get_signature_list()
+        if len(signatures) != 1:
+            raise ValueError(f"{path} should hold one signature, not {len(signatures)}")
+        runner = self._interpreter.get_signature_runner(next(iter(signatures)))
+        outputs = runner.get_output_details()
+        if len(outputs) != 2:
+            raise ValueError(f"{path} should give features and logits, not {len(outputs)} outputs")
+        # The export names its outputs output_0 (features) and output_1 (logits). Tensors are then read
+        # by index: a signature runner keeps views of the interpreter's buffers, which blocks resizing.
+        self._output_indices = [outputs[name]["index"] for name in sorted(outputs)]
+        self._input_index = next(iter(runner.get_input_details().values()))["index"]
+        del runner
+
+    def _resize(self, batch: int) -> None:
+        shape = self._interpreter.get_input_details()[0]["shape"]
+        self._interpreter.resize_tensor_input(self._input_index, [batch, *shape[1:]])
+        self._interpreter.allocate_tensors()
+        self._batch = batch
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, logits = [], []
+        with self._lock:
+            for start in range(0, len(images), LITERT_BATCH):
+                chunk = images[start : start + LITERT_BATCH].astype(np.float32)
+                size = LITERT_BATCH if len(images) > LITERT_BATCH else len(chunk)
+                if size != self._batch:
+                    self._resize(size)
+                padded = np.zeros((size, *chunk.shape[1:]), np.float32)
+                padded[: len(chunk)] = chunk
+                self._interpreter.set_tensor(self._input_index, padded)
+                self._interpreter.invoke()
+                feature_part, logit_part = (self._interpreter.get_tensor(i)[: len(chunk)] for i in self._output_indices)
+                features.append(feature_part)
+                logits.append(logit_part)
+        return np.concatenate(features), np.concatenate(logits)
+
+
+def keras_forward(model, features_layer: str, logits_layer: str, size: int) -> Forward:
+    """The same two outputs from the Keras model, as one compiled graph for every batch size."""
+    import keras
+    import tensorflow as tf
+
+    features = model.get_layer(features_layer).output
+    if len(features.shape) == 4:
+        features = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(features)
+    forward_model = keras.Model(model.inputs, [features, model.get_layer(logits_layer).output])
+    # predict() and eager calls cost 5-10x more per image than a traced function.
+    compiled = tf.function(
+        lambda images: forward_model(tf.cast(images, tf.float32), training=False),
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
+    )
+    chunk = 64
+
+    def forward(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [compiled(images[start : start + chunk]) for start in range(0, len(images), chunk)]
+        return np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([lg.numpy() for _, lg in parts])
+
+    return forward

@@ -1,0 +1,37 @@
+"""Start the dashboard with the model loaded before the first visitor: ``python -m hematovision.serve``.
+
+``streamlit run`` executes a page only when someone opens it, so the first visitor would wait for the
+model to load and warm up. Here a thread loads it into the same process-wide cache the pages use
+(``st.cache_resource`` in :mod:`hematovision.ui`) while the server starts. Extra arguments go to
+``streamlit run`` (for instance ``--server.port 8502``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from hematovision import paths
+
+
+def preload() -> None:
+    from hematovision import ui
+
+    ui.preload_classifier()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from streamlit.web import cli
+
+    threading.Thread(target=preload, name="preload-model", daemon=True).start()
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(paths.PROJECT_ROOT / "streamlit_app.py"),
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()
