@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
+import zlib
 from pathlib import Path
 
 from hematovision import paths
@@ -36,57 +38,116 @@ def classify_command(args: argparse.Namespace) -> int:
         )
         return 2
 
-    results = classifier.classify(files, threshold=args.threshold, mode=args.mode)
-    classes = classifier.classes
-    columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
-    columns += ["not_blood_cell", "unfamiliar", "error"]
-    # Notes last, so the columns of tables written before they were added keep their places.
-    columns += [f"p_{name}" for name in classes] + ["notes"]
-    rows = []
-    for result in results:
-        box = result.box
-        row = {
-            "file": result.source or result.name,
-            # The cell's box in the original image's pixels (right and bottom exclusive); empty for a whole image.
-            "x_min": box.left if box else "",
-            "y_min": box.top if box else "",
-            "x_max": box.right if box else "",
-            "y_max": box.bottom if box else "",
-            "error": result.error or "",
-            "notes": "; ".join(result.notes),
-        }
-        if result.prediction:
-            row.update(
-                predicted_class="" if result.prediction.not_blood_cell else result.prediction.label,
-                confidence=f"{result.prediction.confidence:.4f}",
-                uncertain="yes" if result.prediction.uncertain else "no",
-                not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
-                unfamiliar="yes" if result.prediction.unfamiliar else "no",
-                **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
-            )
-        rows.append(row)
-        if result.prediction and result.prediction.not_blood_cell:
-            print(f"{result.name}\tNOT A BLOOD-CELL IMAGE (no class given)")
-        elif result.prediction:
-            flag = "  UNCERTAIN" if result.prediction.uncertain else ""
-            flag += "  UNFAMILIAR SET-UP" if result.prediction.unfamiliar else ""
-            notes = f"  ({'; '.join(result.notes)})" if result.notes else ""
-            print(f"{result.name}\t{result.prediction.label}\t{result.prediction.confidence:.3f}{flag}{notes}")
-        else:
-            print(f"{result.name}\tERROR: {result.error}", file=sys.stderr)
-
-    if args.csv:
-        with args.csv.open("w", newline="") as handle:
+    if args.shard:
+        files = [source for source in files if in_shard(source[0], *args.shard)]
+    done = already_written(args.csv) if args.resume and args.csv else set()
+    todo = [source for source in files if source[0] not in done]
+    if done:
+        print(f"resuming: {len(files) - len(todo)} files already in {args.csv}", file=sys.stderr)
+    columns = csv_columns(classifier.classes)
+    n_ok = n_results = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if args.csv:
+            handle = stack.enter_context(args.csv.open("a" if done else "w", newline=""))
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-    n_ok = sum(result.prediction is not None for result in results)
+            if not done:
+                writer.writeheader()
+        # Chunks bound the memory: decoded images and tensors of one chunk at a time, rows written as they come.
+        for start in range(0, len(todo), STREAM_CHUNK):
+            results = classifier.classify(todo[start : start + STREAM_CHUNK], threshold=args.threshold, mode=args.mode)
+            for result in results:
+                report(result)
+            if writer is not None:
+                writer.writerows(csv_row(result) for result in results)
+                handle.flush()
+            n_ok += sum(result.prediction is not None for result in results)
+            n_results += len(results)
     print(
-        f"classified {n_ok} of {len(results)} images or cells in {len(files)} files"
+        f"classified {n_ok} of {n_results} images or cells in {len(todo)} files"
         + (f"; table written to {args.csv}" if args.csv else ""),
         file=sys.stderr,
     )
-    return 0 if n_ok else 1
+    return 0 if n_ok or not todo else 1
+
+
+#: Files per chunk of the streamed batch: a few seconds of work, a few hundred MB at most.
+STREAM_CHUNK = 256
+
+
+def in_shard(name: str, index: int, count: int) -> bool:
+    """Whether file ``name`` belongs to shard ``index`` of ``count`` (1-based): a stable hash of its name,
+    so every worker agrees without talking to the others, whatever order it lists the folder in."""
+    return zlib.crc32(name.encode("utf-8")) % count == index - 1
+
+
+def already_written(table: Path) -> set[str]:
+    """Files with rows in an interrupted run's CSV. The last file's rows may be incomplete (a field of view
+    gives several), so they are dropped from the table and that file is classified again."""
+    if not table.is_file():
+        return set()
+    with table.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    if not rows:
+        return set()
+    last = rows[-1]["file"]
+    kept = [row for row in rows if row["file"] != last]
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    return {row["file"] for row in kept}
+
+
+def csv_columns(classes: list[str]) -> list[str]:
+    columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
+    columns += ["not_blood_cell", "unfamiliar", "error"]
+    # Notes last, so the columns of tables written before they were added keep their places.
+    return columns + [f"p_{name}" for name in classes] + ["notes"]
+
+
+def csv_row(result) -> dict:
+    box = result.box
+    row = {
+        "file": result.source or result.name,
+        # The cell's box in the original image's pixels (right and bottom exclusive); empty for a whole image.
+        "x_min": box.left if box else "",
+        "y_min": box.top if box else "",
+        "x_max": box.right if box else "",
+        "y_max": box.bottom if box else "",
+        "error": result.error or "",
+        "notes": "; ".join(result.notes),
+    }
+    if result.prediction:
+        row.update(
+            predicted_class="" if result.prediction.not_blood_cell else result.prediction.label,
+            confidence=f"{result.prediction.confidence:.4f}",
+            uncertain="yes" if result.prediction.uncertain else "no",
+            not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
+            unfamiliar="yes" if result.prediction.unfamiliar else "no",
+            **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
+        )
+    return row
+
+
+def report(result) -> None:
+    if result.prediction and result.prediction.not_blood_cell:
+        print(f"{result.name}\tNOT A BLOOD-CELL IMAGE (no class given)")
+    elif result.prediction:
+        flag = "  UNCERTAIN" if result.prediction.uncertain else ""
+        flag += "  UNFAMILIAR SET-UP" if result.prediction.unfamiliar else ""
+        notes = f"  ({'; '.join(result.notes)})" if result.notes else ""
+        print(f"{result.name}\t{result.prediction.label}\t{result.prediction.confidence:.3f}{flag}{notes}")
+    else:
+        print(f"{result.name}\tERROR: {result.error}", file=sys.stderr)
+
+
+def shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise argparse.ArgumentTypeError("expected I/N with 1 <= I <= N, e.g. 2/8")
+    return int(index), int(count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument(
         "paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images (searched recursively)"
     )
-    classify.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    classify.add_argument("--csv", type=Path, help="also write the table to this CSV file, chunk by chunk")
+    classify.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --csv: skip the files an interrupted run already wrote rows for, and append",
+    )
+    classify.add_argument(
+        "--shard",
+        type=shard,
+        metavar="I/N",
+        help="classify only shard I of N (by a stable hash of each file's name), for N workers sharing a folder",
+    )
     classify.add_argument(
         "--mode",
         choices=CLASSIFY_MODES,

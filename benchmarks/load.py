@@ -1,0 +1,128 @@
+"""A lecture hall at once: `make load` prints how the app holds up under 20 simultaneous sessions.
+
+Starts the app as `make run` does, then drives N headless Chromium pages (one browser, one context per
+session, so each is its own Streamlit session) that each upload 5 different images at the same moment
+and wait for all 5 results; then each opens Explain for one of them. Prints, for one session alone and
+for N together: errors, sessions that got all their results, median and 95th percentile of upload ->
+results, and the server's largest resident memory (sampled every 0.2 s). The browsers share this
+machine's cores with the server, so the slowdown is an upper bound on the server's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.speed import children, rss_gb, sample_images
+from tests.browser import CHROMIUM_ARGS, chromium_path, running_app
+
+RESULT = "[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning], [data-testid=stAlertContentError]"
+
+
+async def one_session(browser, port: int, files: list[Path], timeout_ms: int) -> dict:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    outcome = {"error": None, "seconds": None, "results": 0, "explain": False}
+    try:
+        await page.goto(f"http://127.0.0.1:{port}/Classify", timeout=timeout_ms)
+        started = time.perf_counter()
+        await page.locator("input[type=file]").first.set_input_files([str(f) for f in files], timeout=timeout_ms)
+        results = page.locator(RESULT)
+        deadline = time.perf_counter() + timeout_ms / 1000
+        while await results.count() < len(files):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{await results.count()} of {len(files)} results")
+            await asyncio.sleep(0.1)
+        outcome["seconds"] = time.perf_counter() - started
+        outcome["results"] = await results.count()
+        # The sidebar link keeps the session (and its results); a new URL would start a fresh session.
+        await page.get_by_role("link", name="Explain").click(timeout=timeout_ms)
+        await page.locator("[data-testid=stDownloadButton]").first.wait_for(timeout=timeout_ms)
+        outcome["explain"] = not await page.locator("[data-testid=stException]").count()
+    except Exception as exc:  # every failure is counted and named, none stops the other sessions
+        outcome["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        await context.close()
+    return outcome
+
+
+async def sessions(port: int, files: list[list[Path]], timeout_ms: int) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.gather(*(one_session(browser, port, group, timeout_ms) for group in files))
+        finally:
+            await browser.close()
+
+
+def summary(label: str, outcomes: list[dict], peak_gb: float) -> None:
+    times = sorted(o["seconds"] for o in outcomes if o["seconds"] is not None)
+    complete = sum(o["results"] == 5 and o["explain"] for o in outcomes)
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] if times else float("nan")
+    print(
+        f"{label}: {len(outcomes)} sessions, {sum(o['error'] is not None for o in outcomes)} errors, "
+        f"{complete} got all 5 results and Explain; upload -> results median "
+        f"{statistics.median(times) if times else float('nan'):.1f} s, p95 {p95:.1f} s; "
+        f"server memory peak {peak_gb:.2f} GB"
+    )
+    for outcome in outcomes:
+        if outcome["error"]:
+            print(f"  error: {outcome['error']}")
+
+
+def measured(port: int, process, files: list[list[Path]], timeout_ms: int) -> tuple[list[dict], float]:
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            pids = [process.pid, *children(process.pid)]
+            peak[0] = max(peak[0], sum(rss_gb(pid) for pid in pids if Path(f"/proc/{pid}").exists()))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        return asyncio.run(sessions(port, files, timeout_ms)), peak[0]
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a session may wait")
+    args = parser.parse_args()
+    if chromium_path() is None:
+        raise SystemExit("needs Chromium (apt-get install chromium)")
+    images = sample_images(5 * args.sessions)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for name, data in images:
+            path = Path(folder) / name
+            path.write_bytes(data)
+            paths.append(path)
+        groups = [paths[5 * i : 5 * i + 5] for i in range(args.sessions)]
+        with running_app(["make", "--no-print-directory", "run"]) as (port, process, _):
+            time.sleep(5)  # the preload thread warms the model
+            alone, alone_peak = measured(port, process, groups[:1], int(args.timeout * 1000))
+            summary("one session alone", alone, alone_peak)
+            together, peak = measured(port, process, groups, int(args.timeout * 1000))
+            summary(f"{args.sessions} sessions at once", together, peak)
+    alone_time = alone[0]["seconds"]
+    times = sorted(o["seconds"] for o in together if o["seconds"] is not None)
+    if alone_time and times:
+        p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+        print(f"p95 under load / one session alone: {p95 / alone_time:.1f}x (target <= 8x)")
+
+
+if __name__ == "__main__":
+    main()
