@@ -25,6 +25,7 @@ from tests.conftest import (
     TINY_SIZE,
     encode,
     synthetic_cell,
+    tiny_training_args,
     write_class_folders,
     write_subtype_manifest,
 )
@@ -484,3 +485,16 @@ def test_time_left_extrapolates_the_mean_epoch():
     assert time_left([60.0, 120.0], 14) == "epoch 2/14, about 18 min left"
     assert time_left([934.0], 14) == "epoch 1/14, about 202 min left"
     assert time_left([60.0] * 14, 14) == "epoch 14/14, the phase took 14 min"
+
+
+def test_distributed_training_on_two_logical_cpus(tiny_dataset, tiny_other_lab, tmp_path):
+    """--distribute runs MirroredStrategy; two logical CPU devices stand in for two GPUs."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "distributed"
+    args = tiny_training_args(tiny_dataset, tiny_other_lab, out) + ["--distribute", "--cpu-devices", "2"]
+    run = subprocess.run([sys.executable, "-m", "training.train", *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "--distribute: 2 replicas" in run.stdout
+    assert load_card(out).metrics["val_accuracy"] > 0.5

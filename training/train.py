@@ -131,6 +131,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         help=f"continue a stopped run from its last finished epoch ({CHECKPOINT_FILE} in --out, written after "
         "phase 1 and after every fine-tuning epoch); the options must be the same as the stopped run's",
     )
+    parser.add_argument(
+        "--distribute",
+        action="store_true",
+        help="train on every local GPU at once (tf.distribute.MirroredStrategy: one model copy per device, "
+        "each batch split between them, gradients summed); the batch size stays the global one",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=0,
+        help="split the CPU into this many logical devices, so that --distribute can be tried without GPUs",
+    )
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         value = getattr(defaults, field.name)
@@ -467,27 +479,11 @@ def main(argv: list[str] | None = None) -> int:
         fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
 
     subtypes = subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None
-    model = build_model(config, len(classes))
-    weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
     args.out.mkdir(parents=True, exist_ok=True)
     state = resumed.state if resumed else RunState(dataclasses.asdict(config), sources)
     history = state.history
-    if resumed is None:
-        train_head(model, fit_splits, weights, config, history)
-        state.seconds = time.perf_counter() - started
-        save_checkpoint(checkpoint_path, state, model)
-    elif resumed.state.fine_tune_epochs_done == 0:
-        resumed.restore("model/", model.variables)
-        print("phase 1: restored from the checkpoint", flush=True)
-    if config.fine_tune_epochs > 0:
-
-        def saver(averager: WeightAverage) -> keras.callbacks.Callback:
-            return SaveEachEpoch(checkpoint_path, state, averager, lambda: time.perf_counter() - started)
-
-        fine_tune(model, fit_splits, weights, config, history, subtypes, saver, resumed)
-
-    # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
-    model = copy_without_optimizer(model, config, len(classes))
+    with distribution_strategy(args.distribute, args.cpu_devices).scope():
+        model = fit_model(config, classes, fit_splits, subtypes, state, resumed, checkpoint_path, started)
     model.save(args.out / paths.MODEL_FILE)
 
     card = ModelCard(
@@ -548,6 +544,54 @@ def main(argv: list[str] | None = None) -> int:
         f"{validation_summary(card.metrics)}; held-out test scores in {args.out / paths.EVALUATION_FILE}"
     )
     return 0
+
+
+def fit_model(
+    config: TrainConfig,
+    classes: list[str],
+    fit_splits: dict[str, LabelledBatch],
+    subtypes: dict[str, SubtypeTargets] | None,
+    state: RunState,
+    resumed,
+    checkpoint_path: Path,
+    started: float,
+) -> keras.Model:
+    """Both phases (or what a resumed run has left of them); returns the model without its optimizer."""
+    model = build_model(config, len(classes))
+    weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
+    if resumed is None:
+        train_head(model, fit_splits, weights, config, state.history)
+        state.seconds = time.perf_counter() - started
+        save_checkpoint(checkpoint_path, state, model)
+    elif resumed.state.fine_tune_epochs_done == 0:
+        resumed.restore("model/", model.variables)
+        print("phase 1: restored from the checkpoint", flush=True)
+    if config.fine_tune_epochs > 0:
+
+        def saver(averager: WeightAverage) -> keras.callbacks.Callback:
+            return SaveEachEpoch(checkpoint_path, state, averager, lambda: time.perf_counter() - started)
+
+        fine_tune(model, fit_splits, weights, config, state.history, subtypes, saver, resumed)
+    # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
+    return copy_without_optimizer(model, config, len(classes))
+
+
+def distribution_strategy(distribute: bool, cpu_devices: int) -> tf.distribute.Strategy:
+    """MirroredStrategy over the local GPUs (or logical CPUs) with --distribute, else the default (no change).
+
+    Several machines: tf.distribute.MultiWorkerMirroredStrategy with TF_CONFIG set on each worker runs
+    this same code (models/README.md); not tried here, where only single machines were available.
+    """
+    if cpu_devices > 1:
+        physical = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(physical, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+    if not distribute:
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    print(f"--distribute: {strategy.num_replicas_in_sync} replicas ({', '.join(devices)})", flush=True)
+    return strategy
 
 
 def validation_summary(metrics: dict) -> str:
