@@ -493,7 +493,7 @@ def test_distributed_training_on_two_logical_cpus(tiny_dataset, tiny_other_lab, 
     import sys
 
     out = tmp_path / "distributed"
-    args = tiny_training_args(tiny_dataset, tiny_other_lab, out) + ["--distribute", "--cpu-devices", "2"]
+    args = [*tiny_training_args(tiny_dataset, tiny_other_lab, out), "--distribute", "--cpu-devices", "2"]
     run = subprocess.run([sys.executable, "-m", "training.train", *args], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--distribute: 2 replicas" in run.stdout
