@@ -1,4 +1,4 @@
-"""Command line: ``python -m hematovision classify PATH... [--csv FILE]``."""
+"""Command line: ``python -m hematovision classify PATH... [--csv FILE] [--lab PROFILE]`` and ``adapt DIR --out F``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import contextlib
 import csv
 import sys
+import time
 import zlib
 from pathlib import Path
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError
 from hematovision.inputs import expand_paths
+from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, build_profile
 from hematovision.predict import CLASSIFY_MODES
 
 
@@ -38,6 +40,15 @@ def classify_command(args: argparse.Namespace) -> int:
         )
         return 2
 
+    profile = None
+    if args.lab:
+        try:
+            profile = LabProfile.load(args.lab)
+            profile.check_model(classifier.model_id, classifier.classes)
+        except (ProfileError, ArtifactError) as exc:
+            print(f"error: {args.lab}: {exc}", file=sys.stderr)
+            return 2
+        print(f"lab profile {args.lab}: {describe_profile(profile)}", file=sys.stderr)
     if args.shard:
         files = [source for source in files if in_shard(source[0], *args.shard)]
     done = already_written(args.csv) if args.resume and args.csv else set()
@@ -55,7 +66,8 @@ def classify_command(args: argparse.Namespace) -> int:
                 writer.writeheader()
         # Chunks bound the memory: decoded images and tensors of one chunk at a time, rows written as they come.
         for start in range(0, len(todo), STREAM_CHUNK):
-            results = classifier.classify(todo[start : start + STREAM_CHUNK], threshold=args.threshold, mode=args.mode)
+            chunk = todo[start : start + STREAM_CHUNK]
+            results = classifier.classify(chunk, threshold=args.threshold, mode=args.mode, profile=profile)
             for result in results:
                 report(result)
             if writer is not None:
@@ -69,6 +81,57 @@ def classify_command(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if n_ok or not todo else 1
+
+
+def adapt_command(args: argparse.Namespace) -> int:
+    """Build a lab profile from a class-per-folder set of the user's own cells."""
+    from hematovision.datasets import scan_class_folders
+    from hematovision.evaluation import decode_labelled
+    from hematovision.predict import Classifier
+
+    if not args.examples.is_dir():
+        print(f"error: {args.examples} is not a folder of class folders", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        classifier = Classifier.load(args.model)
+    except ArtifactError as exc:
+        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+        return 2
+    scan = scan_class_folders(args.examples, classifier.classes)
+    unknown = [reason for reason in scan.skipped if "has no class" in reason]
+    for reason in scan.skipped:
+        print(f"{'error' if reason in unknown else 'skipped'}: {reason}", file=sys.stderr)
+    if unknown:
+        print(f"error: rename or remove those folders; the classes are: {', '.join(classifier.classes)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    batch = decode_labelled(scan.images, classifier.classes, classifier.card.input_size)
+    for item in batch.unreadable:
+        print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
+    features, logits = classifier.features_and_logits(batch.images)
+    probabilities = classifier.judge(features, logits).probabilities
+    try:
+        profile = build_profile(features, probabilities, batch.labels, classifier.classes, classifier.model_id)
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    profile.save(args.out)
+    print(f"lab profile written to {args.out}: {describe_profile(profile)}")
+    for name, recall in profile.leave_one_out["per_class"].items():
+        print(f"  {name:<12} {profile.counts[name]:>3} examples, leave-one-out {100 * recall:.0f}% right")
+    for name in profile.untouched_classes():
+        print(f"  {name:<12} no examples: read as the model reads it without a profile")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def describe_profile(profile: LabProfile) -> str:
+    loo = profile.leave_one_out
+    return (
+        f"{loo['n']} examples of {len(profile.counts)} classes, leave-one-out accuracy "
+        f"{100 * loo['accuracy']:.1f}% (the model alone {100 * loo['without_profile']:.1f}%)"
+    )
 
 
 #: Files per chunk of the streamed batch: a few seconds of work, a few hundred MB at most.
@@ -190,8 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="flag predictions below this confidence as uncertain (default: the model card's)",
     )
+    classify.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to correct the model for your lab")
+    adapt = commands.add_parser(
+        "adapt",
+        help="build a lab profile from a few labelled cells of your own",
+        description="Build a lab profile: a folder of class folders (folder name = class, case-insensitive; at "
+        f"least {MIN_PER_CLASS} cells of each class you use, 5 or more recommended) tunes the model to your lab. "
+        "Prints its leave-one-out accuracy per class.",
+    )
+    adapt.add_argument("examples", type=Path, help="folder holding one folder of images per class")
+    adapt.add_argument("--out", type=Path, required=True, help="the profile file to write (.npz)")
+    adapt.add_argument(
+        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
+    )
     args = parser.parse_args(argv)
-    return classify_command(args)
+    return adapt_command(args) if args.command == "adapt" else classify_command(args)
 
 
 if __name__ == "__main__":

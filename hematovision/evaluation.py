@@ -13,6 +13,7 @@ import numpy as np
 from hematovision.datasets import LabelledImage
 from hematovision.framing import frame_single_cell
 from hematovision.imaging import ImageLoadError, to_model_input
+from hematovision.lab_profile import LabProfile
 from hematovision.metrics import classification_report, softmax
 from hematovision.predict import Classifier, decode_all, field_boxes
 from hematovision.smear import central_cell, crop_cell
@@ -20,7 +21,9 @@ from hematovision.smear import central_cell, crop_cell
 EVALUATION_MODES = ("auto", "single")
 
 
-def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def evaluate_arrays(
+    classifier: Classifier, images: np.ndarray, labels: np.ndarray, profile: LabProfile | None = None
+) -> dict[str, Any]:
     """Report on already-decoded model inputs (N, size, size, 3) with integer labels.
 
     Probabilities are the served ones (temperature grown with the distance from training); every image
@@ -28,7 +31,7 @@ def evaluate_arrays(classifier: Classifier, images: np.ndarray, labels: np.ndarr
     image) or named with a warning (unfamiliar set-up).
     """
     features, logits = classifier.features_and_logits(images)
-    judged = classifier.judge(features, logits)
+    judged = classifier.judge(features, logits, profile)
     report = classification_report(labels, judged.probabilities, classifier.classes, uncalibrated=softmax(logits, 1.0))
     if classifier.novelty is not None:
         report["flagged_not_blood"] = float(judged.not_blood.mean()) if len(labels) else 0.0
@@ -94,14 +97,16 @@ def decode_labelled(
     return LabelledBatch(batch, np.asarray(labels, np.int64), kept, unreadable, framing)
 
 
-def evaluate_files(classifier: Classifier, items: Sequence[LabelledImage], mode: str = "auto") -> dict[str, Any]:
+def evaluate_files(
+    classifier: Classifier, items: Sequence[LabelledImage], mode: str = "auto", profile: LabProfile | None = None
+) -> dict[str, Any]:
     """Report on image files; unreadable ones are listed under ``unreadable``, not scored.
 
     ``mode`` "auto" frames each image as the app's default Automatic mode does (see
     :func:`labelled_view`); "single" scores every image whole, as one centred cell.
     """
     decoded = decode_labelled(items, classifier.classes, classifier.card.input_size, mode)
-    report = evaluate_arrays(classifier, decoded.images, decoded.labels)
+    report = evaluate_arrays(classifier, decoded.images, decoded.labels, profile)
     report["mode"] = mode
     report["framing"] = {how: decoded.framing[how] for how in FRAMINGS}
     report["unreadable"] = decoded.unreadable

@@ -6,6 +6,7 @@ layer divided by the calibration temperature in the model card, so they are cali
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
 from hematovision.framing import frame_single_cell
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
+from hematovision.lab_profile import LabProfile, model_identity
 from hematovision.metrics import softmax
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
 from hematovision.runtime import LITERT_FILE, Forward, LiteRTForward, keras_forward
@@ -123,7 +125,7 @@ class Classifier:
         forward = litert_forward(folder, card) if runtime == "auto" else None
         if forward is not None:
             return cls(None, card, novelty, forward, model_path)
-        return cls(load_keras_model(model_path, card), card, novelty)
+        return cls(load_keras_model(model_path, card), card, novelty, model_path=model_path)
 
     @property
     def classes(self) -> list[str]:
@@ -151,8 +153,21 @@ class Classifier:
         """Calibrated class probabilities (temperature from the card, grown with the distance from training)."""
         return self.judge(*self.features_and_logits(batch)).probabilities
 
-    def judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
-        """Calibrated probabilities and the two domain flags for a batch's features and logits."""
+    @functools.cached_property
+    def model_id(self) -> str:
+        """What lab profiles are bound to: a hash of this folder's model.keras."""
+        if self._model_path is None:
+            raise ArtifactError("this classifier was not loaded from an artifact folder, so it has no identity")
+        return model_identity(self._model_path)
+
+    def judge(self, features: np.ndarray, logits: np.ndarray, profile: LabProfile | None = None) -> Judgement:
+        """Calibrated probabilities (corrected by a lab profile, if given) and the two domain flags."""
+        judged = self._judge(features, logits)
+        if profile is not None:
+            judged.probabilities = profile.adjust(features, judged.probabilities)
+        return judged
+
+    def _judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
         temperature = np.full(len(logits), self.card.temperature)
         if self.novelty is None:
             no = np.zeros(len(logits), bool)
@@ -165,9 +180,11 @@ class Classifier:
         )
         return Judgement(softmax(logits / temperature[:, None], 1.0), not_blood, unfamiliar)
 
-    def predictions(self, batch: np.ndarray, threshold: float | None = None) -> list[Prediction]:
+    def predictions(
+        self, batch: np.ndarray, threshold: float | None = None, profile: LabProfile | None = None
+    ) -> list[Prediction]:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
-        judged = self.judge(*self.features_and_logits(batch))
+        judged = self.judge(*self.features_and_logits(batch), profile=profile)
         out = []
         for row, not_blood, unfamiliar in zip(judged.probabilities, judged.not_blood, judged.unfamiliar, strict=True):
             best = int(row.argmax())
@@ -190,6 +207,7 @@ class Classifier:
         keep_images: bool = False,
         on_progress=None,
         mode: str = "auto",
+        profile: LabProfile | None = None,
     ) -> list[ImageResult]:
         """Classify named inputs; a bad input gets its error and the rest are still classified.
 
@@ -240,7 +258,8 @@ class Classifier:
                 if on_progress:
                     on_progress(done, len(sources))
         if inputs:
-            for result, prediction in zip(classified, self.predictions(np.stack(inputs), threshold), strict=True):
+            predictions = self.predictions(np.stack(inputs), threshold, profile)
+            for result, prediction in zip(classified, predictions, strict=True):
                 result.prediction = prediction
         return results
 

@@ -18,6 +18,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
 from hematovision.evaluation import EVALUATION_MODES, evaluate_files
+from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.predict import Classifier
 
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "cell nearest the centre); single: score every image whole, as one centred cell",
     )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument("--lab", type=Path, help="a lab profile (python -m hematovision adapt) to apply")
     parser.add_argument(
         "--record",
         metavar="NAME",
@@ -111,7 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no labelled images the model can score under {args.data}", file=sys.stderr)
         return 2
 
-    report = evaluate_files(classifier, items, args.mode)
+    profile = None
+    if args.lab:
+        try:
+            profile = LabProfile.load(args.lab)
+            profile.check_model(classifier.model_id, classifier.classes)
+        except ProfileError as exc:
+            print(f"error: {args.lab}: {exc}", file=sys.stderr)
+            return 2
+    report = evaluate_files(classifier, items, args.mode, profile)
+    if profile is not None:
+        report["lab_profile"] = {
+            "file": str(args.lab),
+            "counts": profile.counts,
+            "leave_one_out": profile.leave_one_out,
+        }
     if report["n"] == 0:
         print("error: none of the images could be read", file=sys.stderr)
         return 2

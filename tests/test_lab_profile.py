@@ -1,0 +1,91 @@
+"""Lab profiles: a few labelled cells of a lab correct the model for it, measured by leave-one-out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematovision.lab_profile import LabProfile, ProfileError, build_profile
+from hematovision.metrics import softmax
+from tests.conftest import TINY_CLASSES, write_class_folders
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+def lab_examples(seed: int, per_class: int = 6):
+    """Features that separate classes a-c, and a model that confuses a with b in this lab."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1, 2], per_class)
+    features = rng.normal(0, 1, (len(labels), 12))
+    features[np.arange(len(labels)), labels] += 4.0
+    logits = np.zeros((len(labels), 4))
+    logits[:, 1] = 3.0  # the model calls everything b
+    logits[labels == 2, 2] = 6.0
+    return features, softmax(logits), labels
+
+
+def test_a_profile_corrects_what_the_lab_shows_and_reports_leave_one_out():
+    features, probabilities, labels = lab_examples(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    assert profile.leave_one_out["without_profile"] == pytest.approx(2 / 3)
+    assert profile.leave_one_out["accuracy"] > 0.9
+    held_features, held_probabilities, held_labels = lab_examples(1)
+    assert (profile.adjust(held_features, held_probabilities).argmax(1) == held_labels).mean() > 0.9
+    assert profile.untouched_classes() == ["d"]
+    assert np.all(profile.weights[:, 3] == 0) and profile.bias[3] == 0
+
+
+def test_round_trip_size_and_refusals(tmp_path):
+    features, probabilities, labels = lab_examples(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    path = tmp_path / "lab.npz"
+    profile.save(path)
+    assert path.stat().st_size < 1_000_000
+    loaded = LabProfile.load(path)
+    np.testing.assert_allclose(
+        loaded.adjust(features, probabilities), profile.adjust(features, probabilities), atol=1e-5
+    )
+    assert loaded.counts == {"a": 6, "b": 6, "c": 6} and loaded.leave_one_out == profile.leave_one_out
+    loaded.check_model("model-1", CLASSES)
+    with pytest.raises(ProfileError, match="made for another model"):
+        loaded.check_model("model-2", CLASSES)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ProfileError, match="not a readable lab profile"):
+        LabProfile.load(damaged)
+    with pytest.raises(ProfileError, match="cannot read"):
+        LabProfile.load(tmp_path / "missing.npz")
+
+
+def test_too_few_examples_or_one_class_are_refused():
+    features, probabilities, labels = lab_examples(0, per_class=2)
+    with pytest.raises(ProfileError, match=r"too few: a \(2\), b \(2\), c \(2\)"):
+        build_profile(features, probabilities, labels, CLASSES, "m")
+    features, probabilities, labels = lab_examples(0)
+    only_a = labels == 0
+    with pytest.raises(ProfileError, match="at least two classes"):
+        build_profile(features[only_a], probabilities[only_a], labels[only_a], CLASSES, "m")
+
+
+def test_adapt_classify_and_evaluate_with_a_profile(tiny_model_dir, tmp_path, capsys):
+    from hematovision.__main__ import main
+    from training.evaluate import main as evaluate
+
+    examples = write_class_folders(tmp_path / "examples", per_class=4, classes=[c.upper() for c in TINY_CLASSES])
+    (examples / "LYMPHOCYTE" / "broken.png").write_bytes(b"not an image")
+    profile = tmp_path / "lab.npz"
+    assert main(["adapt", str(examples), "--out", str(profile), "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr()
+    assert "leave-one-out" in out.out and "broken.png" in out.err and profile.is_file()
+    assert main(["classify", str(examples / "LYMPHOCYTE"), "--model", str(tiny_model_dir), "--lab", str(profile)]) == 0
+    assert "lab profile" in capsys.readouterr().err
+    assert evaluate(["--model", str(tiny_model_dir), "--data", str(examples), "--lab", str(profile)]) == 0
+
+    (examples / "monocytes").mkdir()
+    (examples / "monocytes" / "m.png").write_bytes((examples / "LYMPHOCYTE" / "LYMPHOCYTE_0.png").read_bytes())
+    other = tmp_path / "other.npz"
+    assert main(["adapt", str(examples), "--out", str(other), "--model", str(tiny_model_dir)]) == 2
+    assert "no class 'monocytes'" in capsys.readouterr().err and not other.exists()
+    profile.write_bytes(b"junk")
+    assert main(["classify", str(examples / "LYMPHOCYTE"), "--model", str(tiny_model_dir), "--lab", str(profile)]) == 2
+    assert "not a readable lab profile" in capsys.readouterr().err
