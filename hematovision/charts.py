@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hematovision.differential import Differential
+from hematovision.lab_profile import LabProfile
 from hematovision.metrics import wilson_interval
 from hematovision.predict import ImageResult, Prediction
 
@@ -506,4 +507,19 @@ def robustness_caption(robustness: dict[str, Any]) -> str:
         f"Every one of the {robustness['n']:,} images of the {dataset}, changed the way another lab's stain, camera, "
         "focus or magnification might change it (`python -m training.robustness`). A large drop means such images "
         "need checking by eye. Real images from another lab are the BCCD sets in 'Evaluated on' above."
+    )
+
+
+def profile_table(profile: LabProfile) -> pd.DataFrame:
+    """Examples and leave-one-out recall per class of a lab profile."""
+    per_class = profile.leave_one_out["per_class"]
+    return pd.DataFrame(
+        [
+            {
+                "class": name,
+                "examples": profile.counts[name],
+                "leave-one-out recall (%)": round(100 * per_class[name], 1),
+            }
+            for name in profile.counts
+        ]
     )

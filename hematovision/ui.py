@@ -18,7 +18,10 @@ from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
-from hematovision.imaging import centre_square, to_model_input
+from hematovision.framing import frame_single_cell
+from hematovision.imaging import ImageLoadError, centre_square, decode_image, to_model_input
+from hematovision.inputs import ArchiveError, read_zip
+from hematovision.lab_profile import LabProfile, ProfileError, build_profile
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
@@ -81,12 +84,20 @@ def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_p
     widget after an upload crashed the page. Only the uncertain flag depends on the threshold, so it is
     set here on every run.
     """
-    key = (str(paths.model_dir()), tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources), mode)
+    profile_name, profile = chosen_profile()
+    key = (
+        str(paths.model_dir()),
+        tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources),
+        mode,
+        profile_name,
+    )
     batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
     if key not in batches:
         if len(batches) >= KEPT_BATCHES:
             del batches[next(iter(batches))]
-        batches[key] = _load_classifier(key[0]).classify(sources, keep_images=True, mode=mode, on_progress=on_progress)
+        batches[key] = _load_classifier(key[0]).classify(
+            sources, keep_images=True, mode=mode, on_progress=on_progress, profile=profile
+        )
     results = batches[key]
     for result in results:
         if result.prediction is not None:
@@ -269,6 +280,9 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
         container.error(NOT_BLOOD_MESSAGE)
         return
     verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
+    profile_name, _ = chosen_profile()
+    if profile_name:
+        verdict += f" · lab profile *{profile_name}*"
     if result.prediction.unfamiliar:
         container.warning(UNFAMILIAR_MESSAGE)
     if result.prediction.uncertain:
@@ -346,6 +360,7 @@ PAGES = (
     ("pages/1_Classify.py", "Classify", ":material/biotech:"),
     ("pages/2_Explain.py", "Explain", ":material/visibility:"),
     ("pages/3_Model_performance.py", "Model performance", ":material/monitoring:"),
+    ("pages/4_Lab_profile.py", "Lab profile", ":material/tune:"),
 )
 
 
@@ -354,6 +369,103 @@ def navigation() -> None:
         for script, label, icon in PAGES:
             st.page_link(script, label=label, icon=icon)
         st.divider()
+        names = ["none (the shipped model)", *st.session_state.get(PROFILES_KEY, {})]
+        if len(names) > 1:
+            # The choice lives under its own key, not the widget's: Streamlit drops a widget's state when
+            # another page is shown, and the profile must follow the user from page to page.
+            chosen = st.session_state.get(PROFILE_CHOICE_KEY, names[0])
+            index = names.index(chosen) if chosen in names else 0
+            st.session_state[PROFILE_CHOICE_KEY] = st.selectbox(
+                "Lab profile", names, index=index, help="Made on the Lab profile page"
+            )
+            st.divider()
+
+
+PROFILES_KEY = "lab_profiles"
+PROFILE_CHOICE_KEY = "lab_profile_choice"
+
+
+def chosen_profile() -> tuple[str, LabProfile | None]:
+    """The session's chosen lab profile (name, profile), or ("", None) for the shipped model alone."""
+    profiles: dict = st.session_state.get(PROFILES_KEY, {})
+    name = st.session_state.get(PROFILE_CHOICE_KEY, "")
+    return (name, profiles[name]) if name in profiles else ("", None)
+
+
+def keep_profile(name: str, profile: LabProfile) -> None:
+    """Add a new profile to the session and choose it for every page (a profile already kept is left alone,
+    so that the user's later choice in the sidebar stands while the upload stays on the page)."""
+    profiles = st.session_state.setdefault(PROFILES_KEY, {})
+    if profiles.get(name) is profile:
+        return
+    profiles[name] = profile
+    st.session_state[PROFILE_CHOICE_KEY] = name
+    st.rerun()  # so that the sidebar, drawn before this, shows the new choice
+
+
+def profile_from_examples(zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
+    """Build a profile for the shared classifier from a ZIP of class folders; returns it and notes for the user.
+
+    Raises ProfileError with a message fit for the user (unknown class folders, too few examples, no
+    readable image, a damaged archive).
+    """
+    classifier = classifier_or_stop()
+    try:
+        contents = read_zip(zip_bytes)
+    except ArchiveError as exc:
+        raise ProfileError(str(exc)) from None
+    notes = [f"skipped {name}: {reason}" for name, reason in contents.skipped]
+    by_lower = {name.lower(): name for name in classifier.classes}
+    items, unknown = [], set()
+    for member, data in contents.images:
+        parts = member.split("/")
+        folder = parts[-2].lower() if len(parts) >= 2 else ""
+        if folder in by_lower:
+            items.append((by_lower[folder], member, data))
+        else:
+            unknown.add(parts[-2] if len(parts) >= 2 else "(no folder)")
+    if unknown:
+        raise ProfileError(
+            f"folders that name no class of this model: {', '.join(sorted(unknown))}. "
+            f"Folder names must be classes: {', '.join(classifier.classes)}"
+        )
+    images, labels = [], []
+    index = {name: i for i, name in enumerate(classifier.classes)}
+    for label, member, data in items:
+        try:
+            rgb = frame_single_cell(decode_image(data).rgb)[0]
+        except ImageLoadError as exc:
+            notes.append(f"skipped {member}: {exc}")
+            continue
+        images.append(to_model_input(rgb, classifier.card.input_size))
+        labels.append(index[label])
+    if not images:
+        raise ProfileError("no readable image in the archive's class folders")
+    features, logits = classifier.features_and_logits(np.stack(images))
+    probabilities = classifier.judge(features, logits).probabilities
+    profile = build_profile(features, probabilities, np.asarray(labels), classifier.classes, classifier.model_id)
+    return profile, notes
+
+
+def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
+    """A profile built once per uploaded archive in a session: every widget reruns the page."""
+    key = (str(paths.model_dir()), name, hashlib.sha1(zip_bytes).hexdigest())
+    built: dict = st.session_state.setdefault("built_profiles", {})
+    if key not in built:
+        built[key] = profile_from_examples(zip_bytes)
+    return built[key]
+
+
+def profile_from_file(data: bytes) -> LabProfile:
+    """A saved profile, checked against the shared classifier (raises ProfileError); read once per session."""
+    classifier = classifier_or_stop()
+    key = (str(paths.model_dir()), hashlib.sha1(data).hexdigest())
+    read: dict = st.session_state.setdefault("read_profiles", {})
+    if key not in read:
+        profile = LabProfile.from_bytes(data)
+        profile.check_model(classifier.model_id, classifier.classes)
+        read[key] = profile
+    return read[key]
 
 
 def footer() -> None:

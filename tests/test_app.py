@@ -275,3 +275,58 @@ def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_di
     set_apart = at.dataframe[1].value
     assert set_apart.set_index("group").loc["not a blood-cell image", "count"] == 2
     assert int(at.dataframe[0].value["count"].iloc[-1]) == 0  # nothing in the differential
+
+
+def class_folder_zip(per_class: int, folders=("lymphocyte", "Neutrophil", "PLATELET")) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, folder in enumerate(folders):
+            for i in range(per_class):
+                archive.writestr(f"my_lab/{folder}/cell_{i}.png", encode(synthetic_cell(index, 900 + 10 * index + i)))
+        archive.writestr("my_lab/notes.txt", "stained on Tuesday")
+    return buffer.getvalue()
+
+
+def test_lab_profile_is_built_chosen_shown_on_results_and_restored(app, tmp_path):
+    at = app.switch_page("pages/4_Lab_profile.py").run()
+    assert not at.exception and "No lab profile in use" in texts(at)
+    at.file_uploader[0].set_value(("my_lab.zip", class_folder_zip(4), "application/zip"))
+    at = at.run()
+    assert not at.exception
+    assert at.header[0].value == "Profile in use: my_lab"
+    assert "leave-one-out" in at.metric[0].label and at.metric[2].value == "12"
+    assert "notes.txt" in texts(at)  # the skipped member is named
+    assert at.sidebar.selectbox[0].value == "my_lab"
+    assert len(at.get("download_button")) == 1
+    saved = at.session_state["lab_profiles"]["my_lab"].to_bytes()  # what the download button serves
+
+    at.switch_page("pages/1_Classify.py").run()
+    at = upload(at, ("cell.png", encode(synthetic_cell(0, 11)), "image/png"))
+    assert not at.exception
+    assert "lab profile *my_lab*" in next(e.value for e in (*at.success, *at.warning))
+
+    # A new session: re-uploading the saved file restores the profile.
+    fresh = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    fresh = fresh.switch_page("pages/4_Lab_profile.py").run()
+    fresh.file_uploader[1].set_value(("my_lab.npz", saved, "application/octet-stream"))
+    fresh = fresh.run()
+    assert not fresh.exception and fresh.header[0].value == "Profile in use: my_lab"
+
+
+def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):
+    at = app.switch_page("pages/4_Lab_profile.py").run()
+    at.file_uploader[0].set_value(("bad.zip", class_folder_zip(4, ("lymphocyte", "monocytes")), "application/zip"))
+    at = at.run()
+    assert not at.exception
+    assert any("monocytes" in e.value and "name no class" in e.value for e in at.error)
+    from hematovision.lab_profile import LabProfile
+
+    foreign = LabProfile("another-model", ["lymphocyte", "neutrophil", "platelet"], {"lymphocyte": 3},
+                         np.zeros(4), np.ones(4), np.zeros((4, 3)), np.zeros(3))  # fmt: skip
+    at.file_uploader[1].set_value(("foreign.npz", foreign.to_bytes(), "application/octet-stream"))
+    at = at.run()
+    assert any("made for another model" in e.value for e in at.error)
+    assert "No lab profile in use" in texts(at)
