@@ -114,3 +114,24 @@ def test_whole_bccd_photos_score_what_the_evaluation_records(shipped, tmp_path):
     assert report["n"] == recorded["n"] and report["framing"] == recorded["framing"]
     assert report["accuracy"] == pytest.approx(recorded["accuracy"], abs=1.5 / recorded["n"])
     assert report["accuracy"] >= 0.75
+
+
+def test_the_shipped_export_runs_in_litert_and_matches_keras(shipped):
+    """Classification goes through model.tflite; its probabilities are the Keras model's (no ../shared needed)."""
+    pytest.importorskip("ai_edge_litert")
+    assert shipped.runtime == "litert"
+    keras_classifier = Classifier.load(paths.SHIPPED_MODEL_DIR, runtime="keras")
+    images = np.stack([synthetic_cell(i % 3, 700 + i, shipped.card.input_size) for i in range(20)])
+    np.testing.assert_allclose(shipped.probabilities(images), keras_classifier.probabilities(images), atol=1e-3)
+    assert shipped.card.inference["litert"]["max_probability_difference"] < 1e-3
+
+
+def test_other_lab_cells_are_classified_not_refused(shipped):
+    """BCCD test crops (another lab): at most 5% called 'not a blood-cell image' (needs ../shared)."""
+    from hematovision.imaging import to_model_input
+    from training.bccd import labelled_crops, read_photos
+
+    data = shared_data_or_skip()
+    crops = [crop for crop in labelled_crops(read_photos(data / "bccd")) if crop.split == "test"]
+    images = np.stack([to_model_input(crop.rgb, shipped.card.input_size) for crop in crops])
+    assert np.mean([p.not_blood_cell for p in shipped.predictions(images)]) <= 0.05
