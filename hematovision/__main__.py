@@ -13,7 +13,7 @@ from pathlib import Path
 from hematovision import paths
 from hematovision.artifacts import ArtifactError
 from hematovision.inputs import expand_paths
-from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, build_profile
+from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
 from hematovision.predict import CLASSIFY_MODES
 
 
@@ -86,7 +86,6 @@ def classify_command(args: argparse.Namespace) -> int:
 def adapt_command(args: argparse.Namespace) -> int:
     """Build a lab profile from a class-per-folder set of the user's own cells."""
     from hematovision.datasets import scan_class_folders
-    from hematovision.evaluation import decode_labelled
     from hematovision.predict import Classifier
 
     if not args.examples.is_dir():
@@ -106,16 +105,14 @@ def adapt_command(args: argparse.Namespace) -> int:
         print(f"error: rename or remove those folders; the classes are: {', '.join(classifier.classes)}",
               file=sys.stderr)  # fmt: skip
         return 2
-    batch = decode_labelled(scan.images, classifier.classes, classifier.card.input_size)
-    for item in batch.unreadable:
-        print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
-    features, logits = classifier.features_and_logits(batch.images)
-    probabilities = classifier.judge(features, logits).probabilities
+    examples = [(item.label, str(item.path), item.path) for item in scan.images]
     try:
-        profile = build_profile(features, probabilities, batch.labels, classifier.classes, classifier.model_id)
+        profile, notes = profile_from_examples(classifier, examples)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     profile.save(args.out)
     print(f"lab profile written to {args.out}: {describe_profile(profile)}")
     for name, recall in profile.leave_one_out["per_class"].items():

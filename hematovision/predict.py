@@ -1,7 +1,8 @@
 """Loading the shipped model once and classifying images with it.
 
-The Keras model outputs softmax probabilities; confidences shown to users come from the logits
-layer divided by the calibration temperature in the model card, so they are calibrated.
+Confidences shown to users are the logits divided by the calibration temperature in the model card,
+grown with the input's distance from the training images (hematovision.novelty), so they are
+calibrated; a lab profile may then correct them for the user's lab (hematovision.lab_profile).
 """
 
 from __future__ import annotations
@@ -168,17 +169,18 @@ class Classifier:
         return judged
 
     def _judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
-        temperature = np.full(len(logits), self.card.temperature)
         if self.novelty is None:
-            no = np.zeros(len(logits), bool)
-            return Judgement(softmax(logits, self.card.temperature), no, no)
+            nothing = np.zeros(len(logits), bool)
+            return Judgement(softmax(logits, self.card.temperature), nothing, nothing)
         distances = self.novelty.distance.distances(features)
-        temperature = temperature * self.novelty.temperature_factor(distances)
-        not_blood = self.novelty.blood.flags(features) if self.novelty.blood else self.novelty.distance.flags(features)
-        unfamiliar = (
-            ~not_blood & self.novelty.distance.flags(features) if self.novelty.blood else np.zeros_like(not_blood)
-        )
-        return Judgement(softmax(logits / temperature[:, None], 1.0), not_blood, unfamiliar)
+        far = distances > self.novelty.distance.threshold
+        temperature = self.card.temperature * self.novelty.temperature_factor(distances)
+        probabilities = softmax(logits / temperature[:, None], 1.0)
+        if self.novelty.blood is None:
+            # A check fitted before the two outcomes were split: far meant "not a blood cell".
+            return Judgement(probabilities, far, np.zeros_like(far))
+        not_blood = self.novelty.blood.flags(features)
+        return Judgement(probabilities, not_blood, far & ~not_blood)
 
     def predictions(
         self, batch: np.ndarray, threshold: float | None = None, profile: LabProfile | None = None
@@ -221,18 +223,21 @@ class Classifier:
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
 
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None]:
-            """The decoded image and, for a field of view, the white cells in it (None for one cell)."""
-            # Decoding and finding cells both run in the worker threads: Pillow and SciPy release the GIL.
+        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | None]:
+            """The decoded image; for a field of view the white cells in it (None for one cell); for an
+            image read as one cell, its framed view and framing note (None for a field)."""
+            # Decoding, finding cells and framing run in the worker threads: Pillow and SciPy release the GIL.
             try:
                 decoded = decode_image(source)
             except ImageLoadError as exc:
-                return exc, None
-            return decoded, field_boxes(decoded.rgb, mode)
+                return exc, None, None
+            boxes = field_boxes(decoded.rgb, mode)
+            as_one_cell = boxes is None or (not boxes and mode != "field")
+            return decoded, boxes, frame_single_cell(decoded.rgb) if as_one_cell else None
 
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
-            for done, ((name, _), (decoded, boxes)) in enumerate(zip(sources, inspected, strict=True), start=1):
+            for done, ((name, _), (decoded, boxes, framing)) in enumerate(zip(sources, inspected, strict=True), 1):
                 if isinstance(decoded, ImageLoadError):
                     results.append(ImageResult(name=name, source=name, error=str(decoded)))
                 elif boxes is not None and (boxes or mode == "field"):
@@ -246,7 +251,7 @@ class Classifier:
                     # Automatic mode finding no white cell in a wide frame falls back to one cell:
                     # a wide crop of a single cell, or of a platelet, is still worth a class.
                     notes = decoded.notes if boxes is None else [*decoded.notes, NO_CELL_FOUND_NOTE]
-                    framed, framing_note = frame_single_cell(decoded.rgb)
+                    framed, framing_note = framing
                     if framing_note:
                         notes = [*notes, framing_note]
                     result = ImageResult(name=name, source=name, notes=notes)

@@ -78,15 +78,22 @@ class LiteRTForward:
         return np.concatenate(features), np.concatenate(logits)
 
 
-def keras_forward(model, features_layer: str, logits_layer: str, size: int) -> Forward:
-    """The same two outputs from the Keras model, as one compiled graph for every batch size."""
+def two_output_model(model, features_layer: str, logits_layer: str):
+    """A Keras model on the same graph giving (pooled features of ``features_layer``, logits): what both
+    the Keras path and the LiteRT export (training.export) run."""
     import keras
-    import tensorflow as tf
 
     features = model.get_layer(features_layer).output
     if len(features.shape) == 4:
-        features = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(features)
-    forward_model = keras.Model(model.inputs, [features, model.get_layer(logits_layer).output])
+        features = keras.layers.GlobalAveragePooling2D()(features)
+    return keras.Model(model.inputs, [features, model.get_layer(logits_layer).output])
+
+
+def keras_forward(model, features_layer: str, logits_layer: str, size: int) -> Forward:
+    """The same two outputs from the Keras model, as one compiled graph for every batch size."""
+    import tensorflow as tf
+
+    forward_model = two_output_model(model, features_layer, logits_layer)
     # predict() and eager calls cost 5-10x more per image than a traced function.
     compiled = tf.function(
         lambda images: forward_model(tf.cast(images, tf.float32), training=False),

@@ -18,10 +18,8 @@ from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
-from hematovision.framing import frame_single_cell
-from hematovision.imaging import ImageLoadError, centre_square, decode_image, to_model_input
-from hematovision.inputs import ArchiveError, read_zip
-from hematovision.lab_profile import LabProfile, ProfileError, build_profile
+from hematovision.imaging import centre_square, to_model_input
+from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
@@ -84,12 +82,12 @@ def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_p
     widget after an upload crashed the page. Only the uncertain flag depends on the threshold, so it is
     set here on every run.
     """
-    profile_name, profile = chosen_profile()
+    _, profile = chosen_profile()
     key = (
         str(paths.model_dir()),
         tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources),
         mode,
-        profile_name,
+        profile.digest() if profile else "",
     )
     batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
     if key not in batches:
@@ -403,56 +401,16 @@ def keep_profile(name: str, profile: LabProfile) -> None:
     st.rerun()  # so that the sidebar, drawn before this, shows the new choice
 
 
-def profile_from_examples(zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
-    """Build a profile for the shared classifier from a ZIP of class folders; returns it and notes for the user.
-
-    Raises ProfileError with a message fit for the user (unknown class folders, too few examples, no
-    readable image, a damaged archive).
-    """
-    classifier = classifier_or_stop()
-    try:
-        contents = read_zip(zip_bytes)
-    except ArchiveError as exc:
-        raise ProfileError(str(exc)) from None
-    notes = [f"skipped {name}: {reason}" for name, reason in contents.skipped]
-    by_lower = {name.lower(): name for name in classifier.classes}
-    items, unknown = [], set()
-    for member, data in contents.images:
-        parts = member.split("/")
-        folder = parts[-2].lower() if len(parts) >= 2 else ""
-        if folder in by_lower:
-            items.append((by_lower[folder], member, data))
-        else:
-            unknown.add(parts[-2] if len(parts) >= 2 else "(no folder)")
-    if unknown:
-        raise ProfileError(
-            f"folders that name no class of this model: {', '.join(sorted(unknown))}. "
-            f"Folder names must be classes: {', '.join(classifier.classes)}"
-        )
-    images, labels = [], []
-    index = {name: i for i, name in enumerate(classifier.classes)}
-    for label, member, data in items:
-        try:
-            rgb = frame_single_cell(decode_image(data).rgb)[0]
-        except ImageLoadError as exc:
-            notes.append(f"skipped {member}: {exc}")
-            continue
-        images.append(to_model_input(rgb, classifier.card.input_size))
-        labels.append(index[label])
-    if not images:
-        raise ProfileError("no readable image in the archive's class folders")
-    features, logits = classifier.features_and_logits(np.stack(images))
-    probabilities = classifier.judge(features, logits).probabilities
-    profile = build_profile(features, probabilities, np.asarray(labels), classifier.classes, classifier.model_id)
-    return profile, notes
-
-
 def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
-    """A profile built once per uploaded archive in a session: every widget reruns the page."""
+    """A profile from a ZIP of class folders, with notes for the user; built once per uploaded archive in a
+    session (every widget reruns the page). Raises ProfileError with a message fit for the user."""
     key = (str(paths.model_dir()), name, hashlib.sha1(zip_bytes).hexdigest())
     built: dict = st.session_state.setdefault("built_profiles", {})
     if key not in built:
-        built[key] = profile_from_examples(zip_bytes)
+        classifier = classifier_or_stop()
+        examples, notes = examples_from_zip(zip_bytes, classifier.classes)
+        profile, unreadable = profile_from_examples(classifier, examples)
+        built[key] = profile, notes + unreadable
     return built[key]
 
 

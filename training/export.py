@@ -26,7 +26,7 @@ from hematovision.artifacts import ArtifactError, write_json
 from hematovision.datasets import find_manifest, read_manifest
 from hematovision.metrics import softmax
 from hematovision.predict import Classifier
-from hematovision.runtime import LITERT_FILE, LiteRTForward, keras_forward
+from hematovision.runtime import LITERT_FILE, LiteRTForward, keras_forward, two_output_model
 from training.data import load_split
 
 #: Largest calibrated-probability difference accepted between the export and the Keras model.
@@ -40,13 +40,9 @@ def export_litert(model, features_layer: str, logits_layer: str) -> bytes:
     ``from_keras_model`` embeds the weights; a concrete function of the Keras 3 model converted on its own
     left them out (a 0.4 MB file that gave NaN), which the comparison below would catch.
     """
-    import keras
     import tensorflow as tf
 
-    features = model.get_layer(features_layer).output
-    if len(features.shape) == 4:
-        features = keras.layers.GlobalAveragePooling2D()(features)
-    two_outputs = keras.Model(model.inputs, [features, model.get_layer(logits_layer).output])
+    two_outputs = two_output_model(model, features_layer, logits_layer)
     return tf.lite.TFLiteConverter.from_keras_model(two_outputs).convert()
 
 

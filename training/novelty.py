@@ -123,14 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data} needs pbc_manifest.csv and bccd/", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    loaded = Classifier.load(args.model)
+    # Keras, not the export: the export carries the features layer the checks used before.
+    loaded = Classifier.load(args.model, runtime="keras")
     card = loaded.card
     card.features_layer = args.layer
     classifier = Classifier(loaded.model, card)
     size = card.input_size
-
-    def features_and_logits(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return classifier.features_and_logits(images)
+    features_and_logits = classifier.features_and_logits
 
     def features(images: np.ndarray) -> np.ndarray:
         return features_and_logits(images)[0]
