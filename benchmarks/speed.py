@@ -73,7 +73,7 @@ def classification(runtime: str) -> None:
     images = sample_images(100)
     one = images[:1]
     classifier.classify(one)
-    print(f"[{classifier.runtime}] one image classified (decode + resize + predict), median of 50: "
+    print(f"[{classifier.runtime}] one image classified (decode + framing + resize + predict), median of 50: "
           f"{median_ms(lambda: classifier.classify(one), 50):.1f} ms")  # fmt: skip
     classifier.classify(images)
     batch_seconds = median_ms(lambda: classifier.classify(images), 5) / 1000
