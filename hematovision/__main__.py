@@ -1,4 +1,5 @@
-"""Command line: ``python -m hematovision classify PATH... [--csv FILE] [--lab PROFILE]`` and ``adapt DIR --out F``."""
+"""Command line: ``classify PATH... [--csv FILE] [--lab PROFILE]``, ``adapt DIR --out F`` and
+``report PATH... --pdf F [--review R] [--heatmaps]`` (``python -m hematovision COMMAND``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import zlib
 from pathlib import Path
 
 from hematovision import paths
-from hematovision.artifacts import ArtifactError
+from hematovision.artifacts import ArtifactError, load_evaluation
 from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
 from hematovision.predict import CLASSIFY_MODES
@@ -81,6 +82,64 @@ def classify_command(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if n_ok or not todo else 1
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Classify a folder unattended and write the review report (with a saved review's corrections, if given)."""
+    from hematovision.predict import Classifier
+    from hematovision.report import ModelSummary, cell_pictures, pdf_report
+    from hematovision.review import Review, ReviewError, file_digest
+
+    expansion = expand_paths(args.paths)
+    for name, reason in expansion.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    for problem in expansion.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not expansion.sources:
+        print("error: nothing to report on", file=sys.stderr)
+        return 2
+    try:
+        classifier = Classifier.load(args.model)
+        saved = Review.from_json(args.review.read_bytes()) if args.review else None
+    except (ArtifactError, ReviewError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    results = classifier.classify(expansion.sources, threshold=args.threshold, keep_images=True, mode=args.mode)
+    digests = {
+        name: file_digest(source if isinstance(source, bytes) else Path(source).read_bytes())
+        for name, source in expansion.sources
+    }
+    review = Review.from_results(results, digests, classifier.model_id)
+    if saved is not None:
+        for problem in review.carry_on_from(saved):
+            print(f"note: {problem}", file=sys.stderr)
+    if args.reviewer:
+        review.reviewer = args.reviewer
+    heatmap_of = None
+    if args.heatmaps:
+        from hematovision.gradcam import GradCam
+
+        gradcam = GradCam(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
+
+        def heatmap_of(image, class_index):
+            return gradcam(image[None], [class_index])[0]
+
+    pictures = cell_pictures(results, digests, classifier.card.input_size, heatmap_of, classifier.classes)
+    model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id)
+    args.pdf.write_bytes(pdf_report(review, model, classifier.card.white_cell_classes, pictures))
+    print(
+        f"report on {len(review.cells)} images or cells written to {args.pdf} in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def evaluation_or_empty(model_dir: Path | None) -> dict:
+    try:
+        return load_evaluation(model_dir)
+    except ArtifactError:
+        return {}
 
 
 def adapt_command(args: argparse.Namespace) -> int:
@@ -263,8 +322,26 @@ def main(argv: list[str] | None = None) -> int:
     adapt.add_argument(
         "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
     )
+    report = commands.add_parser(
+        "report",
+        help="classify images and write a PDF review report",
+        description="Classify images (or fields of view) and write a PDF report: the model, the differential by the "
+        "network and after review, and every cell with its thumbnail. With --review, a review saved from the app "
+        "supplies the reviewer's corrections and comments.",
+    )
+    report.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images")
+    report.add_argument("--pdf", type=Path, required=True, help="the report to write")
+    report.add_argument("--review", type=Path, help="a review saved from the app's Review page (JSON)")
+    report.add_argument("--heatmaps", action="store_true", help="add each cell's Grad-CAM heatmap for its class")
+    report.add_argument("--reviewer", help="the reviewer's name for the report (default: the review file's)")
+    report.add_argument("--mode", choices=CLASSIFY_MODES, default="auto", help="as for classify")
+    report.add_argument("--threshold", type=float, default=None, help="as for classify")
+    report.add_argument(
+        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
+    )
     args = parser.parse_args(argv)
-    return adapt_command(args) if args.command == "adapt" else classify_command(args)
+    commands_by_name = {"adapt": adapt_command, "classify": classify_command, "report": report_command}
+    return commands_by_name[args.command](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,16 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "notes"])
 
 
-def results_csv(results: Sequence[ImageResult], classes: Sequence[str]) -> str:
-    """Every class probability too, for spreadsheets (the on-screen table keeps to the essentials)."""
+def results_csv(
+    results: Sequence[ImageResult], classes: Sequence[str], reviewed: Mapping[str, list] | None = None
+) -> str:
+    """Every class probability too, for spreadsheets (the on-screen table keeps to the essentials), and the
+    reviewer's columns where the batch was reviewed."""
     table = results_table(results)
     for name in classes:
         table[f"p_{name}"] = [round(r.prediction.probabilities[name], 5) if r.prediction else None for r in results]
+    for column, values in (reviewed or {}).items():
+        table[column] = values
     return table.to_csv(index=False)
 
 

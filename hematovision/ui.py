@@ -16,27 +16,34 @@ import streamlit as st
 
 from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.credits import DATASET_CREDIT, DISCLAIMER
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.predict import Classifier, ImageResult
+from hematovision.report import ModelSummary, cell_pictures, pdf_report
+from hematovision.review import (
+    NOT_BLOOD,
+    UNREADABLE,
+    CellReview,
+    Review,
+    ReviewError,
+    cell_key,
+    file_digest,
+    reviewed_columns,
+)
 from hematovision.saliency import AttributionMethods
 from hematovision.smear import beyond_photo
 
-DISCLAIMER = (
-    "HematoVision is a teaching and review aid, **not a diagnostic device**. "
-    "Every result needs checking by a qualified person."
-)
-DATASET_CREDIT = (
-    "Training images: Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. "
-    "*A dataset of microscopic peripheral blood cell images for development of automatic recognition "
-    "systems.* Data in Brief 30 (2020) 105474, CC BY 4.0. Morphological attributes: Tsutsui S., Pang W., "
-    "Wen B. *WBCAtt*, NeurIPS 2023 Datasets and Benchmarks, MIT. Other-lab cells and smear photos: "
-    "the BCCD Dataset (github.com/Shenggan/BCCD_Dataset), MIT."
-)
 RESULTS_KEY = "classified_images"
+#: The batch last classified on any page, which the Review page reviews: (batch key, file digests by name).
+CURRENT_BATCH_KEY = "current_batch"
+REVIEWS_KEY = "reviews"
+#: Reviews a session keeps, one per batch: a reviewer's work is small and worth more than the images.
+KEPT_REVIEWS = 20
+REPORT_KEY = "review_report"
 CLASSIFIED_BATCHES_KEY = "classified_batches"
 #: Batches a session keeps classified, images included: two lets the image type be switched back and forth
 #: for free, while a lecture hall of sessions does not hold many copies of every upload.
@@ -83,12 +90,8 @@ def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_p
     set here on every run.
     """
     _, profile = chosen_profile()
-    key = (
-        str(paths.model_dir()),
-        tuple((name, hashlib.sha1(data).hexdigest()) for name, data in sources),
-        mode,
-        profile.digest() if profile else "",
-    )
+    digests = {name: file_digest(data) for name, data in sources}
+    key = (str(paths.model_dir()), tuple(digests.items()), mode, profile.digest() if profile else "")
     batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
     if key not in batches:
         if len(batches) >= KEPT_BATCHES:
@@ -100,6 +103,7 @@ def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_p
     for result in results:
         if result.prediction is not None:
             result.prediction.uncertain = result.prediction.confidence < threshold
+    st.session_state[CURRENT_BATCH_KEY] = key, digests
     return results
 
 
@@ -356,6 +360,7 @@ def cell_in_field(chosen: StoredImage, candidates: list[StoredImage]) -> np.ndar
 PAGES = (
     ("streamlit_app.py", "Home", ":material/home:"),
     ("pages/1_Classify.py", "Classify", ":material/biotech:"),
+    ("pages/8_Review.py", "Review and report", ":material/fact_check:"),
     ("pages/2_Explain.py", "Explain", ":material/visibility:"),
     ("pages/3_Model_performance.py", "Model performance", ":material/monitoring:"),
     ("pages/4_Lab_profile.py", "Lab profile", ":material/tune:"),
@@ -424,6 +429,141 @@ def profile_from_file(data: bytes) -> LabProfile:
         profile.check_model(classifier.model_id, classifier.classes)
         read[key] = profile
     return read[key]
+
+
+@dataclass
+class ReviewedBatch:
+    results: list[ImageResult]
+    digests: dict[str, str]
+    review: Review
+
+    def result_of(self, cell: CellReview) -> ImageResult:
+        return next(r for r in self.results if cell_key(self.digests[r.source or r.name], r) == cell.key)
+
+    def csv(self, classes: list[str]) -> str:
+        return charts.results_csv(self.results, classes, reviewed_columns(self.results, self.digests, self.review))
+
+
+def current_review() -> ReviewedBatch | None:
+    """The review of the batch last classified in this session (started on first use), or None."""
+    current = st.session_state.get(CURRENT_BATCH_KEY)
+    results = st.session_state.get(CLASSIFIED_BATCHES_KEY, {}).get(current[0]) if current else None
+    if results is None:
+        return None
+    key, digests = current
+    reviews: dict = st.session_state.setdefault(REVIEWS_KEY, {})
+    if key not in reviews:
+        if len(reviews) >= KEPT_REVIEWS:
+            del reviews[next(iter(reviews))]
+        reviews[key] = Review.from_results(results, digests, classifier_or_stop().model_id)
+    return ReviewedBatch(results, digests, reviews[key])
+
+
+def review_details(review: Review) -> None:
+    """The reviewer's name and the batch comment, kept in the review (widgets forget on a page switch)."""
+
+    def keep(attribute: str, widget_key: str) -> None:
+        setattr(review, attribute, st.session_state[widget_key])
+        review.touch()
+
+    left, right = st.columns([1, 2])
+    left.text_input("Reviewer", value=review.reviewer, key="review-reviewer", on_change=keep,
+                    args=("reviewer", "review-reviewer"))  # fmt: skip
+    right.text_input("Comment on the whole batch", value=review.comment, key="review-comment", on_change=keep,
+                     args=("comment", "review-comment"))  # fmt: skip
+
+
+def carry_on_from_file(review: Review, data: bytes) -> None:
+    """Apply a saved review once per uploaded file, and keep saying what did not match while it stays there."""
+    applied: dict = st.session_state.setdefault("applied_reviews", {})
+    key = (id(review), file_digest(data))
+    if key not in applied:
+        try:
+            applied[key] = review.carry_on_from(Review.from_json(data)), None
+        except ReviewError as exc:
+            applied[key] = [], str(exc)
+        # The review widgets keep what they showed before; drop them so they show the loaded review.
+        for widget_key in [name for name in st.session_state if str(name).startswith("review-")]:
+            del st.session_state[widget_key]
+    problems, error = applied[key]
+    if error:
+        st.error(f"**This review file cannot be used:** {error}")
+    elif problems:
+        st.warning("**The saved review does not match this batch everywhere.** Applied where it matches.\n\n- "
+                   + "\n- ".join(problems))  # fmt: skip
+    else:
+        st.success("The saved review matches this batch: carry on where it was left.")
+
+
+def review_cell(batch: ReviewedBatch, cell: CellReview, options: list[str]) -> None:
+    """One cell's row: picture, the network's call, and the reviewer's class, tick and comment."""
+    review = batch.review
+    key = f"review-{cell.key}"
+
+    def keep_class(widget_key: str) -> None:
+        review.correct(cell.key, st.session_state[widget_key])
+        st.session_state[f"{key}-seen"] = cell.reviewed  # a correction ticks "looked at"; show it
+
+    def keep(attribute: str, widget_key: str) -> None:
+        setattr(cell, attribute, st.session_state[widget_key])
+        review.touch()
+
+    result = batch.result_of(cell)
+    picture, call, choice, note = st.columns([1, 2, 2, 3], vertical_alignment="center")
+    if result.image is not None:
+        picture.image(centre_square(result.image.rgb), width=96)
+    confidence = "" if cell.confidence is None else f" · {100 * cell.confidence:.1f}%"
+    call.markdown(f"**{cell.name}**  \nnetwork: **{cell.network_class}**{confidence}")
+    if cell.flags:
+        call.caption("⚑ " + "; ".join(cell.flags))
+    if cell.network_class == UNREADABLE:
+        choice.caption(result.error or "could not be read")
+    else:
+        choice.selectbox("Reviewed class", options, index=options.index(cell.final_class), key=f"{key}-class",
+                         on_change=keep_class, args=(f"{key}-class",))  # fmt: skip
+        choice.checkbox("Looked at", value=cell.reviewed, key=f"{key}-seen", on_change=keep,
+                        args=("reviewed", f"{key}-seen"))  # fmt: skip
+    note.text_input("Comment", value=cell.comment, key=f"{key}-comment", on_change=keep,
+                    args=("comment", f"{key}-comment"), placeholder="optional")  # fmt: skip
+
+
+def reviewed_class_options(classes: list[str]) -> list[str]:
+    return [*classes, NOT_BLOOD]
+
+
+def report_download(container, batch: ReviewedBatch) -> None:
+    """Make the PDF on request (seconds, with heatmaps) and offer it while it still matches the review."""
+    with_heatmaps = container.checkbox("With heatmaps", help="Each cell's Grad-CAM heatmap for its network class")
+    if container.button("Make the PDF report"):
+        with st.spinner("Writing the report…"):
+            st.session_state[REPORT_KEY] = (id(batch.review), batch.review.updated, review_pdf(batch, with_heatmaps))
+    made = st.session_state.get(REPORT_KEY)
+    if made is None or made[0] != id(batch.review):
+        return
+    if made[1] == batch.review.updated:
+        container.download_button("Download the report (PDF)", made[2], file_name="hematovision_report.pdf",
+                                   mime="application/pdf")  # fmt: skip
+    else:
+        container.caption("The review has changed since the report was made: make it again.")
+
+
+def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
+    """The report of the review as it stands (heatmaps by the fast Grad-CAM, for each cell's network class)."""
+    classifier = classifier_or_stop()
+    heatmap_of = None
+    if with_heatmaps:
+        gradcam = attribution_methods().fast
+
+        def heatmap_of(image: np.ndarray, class_index: int) -> np.ndarray:
+            return gradcam(image[None], [class_index])[0]
+
+    pictures = cell_pictures(batch.results, batch.digests, classifier.card.input_size, heatmap_of, classifier.classes)
+    try:
+        evaluation = _cached_evaluation(str(paths.model_dir()))
+    except ArtifactError:
+        evaluation = {}
+    model = ModelSummary.from_artifacts(classifier.card, evaluation, classifier.model_id)
+    return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures)
 
 
 def footer() -> None:

@@ -94,5 +94,6 @@ for group in ui.group_by_source(results):
         else:
             ui.show_single(group[0], threshold)
 
+st.page_link("pages/8_Review.py", label="Review, correct and report these calls →", icon=":material/fact_check:")
 st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")
 ui.footer()

@@ -116,3 +116,19 @@ def shared_data_or_skip() -> Path:
     if not (paths.SHARED_DATA_DIR / "pbc_manifest.csv").is_file():
         pytest.skip("needs ../shared/data (the PBC images); not present on this machine")
     return paths.SHARED_DATA_DIR
+
+
+#: AppTest's limit per run: the first TensorFlow load in a process takes several seconds.
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_model_dir):
+    """The app on the tiny model, every cache cleared, as a fresh browser session would find it."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)

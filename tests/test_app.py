@@ -4,22 +4,11 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from hematovision import paths
-from tests.conftest import encode, synthetic_cell, write_subtype_manifest
-
-TIMEOUT = 120  # the first TensorFlow load in a process takes several seconds
-
-
-@pytest.fixture
-def app(monkeypatch, tiny_model_dir):
-    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+from tests.conftest import TIMEOUT, encode, synthetic_cell, write_subtype_manifest
 
 
 def chart_specs(at) -> list[dict]:

@@ -1,0 +1,260 @@
+"""A reviewer's corrections to a classified batch, kept beside the network's calls and never over them.
+
+A :class:`Review` holds one :class:`CellReview` per classified image or cell, keyed by the SHA-256 of the
+image file's bytes (plus the cell's box for a cell found in a field of view), so that a review saved as JSON
+can be loaded again with the same images, whatever their names, and anything that does not match is named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from hematovision.predict import ImageResult
+
+REVIEW_FORMAT = "hematovision-review/1"
+NOT_BLOOD = "not a blood cell"
+UNREADABLE = "unreadable"
+
+FLAG_UNCERTAIN = "uncertain"
+FLAG_UNFAMILIAR = "unfamiliar set-up"
+FLAG_NOT_BLOOD = "not a blood-cell image"
+FLAG_CUT = "cut by the photo's edge"
+FLAG_UNREADABLE = "could not be read"
+
+
+class ReviewError(ValueError):
+    """A review file that cannot be used, with a message fit for the user."""
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cell_key(digest: str, result: ImageResult) -> str:
+    """The file's hash, plus the cell's box where the cell was found in a field of view."""
+    box = result.box
+    return digest if box is None else f"{digest}@{box.left},{box.top},{box.right},{box.bottom}"
+
+
+@dataclass
+class CellReview:
+    key: str
+    name: str
+    #: The network's call: a class, NOT_BLOOD or UNREADABLE. Never changed by the review.
+    network_class: str
+    confidence: float | None
+    flags: list[str]
+    #: The reviewer's class where they corrected the network; None where they have not.
+    reviewed_class: str | None = None
+    #: Ticked by the reviewer once they have looked at the cell (a correction counts as looked at).
+    reviewed: bool = False
+    comment: str = ""
+
+    @property
+    def final_class(self) -> str:
+        return self.reviewed_class or self.network_class
+
+    @property
+    def corrected(self) -> bool:
+        return self.reviewed_class is not None and self.reviewed_class != self.network_class
+
+    @property
+    def needs_a_look(self) -> bool:
+        """Uncertain or flagged, and not yet looked at: what a reviewer should see first."""
+        return bool(self.flags) and not self.reviewed
+
+
+@dataclass
+class Review:
+    model_id: str
+    cells: dict[str, CellReview]
+    reviewer: str = ""
+    comment: str = ""
+    created: str = field(default_factory=lambda: _now())
+    updated: str = field(default_factory=lambda: _now())
+
+    @classmethod
+    def from_results(cls, results: Sequence[ImageResult], digests: Mapping[str, str], model_id: str) -> Review:
+        """A fresh review of a classified batch; ``digests`` maps each source file's name to its file_digest."""
+        cells = {}
+        for result in results:
+            key = cell_key(digests[result.source or result.name], result)
+            cells[key] = CellReview(key, result.name, *network_call(result))
+        return cls(model_id, cells)
+
+    def correct(self, key: str, reviewed_class: str | None) -> None:
+        """Set the reviewer's class (None, or the network's own class, takes the correction back)."""
+        cell = self.cells[key]
+        cell.reviewed_class = None if reviewed_class in (None, cell.network_class) else reviewed_class
+        if cell.reviewed_class is not None:
+            cell.reviewed = True
+        self.touch()
+
+    def touch(self) -> None:
+        self.updated = _now()
+
+    def ordered(self, needing_a_look_first: bool = True) -> list[CellReview]:
+        cells = list(self.cells.values())
+        return sorted(cells, key=lambda cell: not cell.needs_a_look) if needing_a_look_first else cells
+
+    def progress(self) -> tuple[int, int]:
+        """(cells looked at, cells) for the reviewer's progress bar."""
+        return sum(cell.reviewed for cell in self.cells.values()), len(self.cells)
+
+    def to_json(self) -> str:
+        document = {
+            "format": REVIEW_FORMAT,
+            "model_id": self.model_id,
+            "reviewer": self.reviewer,
+            "comment": self.comment,
+            "created": self.created,
+            "updated": self.updated,
+            "cells": [asdict(cell) for cell in self.cells.values()],
+        }
+        return json.dumps(document, indent=1, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Review:
+        try:
+            document = json.loads(text)
+            if document.get("format") != REVIEW_FORMAT:
+                raise ReviewError(f"not a HematoVision review file (expected format {REVIEW_FORMAT!r})")
+            cells = {item["key"]: CellReview(**item) for item in document["cells"]}
+            return cls(
+                document["model_id"],
+                cells,
+                document.get("reviewer", ""),
+                document.get("comment", ""),
+                document.get("created", ""),
+                document.get("updated", ""),
+            )
+        except ReviewError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ReviewError(f"the review file cannot be read ({exc.__class__.__name__}: {exc})") from exc
+
+    def carry_on_from(self, saved: Review) -> list[str]:
+        """Take the reviewer's work from a saved review of the same images; return what does not match.
+
+        The network's calls stay this batch's own (they are recomputed, and may differ under another model);
+        only the reviewer's classes, ticks and comments are taken, for the images found in both.
+        """
+        problems = []
+        if saved.model_id != self.model_id:
+            problems.append(
+                f"The review was made with another model ({saved.model_id[:12]}, this one is "
+                f"{self.model_id[:12]}): the network's calls shown are this model's, and may differ from the ones "
+                "the reviewer saw."
+            )
+        missing = [cell.name for key, cell in saved.cells.items() if key not in self.cells]
+        if missing:
+            problems.append(f"{len(missing)} reviewed image(s) are not in this batch: {_names(missing)}.")
+        unreviewed = [cell.name for key, cell in self.cells.items() if key not in saved.cells]
+        if unreviewed:
+            problems.append(f"{len(unreviewed)} image(s) of this batch are not in the review: {_names(unreviewed)}.")
+        for key, saved_cell in saved.cells.items():
+            if key in self.cells:
+                cell = self.cells[key]
+                cell.reviewed_class, cell.reviewed, cell.comment = (
+                    saved_cell.reviewed_class,
+                    saved_cell.reviewed,
+                    saved_cell.comment,
+                )
+                if cell.reviewed_class == cell.network_class:
+                    cell.reviewed_class = None
+        self.reviewer, self.comment, self.created = saved.reviewer, saved.comment, saved.created
+        self.touch()
+        return problems
+
+
+def network_call(result: ImageResult) -> tuple[str, float | None, list[str]]:
+    """(class, confidence, flags) as the network gave them."""
+    prediction = result.prediction
+    if prediction is None:
+        return UNREADABLE, None, [FLAG_UNREADABLE]
+    flags = []
+    if prediction.not_blood_cell:
+        flags.append(FLAG_NOT_BLOOD)
+    if prediction.uncertain:
+        flags.append(FLAG_UNCERTAIN)
+    if prediction.unfamiliar:
+        flags.append(FLAG_UNFAMILIAR)
+    if result.cut_by_frame:
+        flags.append(FLAG_CUT)
+    label = NOT_BLOOD if prediction.not_blood_cell else prediction.label
+    return label, float(prediction.confidence), flags
+
+
+def differential_side_by_side(review: Review, white_cell_classes: Sequence[str]) -> pd.DataFrame:
+    """The white-cell differential by the network and after review, one row per class plus the total.
+
+    The network's column follows the Classify page's rule (confident calls only, cells cut by the photo's edge
+    and unfamiliar-set-up cells included). The reviewed column counts a cell by its final class once the
+    reviewer has looked at it, or where the network was confident; an uncertain cell nobody has looked at
+    stays out of both.
+    """
+    network = dict.fromkeys(white_cell_classes, 0)
+    reviewed = dict.fromkeys(white_cell_classes, 0)
+    for cell in review.cells.values():
+        confident = not set(cell.flags) & {FLAG_UNCERTAIN, FLAG_NOT_BLOOD, FLAG_UNREADABLE}
+        if confident and cell.network_class in network:
+            network[cell.network_class] += 1
+        if (confident or cell.reviewed) and cell.final_class in reviewed:
+            reviewed[cell.final_class] += 1
+    rows = [_row(label, network, reviewed) for label in white_cell_classes]
+    rows.append(_row("total white cells", {"x": sum(network.values())}, {"x": sum(reviewed.values())}, "x"))
+    table = pd.DataFrame(rows)
+    for side, counts in (("network", network), ("reviewed", reviewed)):
+        total = sum(counts.values())
+        table[f"{side} %"] = [round(100 * n / total, 1) if total else 0.0 for n in table[f"{side} count"]]
+    return table[["cell type", "network count", "network %", "reviewed count", "reviewed %"]]
+
+
+def _row(label: str, network: Mapping[str, int], reviewed: Mapping[str, int], key: str | None = None) -> dict:
+    return {"cell type": label, "network count": network[key or label], "reviewed count": reviewed[key or label]}
+
+
+def cells_table(cells: Iterable[CellReview]) -> pd.DataFrame:
+    """Every cell's network call beside its review, for the screen and the CSV."""
+    return pd.DataFrame(
+        [
+            {
+                "file": cell.name,
+                "network class": cell.network_class,
+                "confidence (%)": None if cell.confidence is None else round(100 * cell.confidence, 1),
+                "flags": "; ".join(cell.flags),
+                "reviewed class": cell.final_class,
+                "corrected": cell.corrected,
+                "reviewed": cell.reviewed,
+                "comment": cell.comment,
+            }
+            for cell in cells
+        ]
+    )
+
+
+def reviewed_columns(results: Sequence[ImageResult], digests: Mapping[str, str], review: Review) -> dict[str, list]:
+    """The review's columns for a results table, row by row in the results' order (for the CSV)."""
+    cells = [review.cells[cell_key(digests[result.source or result.name], result)] for result in results]
+    return {
+        "reviewed_class": [cell.final_class if cell.network_class != UNREADABLE else "" for cell in cells],
+        "corrected": [cell.corrected for cell in cells],
+        "reviewed": [cell.reviewed for cell in cells],
+        "review_comment": [cell.comment for cell in cells],
+        "reviewer": [review.reviewer] * len(cells),
+    }
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,72 @@
+"""Review and report: correct the network's calls, keep the review, print the report."""
+
+import streamlit as st
+
+from hematovision import ui
+from hematovision.review import cells_table, differential_side_by_side
+
+st.set_page_config(page_title="Review · HematoVision", page_icon=":material/bloodtype:", layout="wide")
+ui.navigation()
+st.title("Review and report")
+classifier = ui.classifier_or_stop()
+card = classifier.card
+batch = ui.current_review()
+if batch is None:
+    st.info("Classify images or a field of view on the **Classify** page first: its cells are reviewed here.")
+    st.page_link("pages/1_Classify.py", label="Classify →", icon=":material/biotech:")
+    ui.footer()
+    st.stop()
+review = batch.review
+
+st.caption(
+    "Change any cell's class where the network is wrong: the network's call is kept beside yours, never "
+    "overwritten. Uncertain and flagged cells come first."
+)
+with st.expander("Carry on from a saved review"):
+    saved = st.file_uploader("A review saved here before, with the same images classified (JSON)", type=["json"])
+    if saved is not None:
+        ui.carry_on_from_file(review, saved.getvalue())
+ui.review_details(review)
+looked_at, total = review.progress()
+st.progress(looked_at / total, text=f"{looked_at} of {total} cells looked at")
+
+st.header("Differential: network and review")
+st.dataframe(differential_side_by_side(review, card.white_cell_classes), hide_index=True)
+
+st.header("Cells")
+SHOWN = {
+    "first": "needing a look first",
+    "needing": "only those needing a look",
+    "corrected": "only the corrected ones",
+    "all": "all, in upload order",
+}
+shown = st.radio("Show", list(SHOWN), format_func=SHOWN.get, horizontal=True)
+cells = review.ordered(needing_a_look_first=shown != "all")
+if shown == "needing":
+    cells = [cell for cell in cells if cell.needs_a_look]
+elif shown == "corrected":
+    cells = [cell for cell in cells if cell.corrected]
+PER_PAGE = 10
+pages = max(1, -(-len(cells) // PER_PAGE))
+page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
+options = ui.reviewed_class_options(classifier.classes)
+for cell in cells[(page - 1) * PER_PAGE : page * PER_PAGE]:
+    with st.container(border=True):
+        ui.review_cell(batch, cell, options)
+if not cells:
+    st.caption("No cells to show here.")
+
+st.header("Keep and report")
+with st.expander("All cells as a table"):
+    st.dataframe(cells_table(review.cells.values()), hide_index=True)
+keep_column, csv_column, pdf_column = st.columns(3)
+keep_column.download_button(
+    "Save the review (JSON)", review.to_json(), file_name="hematovision_review.json", mime="application/json",
+    help="Load it here later with the same images to carry on.",
+)  # fmt: skip
+csv_column.download_button(
+    "Results with the review (CSV)", batch.csv(classifier.classes), file_name="hematovision_reviewed.csv",
+    mime="text/csv",
+)  # fmt: skip
+ui.report_download(pdf_column, batch)
+ui.footer()

@@ -1,0 +1,99 @@
+"""The Review page through AppTest on the tiny model: correct, save, carry on, refuse what does not match."""
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+from hematovision import paths, ui
+from tests.conftest import TIMEOUT, encode, synthetic_cell
+from tests.test_app import texts, upload
+
+FILES = [(f"cell_{i}.png", encode(synthetic_cell(i % 3, 70 + i)), "image/png") for i in range(4)]
+
+
+def reviewed_batch(at, files=FILES):
+    at = upload(at.switch_page("pages/1_Classify.py").run(), files)
+    assert not at.exception
+    at = at.switch_page("pages/8_Review.py").run()
+    assert not at.exception
+    return at
+
+
+def new_session() -> AppTest:
+    """Another browser session of the same app (the model stays loaded in the process)."""
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def differential(at):
+    frame = next(frame.value for frame in at.dataframe if "network count" in frame.value.columns)
+    return {row["cell type"]: (row["network count"], row["reviewed count"]) for _, row in frame.iterrows()}
+
+
+def class_boxes(at):
+    return [box for box in at.selectbox if box.label == "Reviewed class"]
+
+
+def test_review_page_without_a_batch_points_to_classify(app):
+    at = app.switch_page("pages/8_Review.py").run()
+    assert not at.exception
+    assert "Classify images or a field of view" in texts(at)
+
+
+def test_a_correction_changes_the_reviewed_differential_only(app):
+    at = reviewed_batch(app)
+    before = differential(at)
+    assert all(network == reviewed for network, reviewed in before.values())
+    box = next(box for box in class_boxes(at) if box.value in ("lymphocyte", "neutrophil"))
+    corrected_from = box.value
+    at = box.set_value("platelet").run()
+    assert not at.exception
+    after = differential(at)
+    assert after[corrected_from] == (before[corrected_from][0], before[corrected_from][1] - 1)
+    assert after["total white cells"][0] == before["total white cells"][0]
+    # The correction survives a visit to another page (widgets forget; the review does not).
+    at = at.switch_page("pages/3_Model_performance.py").run().switch_page("pages/8_Review.py").run()
+    assert differential(at) == after and "platelet" in [box.value for box in class_boxes(at)]
+
+
+def saved_review(at) -> bytes:
+    (review,) = at.session_state[ui.REVIEWS_KEY].values()
+    return review.to_json().encode()
+
+
+def test_save_and_carry_on_restores_the_review(app):
+    at = reviewed_batch(app)
+    at = at.text_input(key="review-reviewer").input("Dr Ada").run()
+    box = class_boxes(at)[0]
+    at = box.set_value("platelet" if box.value != "platelet" else "lymphocyte").run()
+    corrected = differential(at)
+    saved = saved_review(at)
+    assert json.loads(saved)["reviewer"] == "Dr Ada"
+
+    fresh = reviewed_batch(new_session())
+    assert differential(fresh) != corrected
+    fresh = upload_review(fresh, saved)
+    assert not fresh.exception
+    assert "matches this batch" in texts(fresh)
+    assert differential(fresh) == corrected and fresh.text_input(key="review-reviewer").value == "Dr Ada"
+
+
+def upload_review(at, data: bytes):
+    at.file_uploader[0].set_value(("review.json", data, "application/json"))
+    return at.run()
+
+
+def test_a_review_of_other_images_says_what_does_not_match(app):
+    at = reviewed_batch(app)
+    saved = saved_review(at)
+    other = reviewed_batch(
+        new_session(),
+        [FILES[0], ("other.png", encode(synthetic_cell(1, 999)), "image/png")],
+    )
+    other = upload_review(other, saved)
+    assert not other.exception
+    message = texts(other)
+    assert "does not match this batch everywhere" in message
+    assert "3 reviewed image(s) are not in this batch" in message
+    assert "1 image(s) of this batch are not in the review: other.png" in message
+    broken = upload_review(other, b"{not json")
+    assert "cannot be used" in texts(broken)

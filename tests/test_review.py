@@ -1,0 +1,209 @@
+"""Review (corrections kept beside the network's calls), its JSON, the PDF report and the report CLI."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from hematovision.__main__ import main
+from hematovision.predict import ImageResult, Prediction
+from hematovision.report import CellPictures, ModelSummary, pdf_report
+from hematovision.review import (
+    FLAG_UNCERTAIN,
+    NOT_BLOOD,
+    UNREADABLE,
+    Review,
+    ReviewError,
+    differential_side_by_side,
+    file_digest,
+    reviewed_columns,
+)
+from hematovision.smear import CellBox
+from tests.conftest import encode, synthetic_cell
+
+WHITE = ["lymphocyte", "neutrophil"]
+
+
+def result(name: str, label: str | None, confidence: float = 0.99, uncertain: bool = False, **extra) -> ImageResult:
+    if label is None:
+        return ImageResult(name, error="not a recognised image")
+    probabilities = {"lymphocyte": 0.0, "neutrophil": 0.0, "platelet": 0.0, label: confidence}
+    return ImageResult(name, prediction=Prediction(label, confidence, probabilities, uncertain), **extra)
+
+
+@pytest.fixture
+def batch():
+    """Four files: two confident neutrophils, an uncertain lymphocyte, an unreadable file; plus a field with a
+    cell found in it (same file digest, told apart by the box)."""
+    results = [
+        result("a.png", "neutrophil"),
+        result("b.png", "neutrophil"),
+        result("c.png", "lymphocyte", 0.55, uncertain=True),
+        result("broken.jpg", None),
+        result("field.jpg · cell 1", "lymphocyte", source="field.jpg", box=CellBox(10, 20, 110, 120)),
+    ]
+    digests = {name: file_digest(name.encode()) for name in ("a.png", "b.png", "c.png", "broken.jpg", "field.jpg")}
+    return results, digests
+
+
+def counts(review: Review, side: str) -> dict[str, int]:
+    table = differential_side_by_side(review, WHITE)
+    return dict(zip(table["cell type"], table[f"{side} count"], strict=True))
+
+
+def test_a_correction_changes_the_reviewed_differential_not_the_networks(batch):
+    review = Review.from_results(*batch, model_id="m1")
+    key_b = next(key for key, cell in review.cells.items() if cell.name == "b.png")
+    assert (
+        counts(review, "network")
+        == counts(review, "reviewed")
+        == {
+            "lymphocyte": 1,
+            "neutrophil": 2,
+            "total white cells": 3,
+        }
+    )
+    review.correct(key_b, "lymphocyte")
+    assert counts(review, "network") == {"lymphocyte": 1, "neutrophil": 2, "total white cells": 3}
+    assert counts(review, "reviewed") == {"lymphocyte": 2, "neutrophil": 1, "total white cells": 3}
+    cell = review.cells[key_b]
+    assert cell.network_class == "neutrophil" and cell.final_class == "lymphocyte" and cell.corrected and cell.reviewed
+    review.correct(key_b, "neutrophil")  # back to the network's own call: no correction left
+    assert not review.cells[key_b].corrected and review.cells[key_b].reviewed_class is None
+
+
+def test_uncertain_cells_count_once_looked_at_and_come_first(batch):
+    review = Review.from_results(*batch, model_id="m1")
+    uncertain = next(cell for cell in review.cells.values() if FLAG_UNCERTAIN in cell.flags)
+    assert [cell.name for cell in review.ordered()][:2] == ["c.png", "broken.jpg"]
+    assert counts(review, "reviewed")["lymphocyte"] == 1
+    uncertain.reviewed = True
+    assert counts(review, "reviewed")["lymphocyte"] == 2 and counts(review, "network")["lymphocyte"] == 1
+    assert uncertain not in [cell for cell in review.ordered() if cell.needs_a_look]
+
+
+def test_json_round_trip_and_carrying_on(batch):
+    review = Review.from_results(*batch, model_id="m1")
+    review.reviewer, review.comment = "Dr Ada", "slide 4"
+    key = next(iter(review.cells))
+    review.correct(key, NOT_BLOOD)
+    review.cells[key].comment = "stain debris"
+    fresh = Review.from_results(*batch, model_id="m1")
+    assert fresh.carry_on_from(Review.from_json(review.to_json())) == []
+    assert fresh.cells[key].final_class == NOT_BLOOD and fresh.cells[key].comment == "stain debris"
+    assert (fresh.reviewer, fresh.comment) == ("Dr Ada", "slide 4")
+    assert json.loads(review.to_json())["cells"][0]["network_class"] == "neutrophil"
+
+
+def test_a_review_of_other_images_or_another_model_says_what_does_not_match(batch):
+    results, digests = batch
+    saved = Review.from_results(results[:3], digests, model_id="model-one")
+    other = dict(digests, **{"a.png": file_digest(b"another image under the same name")})
+    problems = Review.from_results(results, other, model_id="model-two").carry_on_from(saved)
+    text = " ".join(problems)
+    assert "another model" in text
+    assert "1 reviewed image(s) are not in this batch: a.png" in text
+    assert "3 image(s) of this batch are not in the review" in text
+
+
+@pytest.mark.parametrize("text", [b"{}", b"not json", json.dumps({"format": "hematovision-review/1"}).encode()])
+def test_unusable_review_files_get_a_clear_error(text):
+    with pytest.raises(ReviewError):
+        Review.from_json(text)
+
+
+def test_csv_columns_follow_the_results(batch):
+    results, digests = batch
+    review = Review.from_results(results, digests, model_id="m1")
+    review.reviewer = "Dr Ada"
+    review.correct(next(iter(review.cells)), "lymphocyte")
+    columns = reviewed_columns(results, digests, review)
+    assert columns["reviewed_class"] == ["lymphocyte", "neutrophil", "lymphocyte", "", "lymphocyte"]
+    assert columns["corrected"] == [True, False, False, False, False]
+    assert columns["reviewer"] == ["Dr Ada"] * 5
+    assert review.cells[next(k for k in review.cells if k.startswith(digests["broken.jpg"]))].network_class == (
+        UNREADABLE
+    )
+
+
+def pdf_text(pdf: bytes, tmp_path, layout: bool = True) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (Debian poppler-utils, installed by .ci/run) is needed to read the PDF back")
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    return subprocess.run(
+        ["pdftotext", *(["-layout"] if layout else []), str(tmp_path / "report.pdf"), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_the_pdf_holds_the_counts_the_cells_and_the_disclaimer(batch, tmp_path):
+    review = Review.from_results(*batch, model_id="abcdef0123456789")
+    review.reviewer = "Dr Ada Lovelace"
+    review.correct(next(iter(review.cells)), "lymphocyte")
+    thumbnail = synthetic_cell(0, 1, size=64)
+    pictures = {key: CellPictures(thumbnail, thumbnail) for key in list(review.cells)[:2]}
+    model = ModelSummary("abcdef0123456789", "tiny test model", ["test split: accuracy 99.00%"])
+    pdf = pdf_report(review, model, WHITE, pictures)
+    assert pdf.startswith(b"%PDF")
+    text = pdf_text(pdf, tmp_path)
+    assert "Dr Ada Lovelace" in text and "abcdef0123456789" in text and "accuracy 99.00%" in text
+    assert "not a diagnostic device" in text and "CC BY 4.0" in text
+    differential = next(line.split() for line in text.splitlines() if line.startswith("lymphocyte"))
+    assert differential[1:] == ["1", "33.3", "2", "66.7"]  # 1 of 3 white cells by the network, 2 of 3 reviewed
+    flowing = " ".join(pdf_text(pdf, tmp_path, layout=False).split())  # table cells wrap in narrow columns
+    assert "lymphocyte (corrected)" in flowing and "could not be read" in flowing
+
+
+def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"cell_{i}.png").write_bytes(encode(synthetic_cell(i, 40 + i)))
+    (folder / "broken.png").write_bytes(b"not an image")
+    first = tmp_path / "first.pdf"
+    assert main(["report", str(folder), "--pdf", str(first), "--model", str(tiny_model_dir)]) == 0
+    assert first.read_bytes().startswith(b"%PDF")
+
+    # A review made elsewhere (as the app saves it) for the same files, one cell corrected.
+    from hematovision.predict import Classifier
+
+    classifier = Classifier.load(tiny_model_dir)
+    sources = [(str(path), path.read_bytes()) for path in sorted(folder.iterdir())]
+    results = classifier.classify(sources)
+    review = Review.from_results(results, {name: file_digest(data) for name, data in sources}, classifier.model_id)
+    key = next(key for key, cell in review.cells.items() if cell.name.endswith("cell_0.png"))
+    review.correct(key, "platelet")
+    review.cells[key].comment = "a giant platelet"
+    saved = tmp_path / "review.json"
+    saved.write_text(review.to_json())
+
+    report = tmp_path / "reviewed.pdf"
+    arguments = ["report", str(folder), "--pdf", str(report), "--review", str(saved), "--reviewer", "Dr Bo"]
+    assert main([*arguments, "--heatmaps", "--model", str(tiny_model_dir)]) == 0
+    assert "note:" not in capsys.readouterr().err  # the same files: everything matched
+    text = " ".join(pdf_text(report.read_bytes(), tmp_path, layout=False).split())
+    assert "Dr Bo" in text and "platelet (corrected)" in text and "a giant platelet" in text
+    assert "heatmap" in text
+
+
+def test_report_cli_refuses_an_unusable_review(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "cell.png").write_bytes(encode(synthetic_cell(0, 3)))
+    (tmp_path / "review.json").write_text("{}")
+    arguments = ["report", str(tmp_path / "cell.png"), "--pdf", str(tmp_path / "r.pdf")]
+    assert main([*arguments, "--review", str(tmp_path / "review.json"), "--model", str(tiny_model_dir)]) == 2
+    assert "not a HematoVision review file" in capsys.readouterr().err
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_thumbnails_are_square_and_small():
+    from hematovision.imaging import DecodedImage
+    from hematovision.report import THUMBNAIL_PIXELS, cell_pictures
+
+    pictures = cell_pictures(
+        [ImageResult("x.png", image=DecodedImage(np.zeros((90, 150, 3), np.uint8)))], {"x.png": "d"}, 96
+    )
+    assert pictures["d"].thumbnail.shape == (THUMBNAIL_PIXELS, THUMBNAIL_PIXELS, 3)
