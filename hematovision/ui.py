@@ -81,13 +81,16 @@ def classifier_or_stop() -> Classifier:
         st.stop()
 
 
-def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_progress=None) -> list[ImageResult]:
+def classify(
+    sources: list[tuple[str, bytes]], threshold: float, mode: str, on_progress=None, to_review: bool = True
+) -> list[ImageResult]:
     """Classify uploads once per (model, files, mode) in a session: widgets rerun the page, and a batch takes seconds.
 
     Kept in the session, not in ``st.cache_data``: that cache replays the progress bar's updates on a hit,
     and the bar, made by the page outside the cached function, no longer exists then, so moving any
     widget after an upload crashed the page. Only the uncertain flag depends on the threshold, so it is
-    set here on every run.
+    set here on every run. ``to_review``: this batch becomes the one the Review page reviews (an image
+    uploaded on Explain to be explained does not).
     """
     _, profile = chosen_profile()
     digests = {name: file_digest(data) for name, data in sources}
@@ -103,7 +106,8 @@ def classify(sources: list[tuple[str, bytes]], threshold: float, mode: str, on_p
     for result in results:
         if result.prediction is not None:
             result.prediction.uncertain = result.prediction.confidence < threshold
-    st.session_state[CURRENT_BATCH_KEY] = key, digests
+    if to_review:
+        st.session_state[CURRENT_BATCH_KEY] = key, digests
     return results
 
 

@@ -18,7 +18,7 @@ candidates = ui.stored_images()
 upload = st.file_uploader("Upload an image to explain", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"])
 if upload is not None:
     # A whole field of view gives one result per white cell found: each can be explained.
-    results = ui.classify([(upload.name, upload.getvalue())], card.low_confidence_threshold, "auto")
+    results = ui.classify([(upload.name, upload.getvalue())], card.low_confidence_threshold, "auto", to_review=False)
     if results[0].prediction is None:
         st.error(f"**{upload.name}** could not be used: {results[0].error}")
         st.stop()

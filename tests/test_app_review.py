@@ -97,3 +97,12 @@ def test_a_review_of_other_images_says_what_does_not_match(app):
     assert "1 image(s) of this batch are not in the review: other.png" in message
     broken = upload_review(other, b"{not json")
     assert "cannot be used" in texts(broken)
+
+
+def test_an_image_explained_on_explain_does_not_replace_the_batch_under_review(app):
+    at = reviewed_batch(app)
+    at = at.switch_page("pages/2_Explain.py").run()
+    at = upload(at, ("explain_me.png", encode(synthetic_cell(2, 5)), "image/png"))
+    assert not at.exception
+    at = at.switch_page("pages/8_Review.py").run()
+    assert len(class_boxes(at)) == len(FILES)
