@@ -4,14 +4,16 @@ Starts the app as `make run` does, then drives N headless Chromium pages (one br
 session, so each is its own Streamlit session) that each upload 5 different images at the same moment
 and wait for all 5 results; then each opens Explain for one of them. Prints, for one session alone and
 for N together: errors, sessions that got all their results, median and 95th percentile of upload ->
-results, and the server's largest resident memory (sampled every 0.2 s). The browsers share this
-machine's cores with the server, so the slowdown is an upper bound on the server's own.
+results, the server's largest resident memory (sampled every 0.2 s), and the CPU time the server used
+against all the CPU time the machine spent meanwhile. The browsers share this machine's cores with the
+server, so the slowdown is an upper bound on the server's own; the CPU split says how much of it is whose.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import threading
@@ -62,7 +64,28 @@ async def sessions(port: int, files: list[list[Path]], timeout_ms: int) -> list[
             await browser.close()
 
 
-def summary(label: str, outcomes: list[dict], peak_gb: float) -> None:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core spent on anything but idling, since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS  # less idle and iowait
+
+
+def summary(label: str, outcomes: list[dict], peak_gb: float, cpu: tuple[float, float]) -> None:
     times = sorted(o["seconds"] for o in outcomes if o["seconds"] is not None)
     complete = sum(o["results"] == 5 and o["explain"] for o in outcomes)
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] if times else float("nan")
@@ -70,14 +93,18 @@ def summary(label: str, outcomes: list[dict], peak_gb: float) -> None:
         f"{label}: {len(outcomes)} sessions, {sum(o['error'] is not None for o in outcomes)} errors, "
         f"{complete} got all 5 results and Explain; upload -> results median "
         f"{statistics.median(times) if times else float('nan'):.1f} s, p95 {p95:.1f} s; "
-        f"server memory peak {peak_gb:.2f} GB"
+        f"server memory peak {peak_gb:.2f} GB; server CPU {cpu[0]:.1f} s of the {cpu[1]:.1f} s the machine "
+        f"spent ({100 * cpu[0] / cpu[1]:.0f}%)"
     )
     for outcome in outcomes:
         if outcome["error"]:
             print(f"  error: {outcome['error']}")
 
 
-def measured(port: int, process, files: list[list[Path]], timeout_ms: int) -> tuple[list[dict], float]:
+def measured(
+    port: int, process, files: list[list[Path]], timeout_ms: int
+) -> tuple[list[dict], float, tuple[float, float]]:
+    """The sessions' outcomes, the server's memory peak, and (server CPU s, machine CPU s) meanwhile."""
     peak = [0.0]
     stop = threading.Event()
 
@@ -88,12 +115,16 @@ def measured(port: int, process, files: list[list[Path]], timeout_ms: int) -> tu
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
+    server = [process.pid, *children(process.pid)]
+    server_before, machine_before = cpu_seconds(server), machine_busy_seconds()
     sampler.start()
     try:
-        return asyncio.run(sessions(port, files, timeout_ms)), peak[0]
+        outcomes = asyncio.run(sessions(port, files, timeout_ms))
     finally:
         stop.set()
         sampler.join()
+    cpu = cpu_seconds(server) - server_before, machine_busy_seconds() - machine_before
+    return outcomes, peak[0], cpu
 
 
 def main() -> None:
@@ -113,10 +144,10 @@ def main() -> None:
         groups = [paths[5 * i : 5 * i + 5] for i in range(args.sessions)]
         with running_app(["make", "--no-print-directory", "run"]) as (port, process, _):
             time.sleep(5)  # the preload thread warms the model
-            alone, alone_peak = measured(port, process, groups[:1], int(args.timeout * 1000))
-            summary("one session alone", alone, alone_peak)
-            together, peak = measured(port, process, groups, int(args.timeout * 1000))
-            summary(f"{args.sessions} sessions at once", together, peak)
+            alone, alone_peak, alone_cpu = measured(port, process, groups[:1], int(args.timeout * 1000))
+            summary("one session alone", alone, alone_peak, alone_cpu)
+            together, peak, cpu = measured(port, process, groups, int(args.timeout * 1000))
+            summary(f"{args.sessions} sessions at once", together, peak, cpu)
     alone_time = alone[0]["seconds"]
     times = sorted(o["seconds"] for o in together if o["seconds"] is not None)
     if alone_time and times:
