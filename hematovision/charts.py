@@ -108,6 +108,17 @@ def results_csv(
     return table.to_csv(index=False)
 
 
+def ece_noise_caption(report: dict) -> str:
+    """How much calibration error this many images show by chance alone (empty for older evaluations)."""
+    spread = report.get("ece_if_calibrated")
+    if not spread:
+        return ""
+    return (
+        f" On {report['n']:,} images a perfectly calibrated model would still show about "
+        f"{100 * spread['median']:.1f}% by chance (95% of the time below {100 * spread['p95']:.1f}%)."
+    )
+
+
 def differential_table(differential: Differential) -> pd.DataFrame:
     rows = [
         {"cell type": label, "count": count, "% of white cells": round(differential.percent[label], 1)}

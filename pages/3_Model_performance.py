@@ -41,6 +41,7 @@ st.header("Calibration")
 st.caption(
     f"Expected calibration error (15 bins): {100 * report.get('ece_uncalibrated', float('nan')):.2f}% before, "
     f"{100 * report['ece']:.2f}% after temperature scaling. Marker size grows with the images in a bin."
+    + charts.ece_noise_caption(report)
 )
 st.plotly_chart(charts.reliability_diagram(report))
 

@@ -95,3 +95,15 @@ def test_report_has_the_contract_keys():
     assert report["n"] == 8 and report["accuracy"] == pytest.approx(5 / 8)
     assert report["accuracy_ci95"] == pytest.approx(list(wilson_interval(5, 8)))
     assert report["per_class"]["c"]["support"] == 2
+
+
+def test_ece_if_calibrated_shrinks_with_the_number_of_images():
+    from hematovision.metrics import ece_if_calibrated, expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(4) * 0.3, size=2000)
+    small, large = ece_if_calibrated(probabilities[:50]), ece_if_calibrated(probabilities)
+    assert 0 < large["median"] < small["median"] and small["median"] <= small["p95"]
+    # A model that really is calibrated lands inside the spread: labels drawn from its own probabilities.
+    labels = np.array([rng.choice(4, p=row) for row in probabilities])
+    assert expected_calibration_error(probabilities, labels) <= large["p95"]
