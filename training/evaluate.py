@@ -2,7 +2,7 @@
 
     python -m training.evaluate --model models --data ../shared/data [--json FILE]
 
-DATA is a manifest dataset (its test split is scored) or any class-per-folder tree (folder names
+DATA is a manifest dataset (its test split is scored, or ``--split val``) or any class-per-folder tree (folder names
 are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
 Images go through the dashboard's own decode -> resize -> predict path and, by default, are framed as
 its Automatic mode frames them: a whole field of view is scored by its white cell nearest the centre.
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: frame each image as the app's Automatic mode does (a field of view is scored by its white "
         "cell nearest the centre); single: score every image whole, as one centred cell",
     )
+    parser.add_argument(
+        "--split", choices=("test", "val"), default="test", help="the manifest split to score (default: test)"
+    )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument("--lab", type=Path, help="a lab profile (python -m hematovision adapt) to apply")
     parser.add_argument(
@@ -97,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = find_manifest(args.data)
     if manifest is not None:
-        items = [item for item in read_manifest(manifest) if item.split == "test"]
+        items = [item for item in read_manifest(manifest) if item.split == args.split]
         unknown = sorted({item.label for item in items} - set(classifier.classes))
         if unknown:
             print(f"skipped labels the model does not know: {', '.join(unknown)}", file=sys.stderr)
             items = [item for item in items if item.label in classifier.classes]
-        source = f"{manifest} (test split)"
+        source = f"{manifest} ({args.split} split)"
     else:
         scan = scan_class_folders(args.data, classifier.classes)
         for reason in scan.skipped:
