@@ -498,3 +498,20 @@ def test_distributed_training_on_two_logical_cpus(tiny_dataset, tiny_other_lab, 
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--distribute: 2 replicas" in run.stdout
     assert load_card(out).metrics["val_accuracy"] > 0.5
+
+
+def test_evaluate_records_the_validation_split_under_the_pages_own_name(tiny_model_dir, tmp_path):
+    import shutil
+
+    from training.evaluate import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = write_subtype_manifest(tmp_path / "data")
+    assert main(["--model", str(model), "--data", str(data), "--split", "val", "--record", "pbc_val"]) == 0
+    evaluation = json.loads((model / paths.EVALUATION_FILE).read_text())
+    manifest = (data / "pbc_manifest.csv").read_text().splitlines()[1:]
+    assert evaluation["datasets"]["pbc_val"]["n"] == sum(row.endswith(",val") for row in manifest)
+    assert "pbc_val" not in evaluation.get("descriptions", {})
+    spread = evaluation["datasets"]["pbc_val"]["ece_if_calibrated"]
+    assert 0 < spread["median"] <= spread["p95"]

@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         evaluation = load_evaluation(args.model)
         evaluation["datasets"][args.record] = report
-        evaluation.setdefault("descriptions", {})[args.record] = args.description or args.record
+        descriptions = evaluation.setdefault("descriptions", {})
+        if args.description:
+            descriptions[args.record] = args.description
+        elif descriptions.get(args.record) == args.record:
+            del descriptions[args.record]  # a bare name says less than the page's own for known sets
         write_json(args.model / paths.EVALUATION_FILE, evaluation)
         print(f"recorded as '{args.record}' in {args.model / paths.EVALUATION_FILE}")
     return 0
