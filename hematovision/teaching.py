@@ -1,0 +1,386 @@
+"""The teaching deck and what the atlas, the quiz and the lecture mode compute from it.
+
+The deck is a small set of labelled cells shipped in ``hematovision/deck/`` (resized PBC test-split
+cells, chosen by :func:`select_deck`, credited in its CREDITS.md), so that teaching works on a fresh clone.
+An educator may bring their own as a ZIP of class folders. Nothing here imports Streamlit or runs the
+network: the pages pass in the model's answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hematovision.imaging import ImageLoadError, decode_image
+from hematovision.lab_profile import ProfileError, examples_from_zip
+from hematovision.morphology import ATTRIBUTES, describe
+
+DECK_FILE = "deck.csv"
+CELLS_FOLDER = "cells"
+CREDITS_FILE = "CREDITS.md"
+DECK_COLUMNS = ("file", "label", "subtype", "hard_case", *ATTRIBUTES, "source")
+#: The deck's selection rule (training.deck): cells per class in hash order, plus the hardest ones.
+PER_CLASS = 12
+HARD_PER_CLASS = 3
+DIFFICULTIES = {"random": "random cells", "hardest": "the cells the model finds hardest"}
+
+
+class DeckError(ValueError):
+    """A deck that cannot be used at all, with a message fit to show a user."""
+
+
+@dataclass
+class DeckCell:
+    """One labelled cell of a deck: its image bytes, expert label and, where the deck has them, its
+    subtype and WBCAtt attributes; ``hard_case``: picked because the model hesitated on it."""
+
+    name: str  # unique within its deck
+    label: str
+    data: bytes
+    subtype: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    hard_case: bool = False
+    source: str = ""
+
+    @property
+    def description(self) -> str:
+        """The expert attributes in a pathologist's words; empty where the cell has none."""
+        return describe(self.attributes)
+
+
+def stable_rank(name: str) -> str:
+    """A fixed order that does not follow file numbering (which groups cells by acquisition)."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def select_deck(
+    rows: Sequence[Mapping[str, str]],
+    margins: Mapping[str, float],
+    per_class: int = PER_CLASS,
+    hard_per_class: int = HARD_PER_CLASS,
+) -> list[tuple[Mapping[str, str], bool]]:
+    """The deck's selection rule, on manifest rows (``path``, ``label``, ``subtype``) of one split.
+
+    Per class: ``per_class`` cells taken in turn from each subtype (so every subtype is represented),
+    each subtype's cells in the order of :func:`stable_rank` of the file name; then the ``hard_per_class``
+    cells of the class with the smallest margin between the model's top two classes (``margins`` by path),
+    whatever the model answered, added where not already picked. Returns (row, hard case) pairs, class by
+    class in first-seen order. Nothing depends on whether the model was right.
+    """
+    by_class: dict[str, list[Mapping[str, str]]] = {}
+    for row in rows:
+        by_class.setdefault(row["label"], []).append(row)
+    chosen: list[tuple[Mapping[str, str], bool]] = []
+    for members in by_class.values():
+        by_subtype: dict[str, list[Mapping[str, str]]] = {}
+        for row in sorted(members, key=lambda row: stable_rank(Path(row["path"]).name)):
+            by_subtype.setdefault(row.get("subtype") or "", []).append(row)
+        queues = [by_subtype[name] for name in sorted(by_subtype)]
+        picked: list[Mapping[str, str]] = []
+        while len(picked) < min(per_class, len(members)):
+            for queue in queues:
+                if queue and len(picked) < per_class:
+                    picked.append(queue.pop(0))
+        scored = [row for row in members if row["path"] in margins]
+        hardest = sorted(scored, key=lambda row: (margins[row["path"]], stable_rank(Path(row["path"]).name)))
+        hard_paths = {row["path"] for row in hardest[:hard_per_class]}
+        picked += [row for row in hardest[:hard_per_class] if row not in picked]
+        chosen += [(row, row["path"] in hard_paths) for row in picked]
+    return chosen
+
+
+def load_deck(folder: Path) -> list[DeckCell]:
+    """The deck in ``folder`` (deck.csv and its cells/); raises DeckError where it cannot be read."""
+    table = folder / DECK_FILE
+    if not table.is_file():
+        raise DeckError(f"no teaching deck at {folder} ({DECK_FILE} is missing)")
+    cells = []
+    with table.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            image = folder / CELLS_FOLDER / row["file"]
+            if not image.is_file():
+                raise DeckError(f"the teaching deck lists {row['file']}, which is missing from {image.parent}")
+            cells.append(
+                DeckCell(
+                    name=row["file"],
+                    label=row["label"],
+                    data=image.read_bytes(),
+                    subtype=row.get("subtype") or "",
+                    attributes={name: row[name] for name in ATTRIBUTES if row.get(name)},
+                    hard_case=row.get("hard_case") == "yes",
+                    source=row.get("source") or "",
+                )
+            )
+    if not cells:
+        raise DeckError(f"the teaching deck at {folder} holds no cells")
+    return cells
+
+
+def deck_from_zip(zip_bytes: bytes, classes: Sequence[str]) -> tuple[list[DeckCell], list[str]]:
+    """An educator's deck from a ZIP of class folders (folder name = class, case-insensitive), and a note
+    for each file left out (not an image, unreadable, ...); the rest are used. Raises DeckError for a
+    damaged archive, a folder naming no class, or no usable image at all."""
+    try:
+        examples, notes = examples_from_zip(zip_bytes, list(classes))
+    except ProfileError as exc:
+        raise DeckError(str(exc)) from None
+    cells = []
+    for label, member, data in examples:
+        try:
+            decode_image(data)
+        except ImageLoadError as exc:
+            notes.append(f"skipped {member}: {exc}")
+            continue
+        cells.append(DeckCell(name=member, label=label, data=data, source="uploaded"))
+    if not cells:
+        raise DeckError("no readable image in the archive")
+    return cells, notes
+
+
+def combine_decks(shipped: list[DeckCell], uploaded: list[DeckCell], replace: bool) -> list[DeckCell]:
+    """The uploaded cells alone, or added to the shipped deck (an uploaded name wins over a shipped one)."""
+    if replace:
+        return list(uploaded)
+    names = {cell.name for cell in uploaded}
+    return [cell for cell in shipped if cell.name not in names] + list(uploaded)
+
+
+def deck_digest(cells: Sequence[DeckCell]) -> str:
+    """Changes whenever the deck does: what the model's answers on it are cached under."""
+    digest = hashlib.sha1()
+    for cell in cells:
+        digest.update(cell.name.encode("utf-8") + b"\0" + hashlib.sha1(cell.data).digest())
+    return digest.hexdigest()
+
+
+def margin(probabilities: Mapping[str, float]) -> float:
+    """The model's top probability minus its second: small where it hesitates between two classes."""
+    top_two = sorted(probabilities.values())[-2:]
+    return top_two[-1] - (top_two[0] if len(top_two) == 2 else 0.0)
+
+
+# Atlas: what sets a class apart, in the words of its cells' attributes.
+
+
+def attribute_shares(cells: Sequence[DeckCell], attribute: str) -> Counter[str]:
+    """How many of ``cells`` carry each value of ``attribute`` (cells without it are left out)."""
+    return Counter(cell.attributes[attribute] for cell in cells if cell.attributes.get(attribute))
+
+
+def distinguishing_features(cells: Sequence[DeckCell], label: str, limit: int = 6) -> list[dict[str, Any]]:
+    """Per attribute, the most common value among ``label``'s annotated cells and how often the other
+    annotated cells show it; the attributes that set the class apart most come first. Empty where the
+    class's cells carry no attributes (WBCAtt covers white cells only)."""
+    own = [cell for cell in cells if cell.label == label and cell.attributes]
+    others = [cell for cell in cells if cell.label != label and cell.attributes]
+    rows = []
+    for attribute in ATTRIBUTES:
+        counts = attribute_shares(own, attribute)
+        if not counts:
+            continue
+        value, count = counts.most_common(1)[0]
+        share = count / sum(counts.values())
+        other_counts = attribute_shares(others, attribute)
+        other_share = other_counts[value] / sum(other_counts.values()) if other_counts else None
+        rows.append(
+            {
+                "attribute": attribute.replace("_", " "),
+                "value": value,
+                f"share of {label}": round(100 * share),
+                "share of the other classes": None if other_share is None else round(100 * other_share),
+                "_contrast": share - (other_share or 0.0),
+            }
+        )
+    rows.sort(key=lambda row: -row["_contrast"])
+    for row in rows:
+        del row["_contrast"]
+    return rows[:limit]
+
+
+def pair_comparison(cells: Sequence[DeckCell], first: str, second: str) -> list[dict[str, str]]:
+    """For two classes, each attribute's most common value in each (with its share), differing ones first."""
+    rows = []
+    for attribute in ATTRIBUTES:
+        described = []
+        for label in (first, second):
+            counts = attribute_shares([cell for cell in cells if cell.label == label], attribute)
+            if counts:
+                value, count = counts.most_common(1)[0]
+                described.append((value, f"{value} ({round(100 * count / sum(counts.values()))}%)"))
+            else:
+                described.append(("", "—"))
+        if described[0][0] or described[1][0]:
+            rows.append(
+                {
+                    "attribute": attribute.replace("_", " "),
+                    first: described[0][1],
+                    second: described[1][1],
+                    "differs": described[0][0] != described[1][0],
+                }
+            )
+    rows.sort(key=lambda row: not row["differs"])
+    return rows
+
+
+def confused_pairs(report: Mapping[str, Any], label: str | None = None, limit: int = 3) -> list[tuple[str, str, int]]:
+    """The (true, predicted, count) mistakes of a confusion matrix, most frequent first; only those
+    involving ``label`` where it is given."""
+    labels = report["labels"]
+    pairs = [
+        (labels[i], labels[j], int(count))
+        for i, row in enumerate(report["confusion_matrix"])
+        for j, count in enumerate(row)
+        if i != j and count and (label is None or label in (labels[i], labels[j]))
+    ]
+    pairs.sort(key=lambda pair: (-pair[2], pair[0], pair[1]))
+    return pairs[:limit]
+
+
+# Quiz
+
+
+@dataclass
+class QuizAnswer:
+    name: str
+    label: str  # the expert's
+    answer: str  # the student's
+    model_answer: str
+    model_confidence: float
+
+    @property
+    def correct(self) -> bool:
+        return self.answer == self.label
+
+
+@dataclass
+class QuizState:
+    """A quiz in progress: the cells to ask, in order, the answers so far, and whether the feedback on the
+    last answer is on screen. Kept in the session under its own key, so widgets never reset it."""
+
+    names: list[str]
+    classes: list[str]
+    difficulty: str
+    answers: list[QuizAnswer] = field(default_factory=list)
+    showing_feedback: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return len(self.answers) == len(self.names) and not self.showing_feedback
+
+    @property
+    def current(self) -> str:
+        """The cell being asked (or, while its feedback shows, the one just answered)."""
+        return self.names[len(self.answers) - 1 if self.showing_feedback else len(self.answers)]
+
+
+def draw_quiz(
+    cells: Sequence[DeckCell],
+    classes: Sequence[str],
+    count: int,
+    difficulty: str,
+    margins: Mapping[str, float],
+    seed: int,
+) -> list[str]:
+    """Names of ``count`` cells of the chosen classes: at random, or the ``count`` with the smallest model
+    margin (the ones it finds hardest), asked in random order either way."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}")
+    rng = np.random.default_rng(seed)
+    pool = sorted((cell.name for cell in cells if cell.label in classes), key=stable_rank)
+    if difficulty == "hardest":
+        pool = sorted(pool, key=lambda name: margins[name])[:count]
+    else:
+        pool = [pool[i] for i in rng.permutation(len(pool))[:count]]
+    return [pool[i] for i in rng.permutation(len(pool))]
+
+
+def confusion(pairs: Sequence[tuple[str, str]], classes: Sequence[str]) -> list[list[int]]:
+    """Counts of (true, given) pairs over ``classes`` (rows true, columns given)."""
+    index = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), np.int64)
+    for true, given in pairs:
+        if true in index and given in index:
+            matrix[index[true], index[given]] += 1
+    return matrix.tolist()
+
+
+def quiz_summary(answers: Sequence[QuizAnswer], classes: Sequence[str]) -> dict[str, Any]:
+    """Score, per-class accuracy of the student and the model on the same cells, both confusion matrices
+    (over every class either gave or was asked) and the mistakes."""
+    per_class = []
+    for label in classes:
+        asked = [answer for answer in answers if answer.label == label]
+        if asked:
+            right = sum(answer.correct for answer in asked)
+            model_right = sum(answer.model_answer == label for answer in asked)
+            per_class.append(
+                {
+                    "class": label,
+                    "cells": len(asked),
+                    "your answers right": right,
+                    "your accuracy (%)": round(100 * right / len(asked), 1),
+                    "model accuracy (%)": round(100 * model_right / len(asked), 1),
+                }
+            )
+    shown = [
+        name
+        for name in dict.fromkeys([*classes, *(a.answer for a in answers), *(a.model_answer for a in answers)])
+        if any(name in (a.label, a.answer, a.model_answer) for a in answers)
+    ]
+    return {
+        "score": sum(answer.correct for answer in answers),
+        "model_score": sum(answer.model_answer == answer.label for answer in answers),
+        "n": len(answers),
+        "per_class": per_class,
+        "labels": shown,
+        "student_confusion": confusion([(a.label, a.answer) for a in answers], shown),
+        "model_confusion": confusion([(a.label, a.model_answer) for a in answers], shown),
+        "mistakes": [answer for answer in answers if not answer.correct],
+    }
+
+
+def quiz_csv(answers: Sequence[QuizAnswer]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["cell", "expert label", "your answer", "correct", "model answer", "model confidence"])
+    for answer in answers:
+        writer.writerow(
+            [
+                answer.name,
+                answer.label,
+                answer.answer,
+                "yes" if answer.correct else "no",
+                answer.model_answer,
+                f"{answer.model_confidence:.4f}",
+            ]
+        )
+    return buffer.getvalue()
+
+
+# Lecture
+
+
+LECTURE_STEPS = ("What is this cell?", "Expert label", "The model's answer", "Where the model looked")
+
+
+@dataclass
+class LectureState:
+    """Which deck cell is on the projector and how much of the answer is revealed (0: the image alone)."""
+
+    index: int = 0
+    step: int = 0
+
+    def reveal(self) -> None:
+        self.step = min(self.step + 1, len(LECTURE_STEPS) - 1)
+
+    def go_to(self, index: int, size: int) -> None:
+        self.index = index % size
+        self.step = 0
