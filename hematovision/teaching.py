@@ -31,6 +31,22 @@ DECK_COLUMNS = ("file", "label", "subtype", "hard_case", *ATTRIBUTES, "source")
 PER_CLASS = 12
 HARD_PER_CLASS = 3
 DIFFICULTIES = {"random": "random cells", "hardest": "the cells the model finds hardest"}
+#: The manifest's subtype codes in words.
+SUBTYPE_NAMES = {
+    "BA": "basophil",
+    "EO": "eosinophil",
+    "ERB": "erythroblast",
+    "MY": "myelocyte",
+    "MMY": "metamyelocyte",
+    "PMY": "promyelocyte",
+    "IG": "immature granulocyte (stage not given)",
+    "LY": "lymphocyte",
+    "MO": "monocyte",
+    "SNE": "segmented neutrophil",
+    "BNE": "band neutrophil",
+    "NEUTROPHIL": "neutrophil (segmented or band not given)",
+    "PLATELET": "platelet",
+}
 
 
 class DeckError(ValueError):
@@ -54,6 +70,10 @@ class DeckCell:
     def description(self) -> str:
         """The expert attributes in a pathologist's words; empty where the cell has none."""
         return describe(self.attributes)
+
+    @property
+    def subtype_name(self) -> str:
+        return SUBTYPE_NAMES.get(self.subtype, self.subtype)
 
 
 def stable_rank(name: str) -> str:
@@ -275,10 +295,21 @@ class QuizState:
     def finished(self) -> bool:
         return len(self.answers) == len(self.names) and not self.showing_feedback
 
+    def record(self, answer: QuizAnswer) -> None:
+        self.answers.append(answer)
+        self.showing_feedback = True
+
+    def next_cell(self) -> None:
+        self.showing_feedback = False
+
     @property
     def current(self) -> str:
         """The cell being asked (or, while its feedback shows, the one just answered)."""
         return self.names[len(self.answers) - 1 if self.showing_feedback else len(self.answers)]
+
+
+def quiz_answer(cell: DeckCell, answer: str, model_answer: str, model_confidence: float) -> QuizAnswer:
+    return QuizAnswer(cell.name, cell.label, answer, model_answer, model_confidence)
 
 
 def draw_quiz(
@@ -368,6 +399,11 @@ def quiz_csv(answers: Sequence[QuizAnswer]) -> str:
 # Lecture
 
 
+def lecture_order(cells: Sequence[DeckCell]) -> list[DeckCell]:
+    """The deck in a fixed mixed order, so that the audience cannot guess a class from its neighbours."""
+    return sorted(cells, key=lambda cell: stable_rank(cell.name))
+
+
 LECTURE_STEPS = ("What is this cell?", "Expert label", "The model's answer", "Where the model looked")
 
 
@@ -384,3 +420,12 @@ class LectureState:
     def go_to(self, index: int, size: int) -> None:
         self.index = index % size
         self.step = 0
+
+
+# Model performance: the images behind one cell of the confusion matrix.
+
+
+def matrix_cell(rows: Sequence[Mapping[str, Any]], true: str, predicted: str) -> list[Mapping[str, Any]]:
+    """The rows (label, predicted, confidence, ...) of one cell of a confusion matrix, least confident first."""
+    chosen = [row for row in rows if row["label"] == true and row["predicted"] == predicted]
+    return sorted(chosen, key=lambda row: (row["confidence"], str(row.get("path", ""))))
