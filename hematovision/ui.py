@@ -32,7 +32,15 @@ from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import FAST_METHOD, AttributionMethods
 from hematovision.smear import beyond_photo
-from hematovision.teaching import DeckCell, DeckError, combine_decks, deck_digest, deck_from_zip, load_deck
+from hematovision.teaching import (
+    DeckCell,
+    DeckError,
+    combine_decks,
+    deck_digest,
+    deck_from_zip,
+    load_deck,
+    matrix_cell,
+)
 
 DISCLAIMER = (
     "HematoVision is a teaching and review aid, **not a diagnostic device**. "
@@ -549,6 +557,46 @@ def model_overlay(item: StoredImage) -> np.ndarray:
     """The fast Grad-CAM of the model's own answer, over the image as the network saw it."""
     class_index = classifier_or_stop().classes.index(item.result.prediction.label)
     return overlay(item.display, heatmap(FAST_METHOD, item, class_index))
+
+
+#: Images shown for one square of the confusion matrix.
+MATRIX_CELL_IMAGES = 12
+
+
+def matrix_cell_images(true: str, predicted: str) -> tuple[str, int, list[tuple[str, bytes, float]]]:
+    """The images the model gave ``predicted`` whose expert label is ``true``: where they come from, how many
+    there are, and up to MATRIX_CELL_IMAGES of them (name, bytes, confidence), least confident first.
+
+    From the PBC test split where ``../shared`` holds it (with the model folder's per-image predictions),
+    else from the teaching deck, read by the shared classifier.
+    """
+    rows = test_predictions()
+    if rows and (paths.SHARED_DATA_DIR / rows[0]["path"]).is_file():
+        chosen = matrix_cell(rows, true, predicted)
+        images = [(Path(row["path"]).name, shared_image(row["path"]), row["confidence"]) for row in chosen]
+        found = [image for image in images[:MATRIX_CELL_IMAGES] if image[1] is not None]
+        return "the PBC test split", len(chosen), found
+    deck = teaching_deck()
+    answers = deck_answers(deck)
+    rows = [
+        {"path": cell.name, "label": cell.label, "predicted": cell_name(answers[cell.name].result),
+         "confidence": answers[cell.name].result.prediction.confidence}
+        for cell in deck
+    ]  # fmt: skip
+    data = {cell.name: cell.data for cell in deck}
+    chosen = matrix_cell(rows, true, predicted)
+    return (
+        "the teaching deck (the PBC test images or the model's predictions on them are not here)",
+        len(chosen),
+        [(row["path"], data[row["path"]], row["confidence"]) for row in chosen[:MATRIX_CELL_IMAGES]],
+    )
+
+
+def explain_image(name: str, data: bytes) -> None:
+    """Classify one image as Classify does and open it on the Explain page."""
+    classifier = classifier_or_stop()
+    results = classify([(name, data)], classifier.card.low_confidence_threshold, "auto")
+    explain(explainable(results, classifier.card.input_size))
 
 
 def big_text(container, text: str, size: float = 2.2, colour: str = "") -> None:
