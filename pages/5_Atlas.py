@@ -17,8 +17,8 @@ st.caption(
     "The teaching deck, class by class: held-out PBC cells with their expert labels and, for white cells, "
     "their WBCAtt morphological attributes. *Hard case*: the model hesitated most on this cell."
 )
-deck = ui.teaching_deck()
 ui.deck_uploader()
+deck = ui.teaching_deck()
 if not deck:
     ui.footer()
     st.stop()

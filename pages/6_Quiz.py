@@ -14,9 +14,15 @@ ANSWER_COLUMNS = 4
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
 st.title("Quiz")
+quiz: QuizState | None = st.session_state.get(ui.QUIZ_KEY)
+if quiz is None:
+    st.markdown(
+        "Name each cell; after every answer you see the expert's label, the model's answer and where it "
+        "looked. At the end: your score beside the model's on the same cells."
+    )
+    ui.deck_uploader()
 deck = ui.teaching_deck()
 if not deck:
-    ui.deck_uploader()
     ui.footer()
     st.stop()
 answers = ui.deck_answers(deck)
@@ -24,18 +30,12 @@ card = ui.card_or_none()
 by_name = {cell.name: cell for cell in deck}
 classes = [name for name in card.classes if any(cell.label == name for cell in deck)]
 
-quiz: QuizState | None = st.session_state.get(ui.QUIZ_KEY)
 if quiz is not None and any(name not in by_name for name in quiz.names):
     st.warning("The deck changed since this quiz started, so it was ended. Start a new one.")
     del st.session_state[ui.QUIZ_KEY]
     quiz = None
 
 if quiz is None:
-    st.markdown(
-        "Name each cell; after every answer you see the expert's label, the model's answer and where it "
-        "looked. At the end: your score beside the model's on the same cells."
-    )
-    ui.deck_uploader()
     chosen = st.multiselect("Classes", classes, default=classes)
     pool = [cell for cell in deck if cell.label in chosen]
     count = st.slider("Number of cells", 1, max(len(pool), 1), min(10, max(len(pool), 1)), disabled=not pool)
