@@ -49,6 +49,12 @@ SUBTYPE_NAMES = {
 }
 
 
+NO_EXPERT_ATTRIBUTES = (
+    "No expert attributes for this cell: the WBCAtt annotations cover basophils, eosinophils, lymphocytes, "
+    "monocytes and neutrophils only."
+)
+
+
 class DeckError(ValueError):
     """A deck that cannot be used at all, with a message fit to show a user."""
 
@@ -74,6 +80,12 @@ class DeckCell:
     @property
     def subtype_name(self) -> str:
         return SUBTYPE_NAMES.get(self.subtype, self.subtype)
+
+    @property
+    def full_label(self) -> str:
+        """The label with its subtype where that says more, e.g. "neutrophil (band neutrophil)"."""
+        subtype = self.subtype_name
+        return f"{self.label} ({subtype})" if subtype and subtype != self.label else self.label
 
 
 def stable_rank(name: str) -> str:
@@ -225,27 +237,27 @@ def distinguishing_features(cells: Sequence[DeckCell], label: str, limit: int = 
     return rows[:limit]
 
 
-def pair_comparison(cells: Sequence[DeckCell], first: str, second: str) -> list[dict[str, str]]:
-    """For two classes, each attribute's most common value in each (with its share), differing ones first."""
+def pair_comparison(cells: Sequence[DeckCell], first: str, second: str) -> list[dict[str, Any]]:
+    """For two classes, each attribute's most common value in each (with its share), differing ones first;
+    empty where either class's cells carry no attributes (there is nothing to compare them on)."""
+    groups = [[cell for cell in cells if cell.label == label and cell.attributes] for label in (first, second)]
+    if not all(groups):
+        return []
     rows = []
     for attribute in ATTRIBUTES:
         described = []
-        for label in (first, second):
-            counts = attribute_shares([cell for cell in cells if cell.label == label], attribute)
-            if counts:
-                value, count = counts.most_common(1)[0]
-                described.append((value, f"{value} ({round(100 * count / sum(counts.values()))}%)"))
-            else:
-                described.append(("", "—"))
-        if described[0][0] or described[1][0]:
-            rows.append(
-                {
-                    "attribute": attribute.replace("_", " "),
-                    first: described[0][1],
-                    second: described[1][1],
-                    "differs": described[0][0] != described[1][0],
-                }
-            )
+        for group in groups:
+            counts = attribute_shares(group, attribute)
+            value, count = counts.most_common(1)[0] if counts else ("", 0)
+            described.append((value, f"{value} ({round(100 * count / sum(counts.values()))}%)" if counts else "—"))
+        rows.append(
+            {
+                "attribute": attribute.replace("_", " "),
+                first: described[0][1],
+                second: described[1][1],
+                "differs": described[0][0] != described[1][0],
+            }
+        )
     rows.sort(key=lambda row: not row["differs"])
     return rows
 

@@ -64,14 +64,22 @@ elif not pairs:
     st.success(f"On the PBC test split the model neither took a {label} for another class nor another class for one.")
 for true, predicted, count in pairs:
     support = report["per_class"][true]["support"]
-    st.markdown(f"**{count} {true}{'s' if count != 1 else ''}** of {support} test cells read as **{predicted}**")
+    st.markdown(f"**{count} of the {support} {true} cells** of the PBC test split were read as **{predicted}**")
     left, right = st.columns(2)
     for column, name in ((left, true), (right, predicted)):
         column.markdown(f"*{name}*")
-        examples = [cell for cell in deck if cell.label == name][:PAIR_CELLS]
-        for image_column, cell in zip(column.columns(PAIR_CELLS), examples, strict=False):
-            image_column.image(cell.data, width="stretch")
+        # Hard cases first: the cells the model hesitates on show the mistake best.
+        examples = sorted((cell for cell in deck if cell.label == name), key=lambda cell: not cell.hard_case)
+        several_subtypes = len({cell.subtype for cell in examples}) > 1
+        for image_column, cell in zip(column.columns(PAIR_CELLS), examples[:PAIR_CELLS], strict=False):
+            image_column.image(cell.data, caption=cell.subtype if several_subtypes else None, width="stretch")
     comparison = pair_comparison(deck, true, predicted)
     if comparison:
-        st.dataframe(pd.DataFrame(comparison), hide_index=True)
+        st.dataframe(pd.DataFrame(comparison), hide_index=True, height="content")
+    else:
+        without = [name for name in (true, predicted) if name not in ANNOTATED_CLASSES]
+        st.caption(
+            f"No attribute comparison: {' and '.join(without) or 'these cells'} carry no WBCAtt attributes. "
+            "Compare the cells by eye; their subtypes are under each image."
+        )
 ui.footer()

@@ -6,10 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.morphology import NOT_ANNOTATED_REASON
-from hematovision.teaching import DIFFICULTIES, QuizState, draw_quiz, margin, quiz_answer, quiz_csv, quiz_summary
+from hematovision.teaching import (
+    DIFFICULTIES,
+    NO_EXPERT_ATTRIBUTES,
+    QuizState,
+    draw_quiz,
+    margin,
+    quiz_answer,
+    quiz_csv,
+    quiz_summary,
+)
 
-ANSWER_COLUMNS = 4
+ANSWER_COLUMNS = 2
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
@@ -53,8 +61,8 @@ if not quiz.finished:
     item = answers[cell.name]
     number = len(quiz.answers) + (0 if quiz.showing_feedback else 1)
     st.progress(number / len(quiz.names), text=f"Cell {number} of {len(quiz.names)}")
-    image_column, answer_column = st.columns([1, 2])
-    image_column.image(item.display, width="stretch")
+    image_column, heatmap_column, answer_column = st.columns([1, 1, 2])
+    image_column.image(item.display, caption="the cell", width="stretch")
     if not quiz.showing_feedback:
         answer_column.markdown("### What is this cell?")
         model_label, model_confidence = ui.model_answer(item)
@@ -80,8 +88,8 @@ if not quiz.finished:
         answer_column.markdown(
             f"The model: **{given.model_answer}**, {100 * given.model_confidence:.1f}% confident ({verdict})."
         )
-        answer_column.markdown(f"**Morphology** (expert attributes): {cell.description or NOT_ANNOTATED_REASON}")
-        image_column.image(ui.model_overlay(item), caption="Where the model looked (Grad-CAM)", width="stretch")
+        answer_column.markdown(f"**Morphology** (expert attributes): {cell.description or NO_EXPERT_ATTRIBUTES}")
+        heatmap_column.image(ui.model_overlay(item), caption="where the model looked (Grad-CAM)", width="stretch")
         last = len(quiz.answers) == len(quiz.names)
         answer_column.button("See your results" if last else "Next cell", on_click=quiz.next_cell, type="primary")
     ui.footer()
@@ -105,11 +113,11 @@ if summary["mistakes"]:
         picture, words = st.columns([1, 5])
         picture.image(cell.data, width="stretch")
         words.markdown(
-            f"You said **{mistake.answer}**; the expert's label is **{cell.label}** "
-            f"({cell.subtype_name or cell.label}); the model said **{mistake.model_answer}** "
+            f"You said **{mistake.answer}**; the expert's label is **{cell.full_label}**; "
+            f"the model said **{mistake.model_answer}** "
             f"({100 * mistake.model_confidence:.1f}%)."
         )
-        words.caption(cell.description or NOT_ANNOTATED_REASON)
+        words.caption(cell.description or NO_EXPERT_ATTRIBUTES)
 download, again = st.columns(2)
 download.download_button("Download your answers (CSV)", quiz_csv(quiz.answers), file_name="quiz.csv", mime="text/csv")
 if again.button("New quiz", type="primary"):

@@ -65,7 +65,7 @@ if lecture.step >= 2:
     agrees = answer == cell.label
     ui.big_text(
         text_column,
-        f"Model: {answer} · {100 * confidence:.0f}%",
+        f"Model: {answer} · {100 * confidence:.1f}%",
         2.0,
         "#1b7a3a" if agrees else "#b3261e",
     )
