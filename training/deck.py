@@ -76,7 +76,9 @@ def resized_jpeg(source: Path, target: Path, size: int, quality: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.deck", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.deck", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="the PBC dataset folder (with pbc_manifest.csv)")
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder (hard cases)")
     parser.add_argument("--out", type=Path, default=paths.DECK_DIR, help="deck folder (its cells are replaced)")
