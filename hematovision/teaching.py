@@ -26,6 +26,8 @@ from hematovision.morphology import ATTRIBUTES, describe
 DECK_FILE = "deck.csv"
 CELLS_FOLDER = "cells"
 CREDITS_FILE = "CREDITS.md"
+#: The attribute values of the PBC train split's white cells, per class: what the atlas describes classes by.
+ATTRIBUTE_COUNTS_FILE = "attribute_counts.csv"
 DECK_COLUMNS = ("file", "label", "subtype", "hard_case", *ATTRIBUTES, "source")
 #: The deck's selection rule (training.deck): cells per class in hash order, plus the hardest ones.
 PER_CLASS = 12
@@ -80,6 +82,11 @@ class DeckCell:
     @property
     def subtype_name(self) -> str:
         return SUBTYPE_NAMES.get(self.subtype, self.subtype)
+
+    @property
+    def subtype_code(self) -> str:
+        """The manifest's short subtype code, or "not given" where the dataset names only the class."""
+        return "not given" if self.subtype.lower() == self.label.lower() == "neutrophil" else self.subtype
 
     @property
     def full_label(self) -> str:
@@ -202,54 +209,87 @@ def margin(probabilities: Mapping[str, float]) -> float:
 # Atlas: what sets a class apart, in the words of its cells' attributes.
 
 
-def attribute_shares(cells: Sequence[DeckCell], attribute: str) -> Counter[str]:
-    """How many of ``cells`` carry each value of ``attribute`` (cells without it are left out)."""
-    return Counter(cell.attributes[attribute] for cell in cells if cell.attributes.get(attribute))
+#: label -> attribute -> how many cells show each value.
+AttributeCounts = dict[str, dict[str, Counter[str]]]
 
 
-def distinguishing_features(cells: Sequence[DeckCell], label: str, limit: int = 6) -> list[dict[str, Any]]:
-    """Per attribute, the most common value among ``label``'s annotated cells and how often the other
-    annotated cells show it; the attributes that set the class apart most come first. Empty where the
-    class's cells carry no attributes (WBCAtt covers white cells only)."""
-    own = [cell for cell in cells if cell.label == label and cell.attributes]
-    others = [cell for cell in cells if cell.label != label and cell.attributes]
-    rows = []
-    for attribute in ATTRIBUTES:
-        counts = attribute_shares(own, attribute)
-        if not counts:
-            continue
-        value, count = counts.most_common(1)[0]
-        share = count / sum(counts.values())
-        other_counts = attribute_shares(others, attribute)
-        other_share = other_counts[value] / sum(other_counts.values()) if other_counts else None
-        rows.append(
-            {
-                "attribute": attribute.replace("_", " "),
-                "value": value,
-                f"share of {label}": round(100 * share),
-                "share of the other classes": None if other_share is None else round(100 * other_share),
-                "_contrast": share - (other_share or 0.0),
-            }
-        )
-    rows.sort(key=lambda row: -row["_contrast"])
+def attribute_counts(rows: Sequence[Mapping[str, Any]] | Sequence[DeckCell]) -> AttributeCounts:
+    """How many cells of each class show each attribute value, from deck cells or manifest rows (empty values
+    left out: WBCAtt annotates white cells only)."""
+    counts: AttributeCounts = {}
     for row in rows:
-        del row["_contrast"]
-    return rows[:limit]
+        label, values = (row.label, row.attributes) if isinstance(row, DeckCell) else (row["label"], row)
+        for attribute in ATTRIBUTES:
+            if values.get(attribute):
+                counts.setdefault(label, {}).setdefault(attribute, Counter())[values[attribute]] += 1
+    return counts
 
 
-def pair_comparison(cells: Sequence[DeckCell], first: str, second: str) -> list[dict[str, Any]]:
+def write_attribute_counts(path: Path, counts: AttributeCounts) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["label", "attribute", "value", "count"])
+        for label in sorted(counts):
+            for attribute in ATTRIBUTES:
+                for value, count in sorted(counts[label].get(attribute, Counter()).items()):
+                    writer.writerow([label, attribute, value, count])
+
+
+def load_attribute_counts(folder: Path) -> AttributeCounts | None:
+    """The deck folder's attribute counts (the PBC train split's, written by training.deck); None if absent."""
+    path = folder / ATTRIBUTE_COUNTS_FILE
+    if not path.is_file():
+        return None
+    counts: AttributeCounts = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            by_value = counts.setdefault(row["label"], {}).setdefault(row["attribute"], Counter())
+            by_value[row["value"]] = int(row["count"])
+    return counts
+
+
+def annotated_cells(counts: AttributeCounts, label: str) -> int:
+    """How many cells of ``label`` the counts were made from."""
+    return max((sum(values.values()) for values in counts.get(label, {}).values()), default=0)
+
+
+def distinguishing_features(counts: AttributeCounts, label: str, limit: int = 6) -> list[dict[str, Any]]:
+    """Per attribute, the most common value among ``label``'s annotated cells and how often the other
+    classes' annotated cells show it; the attributes that set the class apart most come first. Empty where
+    the class has no attributes (WBCAtt covers white cells only)."""
+    rows = []
+    for attribute, own in counts.get(label, {}).items():
+        value, count = own.most_common(1)[0]
+        share = count / sum(own.values())
+        others = sum((by[attribute] for name, by in counts.items() if name != label and attribute in by), Counter())
+        other_share = others[value] / sum(others.values()) if others else None
+        rows.append(
+            (
+                share - (other_share or 0.0),
+                {
+                    "attribute": attribute.replace("_", " "),
+                    "value": value,
+                    f"share of {label} (%)": round(100 * share),
+                    "share of the other classes (%)": None if other_share is None else round(100 * other_share),
+                },
+            )
+        )
+    rows.sort(key=lambda pair: -pair[0])
+    return [row for _, row in rows[:limit]]
+
+
+def pair_comparison(counts: AttributeCounts, first: str, second: str) -> list[dict[str, Any]]:
     """For two classes, each attribute's most common value in each (with its share), differing ones first;
-    empty where either class's cells carry no attributes (there is nothing to compare them on)."""
-    groups = [[cell for cell in cells if cell.label == label and cell.attributes] for label in (first, second)]
-    if not all(groups):
+    empty where either class has no attributes (there is nothing to compare them on)."""
+    if not (counts.get(first) and counts.get(second)):
         return []
     rows = []
     for attribute in ATTRIBUTES:
         described = []
-        for group in groups:
-            counts = attribute_shares(group, attribute)
-            value, count = counts.most_common(1)[0] if counts else ("", 0)
-            described.append((value, f"{value} ({round(100 * count / sum(counts.values()))}%)" if counts else "—"))
+        for label in (first, second):
+            values = counts[label].get(attribute)
+            value, count = values.most_common(1)[0] if values else ("", 0)
+            described.append((value, f"{value} ({round(100 * count / sum(values.values()))}%)" if values else "—"))
         rows.append(
             {
                 "attribute": attribute.replace("_", " "),

@@ -33,11 +33,14 @@ from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import FAST_METHOD, AttributionMethods
 from hematovision.smear import beyond_photo
 from hematovision.teaching import (
+    AttributeCounts,
     DeckCell,
     DeckError,
+    attribute_counts,
     combine_decks,
     deck_digest,
     deck_from_zip,
+    load_attribute_counts,
     load_deck,
     matrix_cell,
 )
@@ -538,6 +541,19 @@ def deck_uploader() -> None:
             if st.button("Back to the shipped deck"):
                 del st.session_state[DECK_UPLOAD_KEY]
                 st.rerun()
+
+
+def atlas_attribute_counts(cells: list[DeckCell]) -> tuple[AttributeCounts, str]:
+    """What the atlas describes classes by, and whose cells those are: the PBC train split's white cells
+    (shipped with the deck), unless an educator's cells replaced the deck; then their own cells'."""
+    upload = st.session_state.get(DECK_UPLOAD_KEY)
+    shipped = None if upload and upload["replace"] else _shipped_attribute_counts(str(paths.DECK_DIR))
+    return (shipped, "PBC train-split") if shipped else (attribute_counts(cells), "deck")
+
+
+@st.cache_data(show_spinner=False)
+def _shipped_attribute_counts(folder: str) -> AttributeCounts | None:
+    return load_attribute_counts(Path(folder))
 
 
 def deck_answers(cells: list[DeckCell]) -> dict[str, StoredImage]:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from hematovision import ui
 from hematovision.morphology import ANNOTATED_CLASSES
-from hematovision.teaching import confused_pairs, distinguishing_features, pair_comparison
+from hematovision.teaching import annotated_cells, confused_pairs, distinguishing_features, pair_comparison
 
 GRID_COLUMNS = 8
 PAIR_CELLS = 4
@@ -35,15 +35,17 @@ if len(subtypes) > 1:
 
 for start in range(0, len(cells), GRID_COLUMNS):
     for column, cell in zip(st.columns(GRID_COLUMNS), cells[start : start + GRID_COLUMNS], strict=False):
-        notes = [cell.subtype if cell.subtype and len(subtypes) > 1 else "", "hard case" if cell.hard_case else ""]
+        notes = [cell.subtype_code if len(subtypes) > 1 else "", "hard case" if cell.hard_case else ""]
         column.image(cell.data, caption=" · ".join(note for note in notes if note) or None, width="stretch")
 
 st.subheader("What sets it apart")
-features = distinguishing_features(deck, label)
+counts, whose = ui.atlas_attribute_counts(deck)
+features = distinguishing_features(counts, label)
 if features:
     st.caption(
-        f"The most common value of each attribute among the deck's {label}s, and how often the deck's other "
-        "white cells show it: the attributes that set the class apart most come first."
+        f"The most common value of each WBCAtt attribute among the {annotated_cells(counts, label):,} {whose} "
+        f"cells labelled {label}, and how often the other classes' annotated cells show it: the attributes that "
+        "set the class apart most come first."
     )
     st.dataframe(pd.DataFrame(features), hide_index=True)
 elif label not in ANNOTATED_CLASSES:
@@ -72,14 +74,14 @@ for true, predicted, count in pairs:
         examples = sorted((cell for cell in deck if cell.label == name), key=lambda cell: not cell.hard_case)
         several_subtypes = len({cell.subtype for cell in examples}) > 1
         for image_column, cell in zip(column.columns(PAIR_CELLS), examples[:PAIR_CELLS], strict=False):
-            image_column.image(cell.data, caption=cell.subtype if several_subtypes else None, width="stretch")
-    comparison = pair_comparison(deck, true, predicted)
+            image_column.image(cell.data, caption=cell.subtype_code if several_subtypes else None, width="stretch")
+    comparison = pair_comparison(counts, true, predicted)
     if comparison:
         st.dataframe(pd.DataFrame(comparison), hide_index=True, height="content")
     else:
-        without = [name for name in (true, predicted) if name not in ANNOTATED_CLASSES]
+        without = [name for name in (true, predicted) if not counts.get(name)]
         st.caption(
-            f"No attribute comparison: {' and '.join(without) or 'these cells'} carry no WBCAtt attributes. "
+            f"No attribute comparison: the {' and '.join(without)} cells carry no WBCAtt attributes. "
             "Compare the cells by eye; their subtypes are under each image."
         )
 ui.footer()

@@ -21,13 +21,17 @@ from hematovision.teaching import (
     DeckError,
     LectureState,
     QuizAnswer,
+    annotated_cells,
+    attribute_counts,
     confused_pairs,
     deck_from_zip,
     distinguishing_features,
     draw_quiz,
     lecture_order,
+    load_attribute_counts,
     load_deck,
     matrix_cell,
+    pair_comparison,
     quiz_summary,
     select_deck,
     stable_rank,
@@ -90,6 +94,7 @@ def test_the_deck_cli_builds_a_deck_the_loader_reads(tiny_model_dir, tmp_path, c
     credits = (out / "CREDITS.md").read_text()
     assert "CC BY 4.0" in credits and "Acevedo" in credits and "WBCAtt" in credits and "resized" in credits
     assert f"{len(deck)} cells" in capsys.readouterr().out
+    assert load_attribute_counts(out) == {}  # the generated manifest carries no attributes
 
 
 def test_the_shipped_deck_is_small_credited_and_covers_every_class_and_subtype():
@@ -107,6 +112,8 @@ def test_the_shipped_deck_is_small_credited_and_covers_every_class_and_subtype()
     assert len({cell.name for cell in deck}) == len(deck)
     credits = (paths.DECK_DIR / "CREDITS.md").read_text()
     assert "CC BY 4.0" in credits and "105474" in credits and "MIT" in credits
+    counts = load_attribute_counts(paths.DECK_DIR)
+    assert set(counts) == set(ANNOTATED_CLASSES) and all(annotated_cells(counts, label) > 100 for label in counts)
 
 
 @pytest.mark.shared
@@ -120,6 +127,9 @@ def test_the_shipped_deck_follows_its_written_rule():
         margins = {row["path"]: float(row["margin"]) for row in csv.DictReader(handle)}
     expected = sorted((row["path"], hard) for row, hard in select_deck(rows, margins))
     assert sorted((cell.source, cell.hard_case) for cell in load_deck(paths.DECK_DIR)) == expected
+    with (data / "pbc_manifest.csv").open(newline="") as handle:
+        train = [row for row in csv.DictReader(handle) if row["split"] == "train"]
+    assert load_attribute_counts(paths.DECK_DIR) == attribute_counts(train)
 
 
 def class_zip(members: dict[str, bytes]) -> bytes:
@@ -193,11 +203,16 @@ def test_atlas_words_and_the_models_confusions():
         cell("l1", "lymphocyte", nucleus_shape="unsegmented-round", granule_colour="nil"),
         cell("e1", "eosinophil", nucleus_shape="segmented-bilobed", granule_colour="pink"),
     ]
-    features = distinguishing_features(deck, "neutrophil")
+    counts = attribute_counts(deck)
+    features = distinguishing_features(counts, "neutrophil")
     assert features[0]["attribute"] == "nucleus shape" and features[0]["value"] == "segmented-multilobed"
-    assert (features[0]["share of neutrophil"], features[0]["share of the other classes"]) == (100, 0)
-    assert features[1]["value"] == "pink" and features[1]["share of the other classes"] == 50
-    assert distinguishing_features(deck, "platelet") == []
+    assert (features[0]["share of neutrophil (%)"], features[0]["share of the other classes (%)"]) == (100, 0)
+    assert features[1]["value"] == "pink" and features[1]["share of the other classes (%)"] == 50
+    assert distinguishing_features(counts, "platelet") == [] and annotated_cells(counts, "neutrophil") == 2
+    comparison = pair_comparison(counts, "neutrophil", "lymphocyte")
+    assert comparison[0] == {"attribute": "nucleus shape", "neutrophil": "segmented-multilobed (100%)",
+                             "lymphocyte": "unsegmented-round (100%)", "differs": True}  # fmt: skip
+    assert pair_comparison(counts, "neutrophil", "ig") == []  # nothing to compare an unannotated class on
     report = {"labels": ["ig", "neutrophil", "monocyte"], "confusion_matrix": [[30, 12, 3], [3, 50, 1], [0, 0, 9]]}
     assert confused_pairs(report, limit=2) == [("ig", "neutrophil", 12), ("ig", "monocyte", 3)]
     assert confused_pairs(report, "monocyte") == [("ig", "monocyte", 3), ("neutrophil", "monocyte", 1)]

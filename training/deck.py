@@ -11,7 +11,8 @@ Selection rule (hematovision.teaching.select_deck), per class of the manifest's 
    not the ones it gets right or wrong. They are marked ``hard_case`` in deck.csv.
 Images are resized to --size px on the longer side and saved as JPEG (--quality); deck.csv carries each
 cell's label, subtype, the WBCAtt attributes (white cells only) and its path in the dataset, CREDITS.md
-the licences (CC BY 4.0 for the images, MIT for the attributes).
+the licences (CC BY 4.0 for the images, MIT for the attributes), and attribute_counts.csv how many of the
+train split's white cells of each class show each attribute value (what the Atlas describes classes by).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from hematovision.imaging import ImageLoadError, decode_image
 from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import Classifier
 from hematovision.teaching import (
+    ATTRIBUTE_COUNTS_FILE,
     CELLS_FOLDER,
     CREDITS_FILE,
     DECK_COLUMNS,
     DECK_FILE,
     HARD_PER_CLASS,
     PER_CLASS,
+    attribute_counts,
     select_deck,
+    write_attribute_counts,
 )
 
 CREDITS = """# Teaching deck: credits and licences
@@ -50,7 +54,8 @@ blood cell images for development of automatic recognition systems." Data in Bri
 doi:10.1016/j.dib.2020.105474. Licence: CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).
 Changes: resized and re-compressed; a selection of {count} cells.
 
-The morphological attributes in `deck.csv` (cell_size ... granularity, white cells only) are from:
+The morphological attributes in `deck.csv` (cell_size ... granularity, white cells only), and their
+counts over the PBC train split's white cells in `attribute_counts.csv`, are from:
 Tsutsui S., Pang W., Wen B. "WBCAtt: A White Blood Cell Dataset Annotated with Detailed Morphological
 Attributes." NeurIPS 2023 Datasets and Benchmarks. Licence: MIT.
 
@@ -60,12 +65,12 @@ test cells on which the model's top two classes were closest), whatever the mode
 """
 
 
-def read_test_rows(data: Path) -> list[dict[str, str]]:
+def read_manifest_rows(data: Path) -> list[dict[str, str]]:
     manifest = find_manifest(data)
     if manifest is None:
         raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
     with manifest.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row["split"] == "test"]
+        return list(csv.DictReader(handle))
 
 
 def resized_jpeg(source: Path, target: Path, size: int, quality: int) -> None:
@@ -89,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        rows = read_test_rows(args.data)
+        manifest_rows = read_manifest_rows(args.data)
         classifier = Classifier.load(args.model)
     except (FileNotFoundError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    rows = [row for row in manifest_rows if row["split"] == "test"]
     items = [LabelledImage(args.data / row["path"], row["label"], "test", row["subtype"]) for row in rows]
     predictions, unreadable = predictions_on_files(classifier, items, "auto", args.data)
     for item in unreadable:
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(handle, fieldnames=DECK_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(table)
+    write_attribute_counts(
+        args.out / ATTRIBUTE_COUNTS_FILE, attribute_counts([row for row in manifest_rows if row["split"] == "train"])
+    )
     (args.out / CREDITS_FILE).write_text(
         CREDITS.format(
             size=args.size, quality=args.quality, count=len(table), per_class=args.per_class, hard=args.hard_per_class
