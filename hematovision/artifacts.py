@@ -95,3 +95,16 @@ def _number_or_text(value: str) -> float | str:
         return float(value)
     except ValueError:
         return value
+
+
+def load_test_predictions(model_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The per-image PBC test predictions (path, label, predicted, confidence, margin); [] where the
+    folder has none (they are written by ``python -m training.evaluate --predictions``)."""
+    path = (model_dir or paths.model_dir()) / paths.TEST_PREDICTIONS_FILE
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {**row, "confidence": float(row["confidence"]), "margin": float(row["margin"])}
+            for row in csv.DictReader(handle)
+        ]

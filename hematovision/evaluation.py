@@ -111,3 +111,34 @@ def evaluate_files(
     report["framing"] = {how: decoded.framing[how] for how in FRAMINGS}
     report["unreadable"] = decoded.unreadable
     return report
+
+
+PREDICTION_COLUMNS = ("path", "label", "predicted", "confidence", "margin")
+
+
+def predictions_on_files(
+    classifier: Classifier,
+    items: Sequence[LabelledImage],
+    mode: str = "auto",
+    relative_to: Path | None = None,
+    profile: LabProfile | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One row per readable image, read as :func:`evaluate_files` reads it: its path (relative to
+    ``relative_to`` where given), expert label, the model's class, calibrated confidence and margin (top
+    probability minus the second: small where the model hesitates between two classes); and the unreadable
+    files. Rows are in the order of ``items``."""
+    decoded = decode_labelled(items, classifier.classes, classifier.card.input_size, mode)
+    probabilities = classifier.judge(*classifier.features_and_logits(decoded.images), profile).probabilities
+    rows = []
+    for path, label, row in zip(decoded.paths, decoded.labels, probabilities, strict=True):
+        top_two = np.sort(row)[-2:]
+        rows.append(
+            {
+                "path": path.relative_to(relative_to).as_posix() if relative_to else str(path),
+                "label": classifier.classes[int(label)],
+                "predicted": classifier.classes[int(row.argmax())],
+                "confidence": round(float(top_two[-1]), 6),
+                "margin": round(float(top_two[-1] - top_two[0]), 6),
+            }
+        )
+    return rows, decoded.unreadable

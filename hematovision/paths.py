@@ -13,6 +13,9 @@ MODEL_DIR_ENV = "HEMATOVISION_MODEL_DIR"
 #: The shipped artifacts (committed).
 SHIPPED_MODEL_DIR = PROJECT_ROOT / "models"
 
+#: The teaching deck shipped with the app (resized, credited PBC test-split cells; hematovision.teaching).
+DECK_DIR = PROJECT_ROOT / "hematovision" / "deck"
+
 #: Data and ImageNet weights live beside the repository, never inside it.
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 SHARED_DATA_DIR = SHARED_DIR / "data"
@@ -27,6 +30,8 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
 EVALUATION_FILE = "evaluation.json"
 HISTORY_FILE = "history.csv"
+#: One row per PBC test-split image (python -m training.evaluate --predictions): the confusion matrix's cells.
+TEST_PREDICTIONS_FILE = "test_predictions.csv"
 
 
 def model_dir() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,20 @@ import numpy as np
 import streamlit as st
 
 from hematovision import charts, paths
-from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
+from hematovision.artifacts import (
+    ArtifactError,
+    ModelCard,
+    load_card,
+    load_evaluation,
+    load_history,
+    load_test_predictions,
+)
 from hematovision.credits import DATASET_CREDIT, DISCLAIMER
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
-from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
+from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.predict import Classifier, ImageResult
 from hematovision.report import ModelSummary, cell_pictures, pdf_report
 from hematovision.review import (
@@ -34,8 +42,20 @@ from hematovision.review import (
     file_digest,
     reviewed_columns,
 )
-from hematovision.saliency import AttributionMethods
+from hematovision.saliency import FAST_METHOD, AttributionMethods
 from hematovision.smear import beyond_photo
+from hematovision.teaching import (
+    AttributeCounts,
+    DeckCell,
+    DeckError,
+    attribute_counts,
+    combine_decks,
+    deck_digest,
+    deck_from_zip,
+    load_attribute_counts,
+    load_deck,
+    matrix_cell,
+)
 
 RESULTS_KEY = "classified_images"
 #: The batch last classified on any page, which the Review page reviews: (batch key, file digests by name).
@@ -171,6 +191,13 @@ def evaluation_or_stop() -> dict:
     except ArtifactError as exc:
         st.error(f"**No evaluation to show.** {exc}\n\nRun `python -m training.evaluate` to write one.")
         st.stop()
+
+
+def evaluation_or_none() -> dict | None:
+    try:
+        return _cached_evaluation(str(paths.model_dir()))
+    except ArtifactError:
+        return None
 
 
 @st.cache_data(show_spinner=False)
@@ -368,6 +395,9 @@ PAGES = (
     ("pages/2_Explain.py", "Explain", ":material/visibility:"),
     ("pages/3_Model_performance.py", "Model performance", ":material/monitoring:"),
     ("pages/4_Lab_profile.py", "Lab profile", ":material/tune:"),
+    ("pages/5_Atlas.py", "Atlas", ":material/menu_book:"),
+    ("pages/6_Quiz.py", "Quiz", ":material/quiz:"),
+    ("pages/7_Lecture.py", "Lecture", ":material/co_present:"),
 )
 
 
@@ -568,6 +598,178 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
         evaluation = {}
     model = ModelSummary.from_artifacts(classifier.card, evaluation, classifier.model_id)
     return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures)
+
+
+def test_predictions() -> list[dict]:
+    """The shipped model's per-image PBC test predictions ([] where the artifact folder has none)."""
+    return _cached_test_predictions(str(paths.model_dir()))
+
+
+@st.cache_data(show_spinner=False)
+def _cached_test_predictions(model_dir: str) -> list[dict]:
+    return load_test_predictions(Path(model_dir))
+
+
+def shared_image(relative_path: str) -> bytes | None:
+    """An image of ``../shared/data`` by its path in the manifest; None where the data is not here."""
+    path = paths.SHARED_DATA_DIR / relative_path
+    return path.read_bytes() if path.is_file() else None
+
+
+def explain(items: list[StoredImage]) -> None:
+    """Open the Explain page on ``items`` (the first one chosen), keeping what was classified before."""
+    names = {item.name for item in items}
+    st.session_state[RESULTS_KEY] = items + [item for item in stored_images() if item.name not in names]
+    st.switch_page("pages/2_Explain.py")
+
+
+# Teaching: the deck, the model's answers on it, and the quiz and lecture state.
+
+DECK_UPLOAD_KEY = "teaching_deck_upload"
+QUIZ_KEY = "teaching_quiz"
+LECTURE_KEY = "teaching_lecture"
+
+
+@st.cache_resource(show_spinner=False)
+def _shipped_deck(folder: str) -> list[DeckCell]:
+    return load_deck(Path(folder))
+
+
+def teaching_deck() -> list[DeckCell]:
+    """The session's deck: the shipped one, replaced or extended by an educator's upload, limited to the
+    classes the model knows (its answers are shown beside the expert's). Stops the page if it is empty."""
+    try:
+        cells = _shipped_deck(str(paths.DECK_DIR))
+    except DeckError as exc:
+        st.warning(f"The shipped teaching deck cannot be read: {exc}")
+        cells = []
+    upload = st.session_state.get(DECK_UPLOAD_KEY)
+    if upload:
+        cells = combine_decks(cells, upload["cells"], upload["replace"])
+    card = card_or_none()
+    if card is not None:
+        cells = [cell for cell in cells if cell.label in card.classes]
+    if not cells:
+        st.error("**No cells to teach with.** Upload a ZIP of class folders below, or restore `hematovision/deck/`.")
+    return cells
+
+
+def deck_uploader() -> None:
+    """An educator's own cells (ZIP of class folders) instead of or beside the shipped deck, kept for the session."""
+    kept = st.session_state.get(DECK_UPLOAD_KEY)
+    with st.expander("Use your own cells", expanded=False):
+        st.caption(
+            "A ZIP with one folder per class, named as the model's classes are (case does not matter). Files "
+            "that cannot be read are named and left out; the rest are used for this session, on every page."
+        )
+        upload = st.file_uploader("Your cells (ZIP of class folders)", type=["zip"], key="deck_zip")
+        replace = st.radio("Your cells are", ["added to the shipped deck", "used instead of it"], horizontal=True)
+        if upload is not None:
+            data = upload.getvalue()
+            digest = hashlib.sha1(data).hexdigest()
+            if kept is None or kept["digest"] != digest:
+                card = card_or_none()
+                try:
+                    cells, notes = deck_from_zip(data, card.classes if card else [])
+                except DeckError as exc:
+                    st.error(f"**{upload.name}** cannot be used: {exc}")
+                    return
+                kept = {"name": upload.name, "digest": digest, "cells": cells, "notes": notes}
+            kept["replace"] = replace == "used instead of it"
+            st.session_state[DECK_UPLOAD_KEY] = kept
+        if kept:
+            for note in kept["notes"]:
+                st.warning(note)
+            how = "instead of" if kept["replace"] else "added to"
+            st.success(f"{len(kept['cells'])} cells from **{kept['name']}** in use, {how} the shipped deck.")
+            if st.button("Back to the shipped deck"):
+                del st.session_state[DECK_UPLOAD_KEY]
+                st.rerun()
+
+
+def atlas_attribute_counts(cells: list[DeckCell]) -> tuple[AttributeCounts, str]:
+    """What the atlas describes classes by, and whose cells those are: the PBC train split's white cells
+    (shipped with the deck), unless an educator's cells replaced the deck; then their own cells'."""
+    upload = st.session_state.get(DECK_UPLOAD_KEY)
+    shipped = None if upload and upload["replace"] else _shipped_attribute_counts(str(paths.DECK_DIR))
+    return (shipped, "PBC train-split") if shipped else (attribute_counts(cells), "deck")
+
+
+@st.cache_data(show_spinner=False)
+def _shipped_attribute_counts(folder: str) -> AttributeCounts | None:
+    return load_attribute_counts(Path(folder))
+
+
+def deck_answers(cells: list[DeckCell]) -> dict[str, StoredImage]:
+    """The shared classifier's answer on every deck cell, by cell name (read once per deck and model)."""
+    classifier_or_stop()
+    return _cached_deck_answers(str(paths.model_dir()), deck_digest(cells), cells)
+
+
+@st.cache_resource(show_spinner="The model is reading the deck (first time only)…", max_entries=8)
+def _cached_deck_answers(model_dir: str, digest: str, _cells: list[DeckCell]) -> dict[str, StoredImage]:
+    classifier = _load_classifier(model_dir)
+    results = classifier.classify([(cell.name, cell.data) for cell in _cells], keep_images=True, mode="single")
+    return {item.name: item for item in explainable(results, classifier.card.input_size)}
+
+
+def model_overlay(item: StoredImage) -> np.ndarray:
+    """The fast Grad-CAM of the model's own answer, over the image as the network saw it."""
+    class_index = classifier_or_stop().classes.index(item.result.prediction.label)
+    return overlay(item.display, heatmap(FAST_METHOD, item, class_index))
+
+
+#: Images shown for one square of the confusion matrix.
+MATRIX_CELL_IMAGES = 12
+
+
+def matrix_cell_images(true: str, predicted: str) -> tuple[str, int, list[tuple[str, bytes, float]]]:
+    """The images the model gave ``predicted`` whose expert label is ``true``: where they come from, how many
+    there are, and up to MATRIX_CELL_IMAGES of them (name, bytes, confidence), least confident first.
+
+    From the PBC test split where ``../shared`` holds it (with the model folder's per-image predictions),
+    else from the teaching deck, read by the shared classifier.
+    """
+    rows = test_predictions()
+    if rows and (paths.SHARED_DATA_DIR / rows[0]["path"]).is_file():
+        chosen = matrix_cell(rows, true, predicted)
+        images = [(Path(row["path"]).name, shared_image(row["path"]), row["confidence"]) for row in chosen]
+        found = [image for image in images[:MATRIX_CELL_IMAGES] if image[1] is not None]
+        return "the PBC test split", len(chosen), found
+    deck = teaching_deck()
+    answers = deck_answers(deck)
+    rows = [
+        {"path": cell.name, "label": cell.label, "predicted": cell_name(answers[cell.name].result),
+         "confidence": answers[cell.name].result.prediction.confidence}
+        for cell in deck
+    ]  # fmt: skip
+    data = {cell.name: cell.data for cell in deck}
+    chosen = matrix_cell(rows, true, predicted)
+    return (
+        "the teaching deck (the PBC test images or the model's predictions on them are not here)",
+        len(chosen),
+        [(row["path"], data[row["path"]], row["confidence"]) for row in chosen[:MATRIX_CELL_IMAGES]],
+    )
+
+
+def explain_image(name: str, data: bytes) -> None:
+    """Classify one image as Classify does and open it on the Explain page."""
+    classifier = classifier_or_stop()
+    results = classify([(name, data)], classifier.card.low_confidence_threshold, "auto", to_review=False)
+    explain(explainable(results, classifier.card.input_size))
+
+
+def big_text(container, text: str, size: float = 2.2, colour: str = "") -> None:
+    """Type readable from the back of a lecture hall (``size`` in rem); ``text`` is escaped."""
+    style = f"font-size:{size}rem;line-height:1.2;margin:0 0 0.4rem 0;font-weight:600" + (
+        f";color:{colour}" if colour else ""
+    )
+    container.markdown(f'<p style="{style}">{html.escape(text)}</p>', unsafe_allow_html=True)
+
+
+def model_answer(item: StoredImage) -> tuple[str, float]:
+    """The model's answer on a deck cell as a student should read it, and its calibrated confidence."""
+    return cell_name(item.result), item.result.prediction.confidence
 
 
 def footer() -> None:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from hematovision import charts, ui
+from hematovision.teaching import confused_pairs
 
 st.set_page_config(page_title="Model performance · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
@@ -33,6 +34,25 @@ mistakes = charts.top_confusions(report)
 if not mistakes.empty:
     st.subheader("Most frequent mistakes")
     st.dataframe(mistakes, hide_index=True)
+
+if name == "pbc_test":
+    st.subheader("The cells behind a square of the matrix")
+    labels = report["labels"]
+    most_frequent = confused_pairs(report, limit=1)
+    default_true, default_predicted = most_frequent[0][:2] if most_frequent else (labels[0], labels[0])
+    true_column, predicted_column = st.columns(2)
+    true = true_column.selectbox("True class", labels, index=labels.index(default_true))
+    predicted = predicted_column.selectbox("Predicted class", labels, index=labels.index(default_predicted))
+    source, total, images = ui.matrix_cell_images(true, predicted)
+    st.caption(
+        f"{total} {true} image{'s' if total != 1 else ''} read as {predicted} in {source}; "
+        f"{len(images)} shown, least confident first."
+    )
+    for start in range(0, len(images), 6):
+        for column, (image_name, data, confidence) in zip(st.columns(6), images[start : start + 6], strict=False):
+            column.image(data, caption=f"{image_name} · {100 * confidence:.1f}%", width="stretch")
+            if column.button("Explain", key=f"explain-{image_name}", icon=":material/visibility:"):
+                ui.explain_image(image_name, data)
 
 st.header("Per-class metrics")
 st.dataframe(charts.per_class_table(report), hide_index=True)

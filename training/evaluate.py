@@ -1,6 +1,6 @@
 """Score an artifact folder's model on labelled images.
 
-    python -m training.evaluate --model models --data ../shared/data [--json FILE]
+    python -m training.evaluate --model models --data ../shared/data [--json FILE] [--predictions CSV]
 
 DATA is a manifest dataset (its test split is scored, or ``--split val``) or any class-per-folder tree (folder names
 are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
@@ -11,13 +11,14 @@ its Automatic mode frames them: a whole field of view is scored by its white cel
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
-from hematovision.evaluation import EVALUATION_MODES, evaluate_files
+from hematovision.evaluation import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
 from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.predict import Classifier
 
@@ -63,6 +64,13 @@ def print_report(report: dict) -> None:
         print(f"unreadable: {item['file']}: {item['reason']}", file=sys.stderr)
 
 
+def write_predictions(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PREDICTION_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
@@ -78,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         "--split", choices=("test", "val"), default="test", help="the manifest split to score (default: test)"
     )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        help="also write one row per image to this CSV (path relative to --data, label, predicted, confidence, "
+        "margin): what the Model performance page shows behind each cell of the confusion matrix",
+    )
     parser.add_argument("--lab", type=Path, help="a lab profile (python -m hematovision adapt) to apply")
     parser.add_argument(
         "--record",
@@ -139,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
+    if args.predictions:
+        rows, _ = predictions_on_files(classifier, items, args.mode, args.data, profile)
+        write_predictions(args.predictions, rows)
+        print(f"{len(rows)} predictions written to {args.predictions}")
     if args.record:
         evaluation = load_evaluation(args.model)
         evaluation["datasets"][args.record] = report
