@@ -14,6 +14,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError
 from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
+from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import CLASSIFY_MODES
 
 
@@ -163,8 +164,11 @@ def already_written(table: Path) -> set[str]:
 def csv_columns(classes: list[str]) -> list[str]:
     columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
     columns += ["not_blood_cell", "unfamiliar", "error"]
-    # Notes last, so the columns of tables written before they were added keep their places.
-    return columns + [f"p_{name}" for name in classes] + ["notes"]
+    columns += [f"p_{name}" for name in classes] + ["notes"]
+    # The morphology after the notes, so the columns of tables written before it was added keep their places.
+    for name in ATTRIBUTES:
+        columns += [name, f"{name}_confidence"]
+    return [*columns, "morphology_review"]
 
 
 def csv_row(result) -> dict:
@@ -187,7 +191,10 @@ def csv_row(result) -> dict:
             not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
             unfamiliar="yes" if result.prediction.unfamiliar else "no",
             **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
+            morphology_review="; ".join(result.prediction.contradictions),
         )
+        for name, (value, confidence) in result.prediction.attributes.items():
+            row[name], row[f"{name}_confidence"] = value, f"{confidence:.4f}"
     return row
 
 

@@ -20,6 +20,7 @@ from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
+from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.predict import Classifier, ImageResult
 from hematovision.saliency import AttributionMethods
@@ -289,6 +290,27 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
         container.success(verdict)
     for note in result.notes:
         container.caption(f"Note: {note}")
+    show_morphology(container, result)
+
+
+def show_morphology(container, result: ImageResult) -> None:
+    """The cell's predicted morphology in one line, each attribute's confidence on demand, and a call for
+    review where the morphology contradicts the class; for a class the dataset does not annotate, why not."""
+    prediction = result.prediction
+    if prediction.not_blood_cell or classifier_or_stop().attributes is None:
+        return
+    if prediction.label not in ANNOTATED_CLASSES:
+        container.caption(NOT_ANNOTATED_REASON)
+        return
+    values = {name: value for name, (value, _) in prediction.attributes.items()}
+    container.markdown(f"**Morphology:** {describe(values)}")
+    with container.popover("Confidence of each attribute", icon=":material/checklist:"):
+        st.dataframe(charts.attribute_confidence_table(prediction.attributes), hide_index=True)
+    if prediction.contradictions:
+        container.warning(
+            f"**Review this cell:** its morphology does not fit a {prediction.label} "
+            f"({'; '.join(prediction.contradictions)}). The class or the morphology is likely wrong."
+        )
 
 
 def show_field(

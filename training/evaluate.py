@@ -20,6 +20,7 @@ from hematovision.datasets import find_manifest, read_manifest, scan_class_folde
 from hematovision.evaluation import EVALUATION_MODES, evaluate_files
 from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.predict import Classifier
+from training.attributes import print_scores, test_scores
 
 
 def print_report(report: dict) -> None:
@@ -132,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: none of the images could be read", file=sys.stderr)
         return 2
     report["source"] = source
+    attributes = test_scores(classifier, manifest) if manifest is not None else None
+    if attributes is not None:
+        report["attributes"] = {**attributes, "source": f"{manifest} (test split, annotated white cells)"}
     print_report(report)
+    if attributes is not None:
+        print_scores(attributes, "morphological attributes (test split, annotated white cells)", matrices=True)
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
