@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
+from hematovision.morphology import AttributeHeads
+
 #: Keeps normalisation finite on a flat map (a class with no positive evidence anywhere).
 EPSILON = 1e-7
 
@@ -56,3 +58,36 @@ def upsample(cam: np.ndarray, size: int) -> np.ndarray:
 def normalise(cam: np.ndarray) -> np.ndarray:
     low, high = float(cam.min()), float(cam.max())
     return (cam - low) / (high - low + EPSILON)
+
+
+class AttributeCam:
+    """Grad-CAM of an attribute value, through its head (hematovision.morphology.AttributeHeads).
+
+    A head is linear on the spatial average of the features layer's map (standardised), so the gradient of a
+    value's score with respect to the map is the same at every position: Grad-CAM's channel weights are then
+    exactly the head's weights divided by the standardising scale. Scores are taken against the mean of the
+    attribute's values, so the map shows the evidence *for* this value over the others.
+    """
+
+    def __init__(self, model, heads: AttributeHeads) -> None:
+        import keras
+        import tensorflow as tf
+
+        activation_model = keras.Model(model.inputs, model.get_layer(heads.features_layer).output)
+        size = model.inputs[0].shape[1]
+        self.input_size = int(size)
+        self.heads = heads
+        self._activations = tf.function(
+            lambda images: activation_model(tf.cast(images, tf.float32), training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
+        )
+
+    def channel_weights(self, attribute: str, value_index: int) -> np.ndarray:
+        weights = self.heads.heads[attribute].weights
+        return (weights[:, value_index] - weights.mean(axis=1)) / self.heads.scale
+
+    def __call__(self, image: np.ndarray, attribute: str, value_index: int) -> np.ndarray:
+        """A [0, 1] heatmap (input_size x input_size) for one uint8 image (size, size, 3)."""
+        activations = self._activations(image[None]).numpy()[0]
+        cam = np.maximum(activations @ self.channel_weights(attribute, value_index), 0.0)
+        return normalise(upsample(cam, self.input_size))

@@ -18,6 +18,7 @@ from hematovision import charts, paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_evaluation, load_history
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
+from hematovision.gradcam import AttributeCam
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
 from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
@@ -125,6 +126,25 @@ def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
     return _load_attribution(model_dir).heatmap(method, _image, class_index)
+
+
+@st.cache_resource(show_spinner=False)
+def _load_attribute_cam(model_dir: str) -> AttributeCam:
+    classifier = _load_classifier(model_dir)
+    return AttributeCam(classifier.model, classifier.attributes)
+
+
+def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> np.ndarray:
+    """A [0, 1] map of the evidence for one attribute value (the folder must have attribute heads)."""
+    classifier_or_stop()
+    return _cached_attribute_heatmap(str(paths.model_dir()), image.digest, attribute, value_index, image.model_input)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_attribute_heatmap(
+    model_dir: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
+) -> np.ndarray:
+    return _load_attribute_cam(model_dir)(_image, attribute, value_index)
 
 
 def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:

@@ -20,7 +20,7 @@ def tiny_with_attributes(tiny_attribute_model_dir):
 
 def test_pipeline_records_heads_card_and_test_scores(tiny_attribute_model_dir):
     card, evaluation = load_card(tiny_attribute_model_dir), load_evaluation(tiny_attribute_model_dir)
-    recorded = card.to_dict().get("attributes") or {}
+    recorded = card.attributes
     # The card lists every attribute with its values and the temperature fitted on val.
     assert recorded["values"] == {name: list(values) for name, values in ATTRIBUTES.items()}
     assert all(recorded["heads"][name]["temperature"] > 0 for name in ATTRIBUTES)
@@ -33,7 +33,7 @@ def test_pipeline_records_heads_card_and_test_scores(tiny_attribute_model_dir):
 
 
 def test_attributes_ride_only_on_annotated_classes(tiny_with_attributes):
-    batch = np.stack([synthetic_cell(i, 40 + i, tiny_with_attributes.card.input_size) for i in range(3)])
+    batch = np.stack([tiny_with_attributes.model_input(encode(synthetic_cell(i, 40 + i))) for i in range(3)])
     predictions = tiny_with_attributes.predictions(batch)
     for prediction in predictions:
         if prediction.label in ANNOTATED_CLASSES and not prediction.not_blood_cell:
