@@ -131,13 +131,16 @@ def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, 
 @st.cache_resource(show_spinner=False)
 def _load_attribute_cam(model_dir: str) -> AttributeCam:
     classifier = _load_classifier(model_dir)
-    return AttributeCam(classifier.model, classifier.attributes)
+    return AttributeCam(classifier.model, classifier.attributes, classifier.card.gradcam_layer)
 
 
-def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> np.ndarray:
-    """A [0, 1] map of the evidence for one attribute value (the folder must have attribute heads)."""
+def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> tuple[np.ndarray, str]:
+    """A [0, 1] map of the evidence for one attribute value and the layer it is taken on (the folder must
+    have attribute heads)."""
     classifier_or_stop()
-    return _cached_attribute_heatmap(str(paths.model_dir()), image.digest, attribute, value_index, image.model_input)
+    model_dir = str(paths.model_dir())
+    heat = _cached_attribute_heatmap(model_dir, image.digest, attribute, value_index, image.model_input)
+    return heat, _load_attribute_cam(model_dir).layer
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -87,13 +87,13 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
             "Value", values, index=values.index(predicted), help=f"Default: the predicted value ({predicted}, "
             f"{100 * confidence:.1f}%). Pick another to ask 'why not this one?'",
         )  # fmt: skip
-        attribute_heat = ui.attribute_heatmap(chosen, attribute, values.index(value))
+        attribute_heat, attribute_layer = ui.attribute_heatmap(chosen, attribute, values.index(value))
         class_column, attribute_heat_column = st.columns(2)
         class_column.image(blended, caption=f"{method}: evidence for the class {target}", width="stretch")
         attribute_heat_column.image(
             overlay(chosen.display, attribute_heat, colour_map, opacity),
             caption=f"Grad-CAM through the {attribute.replace('_', ' ')} head: evidence for {value} over the other "
-            f"values (layer `{classifier.attributes.features_layer}`)",
+            f"values (layer `{attribute_layer}`)",
             width="stretch",
         )
         if float(attribute_heat.max()) == 0.0:

@@ -330,3 +330,50 @@ def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):
     at = at.run()
     assert any("made for another model" in e.value for e in at.error)
     assert "No lab profile in use" in texts(at)
+
+
+@pytest.fixture
+def app_with_attributes(monkeypatch, tiny_attribute_model_dir):
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_attribute_model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def test_classify_describes_white_cells_and_says_why_not_others(app_with_attributes):
+    from hematovision.morphology import NOT_ANNOTATED_REASON, describe
+    from tests.conftest import TINY_ATTRIBUTES
+
+    at = app_with_attributes.switch_page("pages/1_Classify.py").run()
+    # Seeds and sizes the tiny model calls lymphocyte and platelet (tests/test_attributes.py checks the calls).
+    files = [("lymphocyte.png", encode(synthetic_cell(0, 40)), "image/png"),
+             ("platelet.png", encode(synthetic_cell(2, 42)), "image/png")]  # fmt: skip
+    at = upload(at, files)
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)
+    assert list(table["class"]) == ["lymphocyte", "platelet"]
+    markdown = "\n".join(e.value for e in at.markdown)
+    assert f"**Morphology:** {describe(TINY_ATTRIBUTES['lymphocyte'])}" in markdown
+    assert describe(TINY_ATTRIBUTES["neutrophil"]) not in markdown
+    assert [c.value for c in at.caption].count(NOT_ANNOTATED_REASON) == 1
+    confidences = next(frame.value for frame in at.dataframe if "attribute" in frame.value.columns)
+    assert len(confidences) == 11 and confidences["confidence (%)"].between(0, 100).all()
+
+    at = at.switch_page("pages/2_Explain.py").run()
+    assert not at.exception
+    assert at.selectbox[0].value == "lymphocyte.png"
+    attribute, value = at.selectbox[1], at.selectbox[2]
+    assert attribute.value == "cell_size" and value.value == TINY_ATTRIBUTES["lymphocyte"]["cell_size"]
+    assert len(at.get("image")) == 5  # original, heatmap, overlay; class and attribute evidence side by side
+    assert any("Grad-CAM through the cell size head" in str(image.proto) for image in at.get("image"))
+
+
+def test_model_performance_shows_attribute_scores_beside_the_anchors(app_with_attributes):
+    at = app_with_attributes.switch_page("pages/3_Model_performance.py").run()
+    assert not at.exception
+    tables = [frame.value for frame in at.dataframe]
+    scores = next(table for table in tables if "attribute" in table.columns)
+    assert len(scores) == 12 and scores["attribute"].iloc[-1] == "mean"
+    anchors = next(table for table in tables if "model" in table.columns)
+    assert list(anchors["mean accuracy (%)"])[1:] == [94.09, 96.1]
+    assert any("Consistency check" in caption.value for caption in at.caption)

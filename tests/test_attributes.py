@@ -113,3 +113,24 @@ def test_shipped_heads_read_test_cells_like_the_annotators():
     )
     # The recorded test mean is measured on every test cell; a fixed sample of one in twenty stays near it.
     assert agreement > load_evaluation(paths.SHIPPED_MODEL_DIR)["attributes"]["mean_accuracy"] - 0.05
+
+
+def test_attribute_heatmap_of_the_shipped_heads_is_the_closed_form_cam():
+    """On a spatial features layer, Grad-CAM through a linear head on its average is the head's weights
+    (over the scale) applied to the map at each position: the gradient path must agree with that."""
+    import keras
+
+    from hematovision.gradcam import AttributeCam, normalise, upsample
+
+    shipped = Classifier.load(paths.SHIPPED_MODEL_DIR)
+    cam = AttributeCam(shipped.model, shipped.attributes, shipped.card.gradcam_layer)
+    assert cam.layer == shipped.card.features_layer
+    image = shipped.model_input(encode(synthetic_cell(1, 3, size=360)))
+    index = ATTRIBUTES["nucleus_shape"].index("segmented-bilobed")
+    heat = cam(image, "nucleus_shape", index)
+    assert heat.shape == (shipped.card.input_size,) * 2 and heat.min() >= 0 and heat.max() <= 1
+    activations = keras.Model(shipped.model.inputs, shipped.model.get_layer(cam.layer).output)(
+        image[None].astype("float32")
+    )
+    closed_form = np.maximum(np.asarray(activations)[0] @ cam.score_weights("nucleus_shape", index), 0)
+    np.testing.assert_allclose(heat, normalise(upsample(closed_form, shipped.card.input_size)), atol=1e-3)
