@@ -134,3 +134,24 @@ def test_attribute_heatmap_of_the_shipped_heads_is_the_closed_form_cam():
     )
     closed_form = np.maximum(np.asarray(activations)[0] @ cam.score_weights("nucleus_shape", index), 0)
     np.testing.assert_allclose(heat, normalise(upsample(closed_form, shipped.card.input_size)), atol=1e-3)
+
+
+def test_evaluate_reports_each_attribute_on_the_test_split(tiny_attribute_model_dir, tmp_path):
+    import json
+
+    from training.evaluate import main
+
+    data = tiny_attribute_model_dir.parent / "data"
+    arguments = ["--model", str(tiny_attribute_model_dir), "--data", str(data), "--json", str(tmp_path / "r.json")]
+    assert main(arguments) == 0
+    report = json.loads((tmp_path / "r.json").read_text())["attributes"]
+    annotated_test = [
+        row
+        for row in read_attribute_rows(data / "pbc_manifest.csv", ATTRIBUTES)
+        if row.split == "test" and row.label in ANNOTATED_CLASSES
+    ]
+    for name, values in ATTRIBUTES.items():
+        assert report[name]["values"] == list(values) and report[name]["n"] == len(annotated_test)
+        assert 0 <= report[name]["accuracy"] <= 1 and 0 <= report[name]["macro_f1"] <= 1
+        assert np.asarray(report[name]["confusion_matrix"]).shape == (len(values), len(values))
+    assert report["mean_accuracy"] == pytest.approx(np.mean([report[name]["accuracy"] for name in ATTRIBUTES]))

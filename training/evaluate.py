@@ -6,6 +6,9 @@ DATA is a manifest dataset (its test split is scored) or any class-per-folder tr
 are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
 Images go through the dashboard's own decode -> resize -> predict path and, by default, are framed as
 its Automatic mode frames them: a whole field of view is scored by its white cell nearest the centre.
+Where the folder has attribute heads and the manifest the WBCAtt attributes, the report also holds, under
+``attributes``, each attribute's accuracy, macro-F1 and confusion matrix on the test split's annotated white
+cells (read as one centred cell, as the attribute pipeline reads them) and their means.
 """
 
 from __future__ import annotations
