@@ -530,17 +530,20 @@ def profile_table(profile: LabProfile) -> pd.DataFrame:
 #: What the attribute scores are set beside (Tsutsui et al., WBCAtt, NeurIPS 2023): their ResNet-50 on
 #: their own test split, and how often two annotators agreed on 1,000 re-annotated images.
 ATTRIBUTE_ANCHORS = (
-    {"model": "WBCAtt paper: ResNet-50 (its own test split)", "mean accuracy (%)": 94.09, "mean macro-F1": 0.9127},
-    {"model": "WBCAtt paper: two human annotators (1,000 images)", "mean accuracy (%)": 96.1, "mean macro-F1": None},
+    {"model": "WBCAtt paper: ResNet-50 (its own test split)", "mean accuracy (%)": 94.09, "mean macro-F1": "0.9127"},
+    {
+        "model": "WBCAtt paper: two human annotators (1,000 images)",
+        "mean accuracy (%)": 96.1,
+        "mean macro-F1": "not reported",
+    },
 )
 
 
-def attribute_confidence_table(attributes: dict[str, tuple[str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"attribute": name.replace("_", " "), "value": value, "confidence (%)": round(100 * confidence, 1)}
-            for name, (value, confidence) in attributes.items()
-        ]
+def attribute_confidence_lines(attributes: dict[str, tuple[str, float]]) -> str:
+    """One Markdown line per attribute, "cell size: **big** · 97.1%" (narrow enough for a popover)."""
+    return "\n".join(
+        f"- {name.replace('_', ' ')}: **{value}** · {100 * confidence:.1f}%"
+        for name, (value, confidence) in attributes.items()
     )
 
 
@@ -565,7 +568,7 @@ def attribute_anchor_table(report: dict[str, Any]) -> pd.DataFrame:
         {
             "model": "HematoVision (this model, the manifest's test split)",
             "mean accuracy (%)": round(100 * report["mean_accuracy"], 2),
-            "mean macro-F1": round(report["mean_macro_f1"], 4),
+            "mean macro-F1": f"{report['mean_macro_f1']:.4f}",
         },
         *ATTRIBUTE_ANCHORS,
     ]
@@ -574,7 +577,8 @@ def attribute_anchor_table(report: dict[str, Any]) -> pd.DataFrame:
 
 def consistency_caption(check: dict[str, Any], split: str) -> str:
     return (
-        f"On the {split} split, of the {check['cells']} cells the network calls an annotated class, the check "
+        f"Consistency check on the {split} split: of the {check['cells']} cells the network calls an annotated "
+        "class, it "
         f"flags {check['caught_errors']} of its {check['class_errors']} class errors and "
         f"{check['flagged_correct']} of its {check['correct']} correct calls ({check['rule']})."
     )

@@ -328,11 +328,11 @@ def show_morphology(container, result: ImageResult) -> None:
     values = {name: value for name, (value, _) in prediction.attributes.items()}
     container.markdown(f"**Morphology:** {describe(values)}")
     with container.popover("Confidence of each attribute", icon=":material/checklist:"):
-        st.dataframe(charts.attribute_confidence_table(prediction.attributes), hide_index=True)
+        st.markdown(charts.attribute_confidence_lines(prediction.attributes))
     if prediction.contradictions:
         container.warning(
             f"**Review this cell:** its morphology does not fit a {prediction.label} "
-            f"({'; '.join(prediction.contradictions)}). The class or the morphology is likely wrong."
+            f"({'; '.join(prediction.contradictions)}). Check the class and the morphology by eye."
         )
 
 

@@ -88,7 +88,8 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
             f"{100 * confidence:.1f}%). Pick another to ask 'why not this one?'",
         )  # fmt: skip
         attribute_heat, attribute_layer = ui.attribute_heatmap(chosen, attribute, values.index(value))
-        class_column, attribute_heat_column = st.columns(2)
+        cell_column, class_column, attribute_heat_column = st.columns(3)
+        cell_column.image(chosen.display, caption="the cell", width="stretch")
         class_column.image(blended, caption=f"{method}: evidence for the class {target}", width="stretch")
         attribute_heat_column.image(
             overlay(chosen.display, attribute_heat, colour_map, opacity),

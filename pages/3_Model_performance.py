@@ -59,7 +59,7 @@ if attributes:
     )
     st.dataframe(charts.attribute_anchor_table(attributes), hide_index=True)
     for split, check in attributes.get("consistency_check", {}).items():
-        st.caption(f"Consistency check: {charts.consistency_caption(check, split)}")
+        st.caption(charts.consistency_caption(check, split))
 
 history = ui.history()
 card = ui.card_or_none()

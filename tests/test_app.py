@@ -356,15 +356,15 @@ def test_classify_describes_white_cells_and_says_why_not_others(app_with_attribu
     assert f"**Morphology:** {describe(TINY_ATTRIBUTES['lymphocyte'])}" in markdown
     assert describe(TINY_ATTRIBUTES["neutrophil"]) not in markdown
     assert [c.value for c in at.caption].count(NOT_ANNOTATED_REASON) == 1
-    confidences = next(frame.value for frame in at.dataframe if "attribute" in frame.value.columns)
-    assert len(confidences) == 11 and confidences["confidence (%)"].between(0, 100).all()
+    confidences = next(e.value for e in at.markdown if e.value.startswith("- cell size: **"))
+    assert len(confidences.splitlines()) == 11 and all(line.endswith("%") for line in confidences.splitlines())
 
     at = at.switch_page("pages/2_Explain.py").run()
     assert not at.exception
     assert at.selectbox[0].value == "lymphocyte.png"
     attribute, value = at.selectbox[1], at.selectbox[2]
     assert attribute.value == "cell_size" and value.value == TINY_ATTRIBUTES["lymphocyte"]["cell_size"]
-    assert len(at.get("image")) == 5  # original, heatmap, overlay; class and attribute evidence side by side
+    assert len(at.get("image")) == 6  # original, heatmap, overlay; then the cell, class and attribute evidence
     assert any("Grad-CAM through the cell size head" in str(image.proto) for image in at.get("image"))
 
 
