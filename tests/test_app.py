@@ -377,3 +377,17 @@ def test_model_performance_shows_attribute_scores_beside_the_anchors(app_with_at
     anchors = next(table for table in tables if "model" in table.columns)
     assert list(anchors["mean accuracy (%)"])[1:] == [94.09, 96.1]
     assert any("Consistency check" in caption.value for caption in at.caption)
+
+
+def test_cells_of_a_field_get_their_morphology_inside_their_expanders(app_with_attributes):
+    from tests.test_smear import synthetic_smear
+
+    smear, true_boxes = synthetic_smear(seed=0)
+    at = upload(app_with_attributes.switch_page("pages/1_Classify.py").run(), ("smear.png", encode(smear), "image/png"))
+    assert not at.exception
+    assert len(at.expander) == len(true_boxes)
+    described = [
+        cell for cell in at.expander if any(e.value.startswith("**Morphology:**") for e in cell.get("markdown"))
+    ]
+    said_why_not = [cell for cell in at.expander if any("No morphology description" in e.value for e in cell.caption)]
+    assert len(described) + len(said_why_not) == len(true_boxes) and described
