@@ -582,3 +582,16 @@ def consistency_caption(check: dict[str, Any], split: str) -> str:
         f"flags {check['caught_errors']} of its {check['class_errors']} class errors and "
         f"{check['flagged_correct']} of its {check['correct']} correct calls ({check['rule']})."
     )
+
+
+def morphology_note(attributes: dict[str, Any]) -> str:
+    """The Home page's line on the attribute heads, from the card's ``attributes``."""
+    if not attributes:
+        return "this model folder has no attribute heads: classes only, no morphology description."
+    val = attributes.get("val", {})
+    return (
+        f"the {len(attributes.get('values', {}))} WBCAtt attributes of each {', '.join(attributes['classes'])} "
+        f"cell, one calibrated head each on layer `{attributes['features_layer']}` (validation mean accuracy "
+        f"{100 * val.get('mean_accuracy', 0):.1f}%, macro-F1 {val.get('mean_macro_f1', 0):.3f}; test scores on "
+        "Model performance)."
+    )

@@ -391,3 +391,12 @@ def test_cells_of_a_field_get_their_morphology_inside_their_expanders(app_with_a
     ]
     said_why_not = [cell for cell in at.expander if any("No morphology description" in e.value for e in cell.caption)]
     assert len(described) + len(said_why_not) == len(true_boxes) and described
+
+
+def test_home_says_the_model_describes_morphology(app_with_attributes):
+    at = app_with_attributes.run()
+    assert not at.exception and "the 11 WBCAtt attributes of each basophil" in texts(at)
+
+
+def test_home_says_a_model_without_heads_gives_classes_only(app):
+    assert "no attribute heads" in texts(app.run())

@@ -155,3 +155,16 @@ def test_evaluate_reports_each_attribute_on_the_test_split(tiny_attribute_model_
         assert 0 <= report[name]["accuracy"] <= 1 and 0 <= report[name]["macro_f1"] <= 1
         assert np.asarray(report[name]["confusion_matrix"]).shape == (len(values), len(values))
     assert report["mean_accuracy"] == pytest.approx(np.mean([report[name]["accuracy"] for name in ATTRIBUTES]))
+
+
+def test_another_layer_is_only_compared_on_val(tiny_attribute_model_dir, tmp_path, capsys):
+    from training.attributes import main
+
+    heads_before = (tiny_attribute_model_dir / ATTRIBUTES_FILE).read_bytes()
+    card_before = (tiny_attribute_model_dir / paths.CARD_FILE).read_text()
+    data = tiny_attribute_model_dir.parent / "data"
+    arguments = ["--model", str(tiny_attribute_model_dir), "--data", str(data), "--layer", "out_relu"]
+    assert main([*arguments, "--cache", str(tmp_path / "features.npz")]) == 0
+    assert "val (out_relu): mean accuracy" in capsys.readouterr().out
+    assert (tiny_attribute_model_dir / ATTRIBUTES_FILE).read_bytes() == heads_before
+    assert (tiny_attribute_model_dir / paths.CARD_FILE).read_text() == card_before
