@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.speed
+	$(BIN)/python -m benchmarks.attributes
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.load

@@ -63,6 +63,7 @@ else:
             else "This model folder has no novelty check: every image gets a class."
         }
 - **Other labs**: {charts.other_labs_note(metrics, card.data.get("extra"))}
+- **Morphology**: {charts.morphology_note(card.attributes)}
 """
     )
 

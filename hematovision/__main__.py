@@ -15,6 +15,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation
 from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
+from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import CLASSIFY_MODES
 
 
@@ -52,11 +53,15 @@ def classify_command(args: argparse.Namespace) -> int:
         print(f"lab profile {args.lab}: {describe_profile(profile)}", file=sys.stderr)
     if args.shard:
         files = [source for source in files if in_shard(source[0], *args.shard)]
-    done = already_written(args.csv) if args.resume and args.csv else set()
+    columns = csv_columns(classifier.classes)
+    try:
+        done = already_written(args.csv, columns) if args.resume and args.csv else set()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     todo = [source for source in files if source[0] not in done]
     if done:
         print(f"resuming: {len(files) - len(todo)} files already in {args.csv}", file=sys.stderr)
-    columns = csv_columns(classifier.classes)
     n_ok = n_results = 0
     with contextlib.ExitStack() as stack:
         writer = None
@@ -200,14 +205,17 @@ def in_shard(name: str, index: int, count: int) -> bool:
     return zlib.crc32(name.encode("utf-8")) % count == index - 1
 
 
-def already_written(table: Path) -> set[str]:
+def already_written(table: Path, columns: list[str]) -> set[str]:
     """Files with rows in an interrupted run's CSV. The last file's rows may be incomplete (a field of view
-    gives several), so they are dropped from the table and that file is classified again."""
+    gives several), so they are dropped from the table and that file is classified again. A table with other
+    columns (another model's classes, an older version) is refused: appended rows would not line up."""
     if not table.is_file():
         return set()
     with table.open(newline="") as handle:
         reader = csv.DictReader(handle)
         fields, rows = reader.fieldnames, list(reader)
+    if fields and fields != columns:
+        raise ValueError(f"{table} has other columns than this run writes; resume into it is not possible")
     if not rows:
         return set()
     last = rows[-1]["file"]
@@ -222,8 +230,11 @@ def already_written(table: Path) -> set[str]:
 def csv_columns(classes: list[str]) -> list[str]:
     columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
     columns += ["not_blood_cell", "unfamiliar", "error"]
-    # Notes last, so the columns of tables written before they were added keep their places.
-    return columns + [f"p_{name}" for name in classes] + ["notes"]
+    columns += [f"p_{name}" for name in classes] + ["notes"]
+    # The morphology after the notes, so the columns of tables written before it was added keep their places.
+    for name in ATTRIBUTES:
+        columns += [name, f"{name}_confidence"]
+    return [*columns, "morphology_review"]
 
 
 def csv_row(result) -> dict:
@@ -246,7 +257,10 @@ def csv_row(result) -> dict:
             not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
             unfamiliar="yes" if result.prediction.unfamiliar else "no",
             **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
+            morphology_review="; ".join(result.prediction.contradictions),
         )
+        for name, (value, confidence) in result.prediction.attributes.items():
+            row[name], row[f"{name}_confidence"] = value, f"{confidence:.4f}"
     return row
 
 

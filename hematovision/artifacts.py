@@ -44,6 +44,8 @@ class ModelCard:
     inference: dict[str, Any] = field(default_factory=dict)
     # How "not a blood-cell image" is decided (hematovision.novelty); empty when the folder has no check.
     novelty: dict[str, Any] = field(default_factory=dict)
+    # The WBCAtt attribute heads (attributes.npz): attributes, values, temperatures; empty when the folder has none.
+    attributes: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
     @classmethod

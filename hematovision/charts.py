@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from hematovision.differential import Differential
 from hematovision.lab_profile import LabProfile
 from hematovision.metrics import wilson_interval
+from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import ImageResult, Prediction
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
@@ -539,4 +540,74 @@ def profile_table(profile: LabProfile) -> pd.DataFrame:
             }
             for name in profile.counts
         ]
+    )
+
+
+#: What the attribute scores are set beside (Tsutsui et al., WBCAtt, NeurIPS 2023): their ResNet-50 on
+#: their own test split, and how often two annotators agreed on 1,000 re-annotated images.
+ATTRIBUTE_ANCHORS = (
+    {"model": "WBCAtt paper: ResNet-50 (its own test split)", "mean accuracy (%)": 94.09, "mean macro-F1": "0.9127"},
+    {
+        "model": "WBCAtt paper: two human annotators (1,000 images)",
+        "mean accuracy (%)": 96.1,
+        "mean macro-F1": "not reported",
+    },
+)
+
+
+def attribute_confidence_lines(attributes: dict[str, tuple[str, float]]) -> str:
+    """One Markdown line per attribute, "cell size: **big** · 97.1%" (narrow enough for a popover)."""
+    return "\n".join(
+        f"- {name.replace('_', ' ')}: **{value}** · {100 * confidence:.1f}%"
+        for name, (value, confidence) in attributes.items()
+    )
+
+
+def attribute_scores_table(report: dict[str, Any]) -> pd.DataFrame:
+    """Per-attribute accuracy and macro-F1 (evaluation.json's ``attributes``), their means last."""
+    rows = [
+        {
+            "attribute": name.replace("_", " "),
+            "values": ", ".join(report[name]["values"]),
+            "accuracy (%)": round(100 * report[name]["accuracy"], 2),
+            "macro-F1": round(report[name]["macro_f1"], 4),
+        }
+        for name in ATTRIBUTES
+        if name in report
+    ]
+    mean = {"accuracy (%)": round(100 * report["mean_accuracy"], 2), "macro-F1": round(report["mean_macro_f1"], 4)}
+    return pd.DataFrame([*rows, {"attribute": "mean", "values": "", **mean}])
+
+
+def attribute_anchor_table(report: dict[str, Any]) -> pd.DataFrame:
+    rows = [
+        {
+            "model": "HematoVision (this model, the manifest's test split)",
+            "mean accuracy (%)": round(100 * report["mean_accuracy"], 2),
+            "mean macro-F1": f"{report['mean_macro_f1']:.4f}",
+        },
+        *ATTRIBUTE_ANCHORS,
+    ]
+    return pd.DataFrame(rows)
+
+
+def consistency_caption(check: dict[str, Any], split: str) -> str:
+    return (
+        f"Consistency check on the {split} split: of the {check['cells']} cells the network calls an annotated "
+        "class, it "
+        f"flags {check['caught_errors']} of its {check['class_errors']} class errors and "
+        f"{check['flagged_correct']} of its {check['correct']} correct calls ({check['rule']})."
+    )
+
+
+def morphology_note(attributes: dict[str, Any]) -> str:
+    """The Home page's line on the attribute heads, from the card's ``attributes``."""
+    if not attributes:
+        return "this model folder has no attribute heads: classes only, no morphology description."
+    val = attributes.get("val", {})
+    return (
+        f"the {len(attributes.get('values', {}))} WBCAtt attributes of each {', '.join(attributes['classes'])} "
+        f"cell, one calibrated head each on layer `{attributes['features_layer']}` (validation mean accuracy "
+        f"{100 * val.get('mean_accuracy', 0):.1f}%, macro-F1 {val.get('mean_macro_f1', 0):.3f}; test scores on "
+        "Model performance)."
     )

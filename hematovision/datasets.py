@@ -206,3 +206,28 @@ def smear_example(data_dir: Path, seed: int = BCCD_SPLIT_SEED) -> tuple[Path, st
         if split == "test" and len(labels) == 1:
             return path, labels[0]
     return None
+
+
+@dataclass(frozen=True)
+class AttributeRow:
+    """A manifest image with its WBCAtt attributes (name -> value; empty values for unannotated classes)."""
+
+    path: Path
+    label: str
+    split: str
+    attributes: dict[str, str]
+
+
+def read_attribute_rows(manifest: Path, names: Iterable[str]) -> list[AttributeRow]:
+    """Rows of the manifest with the attribute columns ``names``, paths resolved against its folder."""
+    names = list(names)
+    with manifest.open(newline="") as handle:
+        return [
+            AttributeRow(
+                manifest.parent / row["path"],
+                row["label"],
+                row["split"],
+                {name: (row.get(name) or "").strip() for name in names},
+            )
+            for row in csv.DictReader(handle)
+        ]

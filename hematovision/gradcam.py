@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
+from hematovision.morphology import AttributeHeads
+
 #: Keeps normalisation finite on a flat map (a class with no positive evidence anywhere).
 EPSILON = 1e-7
 
@@ -56,3 +58,51 @@ def upsample(cam: np.ndarray, size: int) -> np.ndarray:
 def normalise(cam: np.ndarray) -> np.ndarray:
     low, high = float(cam.min()), float(cam.max())
     return (cam - low) / (high - low + EPSILON)
+
+
+class AttributeCam:
+    """Grad-CAM of an attribute value, through its head (hematovision.morphology.AttributeHeads).
+
+    The score is the head's evidence for the value over the mean of the attribute's values, so the map shows
+    what speaks *for* this value. Taken on the heads' own features layer where it is a spatial map (there,
+    a head being linear on its spatial average, Grad-CAM's channel weights are the head's weights over the
+    standardising scale); on ``fallback_layer`` (the card's Grad-CAM layer) where the heads sit on an
+    already pooled layer.
+    """
+
+    def __init__(self, model, heads: AttributeHeads, fallback_layer: str) -> None:
+        import keras
+        import tensorflow as tf
+
+        features = model.get_layer(heads.features_layer).output
+        spatial = len(features.shape) == 4
+        self.layer = heads.features_layer if spatial else fallback_layer
+        grad_model = keras.Model(model.inputs, [model.get_layer(self.layer).output, features])
+        size = model.inputs[0].shape[1]
+        self.input_size = int(size)
+        self.heads = heads
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8), tf.TensorSpec([None], tf.float32)]
+        )
+        def activation_map(images, weights):
+            with tf.GradientTape() as tape:
+                activations, pooled = grad_model(tf.cast(images, tf.float32), training=False)
+                if spatial:
+                    pooled = tf.reduce_mean(pooled, axis=(1, 2))
+                scores = tf.reduce_sum(pooled * weights, axis=-1)
+            gradients = tape.gradient(scores, activations)
+            channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
+
+        self._maps = activation_map
+
+    def score_weights(self, attribute: str, value_index: int) -> np.ndarray:
+        """Per feature: d(score of the value over the values' mean) / d(pooled feature)."""
+        weights = self.heads.heads[attribute].weights
+        return ((weights[:, value_index] - weights.mean(axis=1)) / self.heads.scale).astype(np.float32)
+
+    def __call__(self, image: np.ndarray, attribute: str, value_index: int) -> np.ndarray:
+        """A [0, 1] heatmap (input_size x input_size) for one uint8 image (size, size, 3)."""
+        cam = self._maps(image[None], self.score_weights(attribute, value_index)).numpy()[0]
+        return normalise(upsample(cam, self.input_size))

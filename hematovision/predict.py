@@ -23,6 +23,7 @@ from hematovision.framing import frame_single_cell
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.lab_profile import LabProfile, model_identity
 from hematovision.metrics import softmax
+from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
 from hematovision.runtime import LITERT_FILE, Forward, LiteRTForward, keras_forward
 from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_white_cells, is_whole_field
@@ -46,6 +47,11 @@ class Prediction:
     #: A blood cell, but far from the training images (another lab's stain, camera or magnification):
     #: classified, with confidence lowered for the distance, and read with less certainty.
     unfamiliar: bool = False
+    #: WBCAtt attribute -> (predicted value, calibrated confidence); empty unless the class is one the
+    #: dataset annotates (hematovision.morphology.ANNOTATED_CLASSES) and the folder has attribute heads.
+    attributes: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: Predicted attribute values that (almost) never occur with the predicted class: review the cell.
+    contradictions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,9 +95,11 @@ class Classifier:
         novelty: DomainCheck | None = None,
         forward: Forward | None = None,
         model_path: Path | None = None,
+        attributes: AttributeHeads | None = None,
     ) -> None:
         self.card = card
         self.novelty = novelty
+        self.attributes = attributes
         self._model = model
         self._model_path = model_path
         self._model_lock = threading.Lock()
@@ -123,10 +131,11 @@ class Classifier:
             novelty = DomainCheck.load(novelty_path) if novelty_path.is_file() else None
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{novelty_path} could not be read: {exc}") from None
+        attributes = load_attribute_heads(folder, card)
         forward = litert_forward(folder, card) if runtime == "auto" else None
         if forward is not None:
-            return cls(None, card, novelty, forward, model_path)
-        return cls(load_keras_model(model_path, card), card, novelty, model_path=model_path)
+            return cls(None, card, novelty, forward, model_path, attributes)
+        return cls(load_keras_model(model_path, card), card, novelty, model_path=model_path, attributes=attributes)
 
     @property
     def classes(self) -> list[str]:
@@ -186,7 +195,8 @@ class Classifier:
         self, batch: np.ndarray, threshold: float | None = None, profile: LabProfile | None = None
     ) -> list[Prediction]:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
-        judged = self.judge(*self.features_and_logits(batch), profile=profile)
+        features, logits = self.features_and_logits(batch)
+        judged = self.judge(features, logits, profile=profile)
         out = []
         for row, not_blood, unfamiliar in zip(judged.probabilities, judged.not_blood, judged.unfamiliar, strict=True):
             best = int(row.argmax())
@@ -200,7 +210,19 @@ class Classifier:
                     unfamiliar=bool(unfamiliar),
                 )
             )
+        self._describe(features, out)
         return out
+
+    def _describe(self, features: np.ndarray, predictions: list[Prediction]) -> None:
+        """Attributes (and their contradictions) for the cells called an annotated class, and no others."""
+        if self.attributes is None:
+            return
+        rows = [i for i, p in enumerate(predictions) if p.label in ANNOTATED_CLASSES and not p.not_blood_cell]
+        if not rows:
+            return
+        for row, attributes in zip(rows, self.attributes.predict(features[rows]), strict=True):
+            predictions[row].attributes = attributes
+            predictions[row].contradictions = self.attributes.contradictions(predictions[row].label, attributes)
 
     def classify(
         self,
@@ -314,6 +336,22 @@ def load_keras_model(model_path: Path, card: ModelCard):
         except ValueError:
             raise ArtifactError(f"the card names layer '{layer}', which the model does not have") from None
     return model
+
+
+def load_attribute_heads(folder: Path, card: ModelCard) -> AttributeHeads | None:
+    """The folder's attribute heads, where it has them (raises ArtifactError for a file that does not fit)."""
+    path = folder / ATTRIBUTES_FILE
+    if not path.is_file():
+        return None
+    try:
+        heads = AttributeHeads.load(path)
+    except AttributeHeadsError as exc:
+        raise ArtifactError(str(exc)) from None
+    if heads.features_layer != card.features_layer:
+        raise ArtifactError(
+            f"{path} was fitted on {heads.features_layer}, but the card's features layer is {card.features_layer}"
+        )
+    return heads
 
 
 def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:

@@ -27,8 +27,10 @@ from hematovision.artifacts import (
 from hematovision.credits import DATASET_CREDIT, DISCLAIMER
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
+from hematovision.gradcam import AttributeCam
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
+from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.predict import Classifier, ImageResult
 from hematovision.report import ModelSummary, cell_pictures, pdf_report
@@ -152,6 +154,28 @@ def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
     return _load_attribution(model_dir).heatmap(method, _image, class_index)
+
+
+@st.cache_resource(show_spinner=False)
+def _load_attribute_cam(model_dir: str) -> AttributeCam:
+    classifier = _load_classifier(model_dir)
+    return AttributeCam(classifier.model, classifier.attributes, classifier.card.gradcam_layer)
+
+
+def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> tuple[np.ndarray, str]:
+    """A [0, 1] map of the evidence for one attribute value and the layer it is taken on (the folder must
+    have attribute heads)."""
+    classifier_or_stop()
+    model_dir = str(paths.model_dir())
+    heat = _cached_attribute_heatmap(model_dir, image.digest, attribute, value_index, image.model_input)
+    return heat, _load_attribute_cam(model_dir).layer
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_attribute_heatmap(
+    model_dir: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
+) -> np.ndarray:
+    return _load_attribute_cam(model_dir)(_image, attribute, value_index)
 
 
 def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
@@ -324,6 +348,27 @@ def show_verdict(container, result: ImageResult, threshold: float) -> None:
         container.success(verdict)
     for note in result.notes:
         container.caption(f"Note: {note}")
+    show_morphology(container, result)
+
+
+def show_morphology(container, result: ImageResult) -> None:
+    """The cell's predicted morphology in one line, each attribute's confidence on demand, and a call for
+    review where the morphology contradicts the class; for a class the dataset does not annotate, why not."""
+    prediction = result.prediction
+    if prediction.not_blood_cell or classifier_or_stop().attributes is None:
+        return
+    if prediction.label not in ANNOTATED_CLASSES:
+        container.caption(NOT_ANNOTATED_REASON)
+        return
+    values = {name: value for name, (value, _) in prediction.attributes.items()}
+    container.markdown(f"**Morphology:** {describe(values)}")
+    with container.popover("Confidence of each attribute", icon=":material/checklist:"):
+        st.markdown(charts.attribute_confidence_lines(prediction.attributes))
+    if prediction.contradictions:
+        container.warning(
+            f"**Review this cell:** its morphology does not fit a {prediction.label} "
+            f"({'; '.join(prediction.contradictions)}). Check the class and the morphology by eye."
+        )
 
 
 def show_field(

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from hematovision import ui
+from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
 from hematovision.saliency import FAST_METHOD, METHODS
 
@@ -71,4 +72,31 @@ st.download_button(
 )
 if float(heat.max()) == 0.0:
     st.warning(f"No region raises the score for {target}: the map is empty.")
+
+if classifier.attributes is not None and not prediction.not_blood_cell:
+    st.header("Morphology: where is the evidence for an attribute?")
+    if prediction.label not in ANNOTATED_CLASSES:
+        st.caption(NOT_ANNOTATED_REASON)
+    else:
+        st.markdown(f"**Morphology:** {describe({name: value for name, (value, _) in prediction.attributes.items()})}")
+        attribute_column, value_column = st.columns(2)
+        attribute = attribute_column.selectbox("Attribute", list(ATTRIBUTES), format_func=lambda n: n.replace("_", " "))
+        values = ATTRIBUTES[attribute]
+        predicted, confidence = prediction.attributes[attribute]
+        value = value_column.selectbox(
+            "Value", values, index=values.index(predicted), help=f"Default: the predicted value ({predicted}, "
+            f"{100 * confidence:.1f}%). Pick another to ask 'why not this one?'",
+        )  # fmt: skip
+        attribute_heat, attribute_layer = ui.attribute_heatmap(chosen, attribute, values.index(value))
+        cell_column, class_column, attribute_heat_column = st.columns(3)
+        cell_column.image(chosen.display, caption="the cell", width="stretch")
+        class_column.image(blended, caption=f"{method}: evidence for the class {target}", width="stretch")
+        attribute_heat_column.image(
+            overlay(chosen.display, attribute_heat, colour_map, opacity),
+            caption=f"Grad-CAM through the {attribute.replace('_', ' ')} head: evidence for {value} over the other "
+            f"values (layer `{attribute_layer}`)",
+            width="stretch",
+        )
+        if float(attribute_heat.max()) == 0.0:
+            st.warning(f"No region raises the score for {attribute.replace('_', ' ')} {value}: the map is empty.")
 ui.footer()

@@ -65,6 +65,23 @@ st.caption(
 )
 st.plotly_chart(charts.reliability_diagram(report))
 
+attributes = evaluation.get("attributes")
+if attributes:
+    st.header("Morphology: the 11 WBCAtt attributes")
+    st.caption(
+        "Each white cell of an annotated class (basophil, eosinophil, lymphocyte, monocyte, neutrophil) on the "
+        "manifest's test split, against the annotators' values: one calibrated head per attribute on the "
+        "network's own features (`python -m training.attributes`; chosen on val, the test split chose nothing)."
+    )
+    st.dataframe(charts.attribute_scores_table(attributes), hide_index=True, height="content")
+    st.caption(
+        "Beside two anchors from the WBCAtt paper (Tsutsui et al., NeurIPS 2023), measured on its own test "
+        "split, which is not this one: its ResNet-50 baseline and how often two annotators agreed."
+    )
+    st.dataframe(charts.attribute_anchor_table(attributes), hide_index=True)
+    for split, check in attributes.get("consistency_check", {}).items():
+        st.caption(charts.consistency_caption(check, split))
+
 history = ui.history()
 card = ui.card_or_none()
 if history:

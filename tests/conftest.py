@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,49 @@ def app(monkeypatch, tiny_model_dir):
     st.cache_resource.clear()
     st.cache_data.clear()
     return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+#: The attributes of the tiny attribute dataset: one set per annotated class (platelets, as in WBCAtt, get none).
+TINY_ATTRIBUTES = {
+    "lymphocyte": {
+        "cell_size": "small", "cell_shape": "round", "nucleus_shape": "unsegmented-round",
+        "nuclear_cytoplasmic_ratio": "high", "chromatin_density": "densely", "cytoplasm_vacuole": "no",
+        "cytoplasm_texture": "clear", "cytoplasm_colour": "blue", "granule_type": "nil", "granule_colour": "nil",
+        "granularity": "no",
+    },
+    "neutrophil": {
+        "cell_size": "big", "cell_shape": "irregular", "nucleus_shape": "segmented-multilobed",
+        "nuclear_cytoplasmic_ratio": "low", "chromatin_density": "loosely", "cytoplasm_vacuole": "yes",
+        "cytoplasm_texture": "frosted", "cytoplasm_colour": "light blue", "granule_type": "small",
+        "granule_colour": "pink", "granularity": "yes",
+    },
+}  # fmt: skip
+
+
+def write_attribute_manifest(root: Path) -> Path:
+    """Tiny class folders and a manifest with the WBCAtt attribute columns (empty for platelets)."""
+    from hematovision.morphology import ATTRIBUTES
+
+    write_class_folders(root, per_class=24, seed=5)
+    images = stratified_split(scan_class_folders(root).images, seed=1)
+    with (root / MANIFEST_NAME).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subtype", "split", *ATTRIBUTES])
+        for image in images:
+            values = TINY_ATTRIBUTES.get(image.label, {})
+            path = image.path.relative_to(root).as_posix()
+            writer.writerow([path, image.label, "", image.split, *(values.get(name, "") for name in ATTRIBUTES)])
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_attribute_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model folder plus attribute heads from the real pipeline CLI (python -m training.attributes)."""
+    from training.attributes import main
+
+    root = tmp_path_factory.mktemp("tiny_attributes")
+    data = write_attribute_manifest(root / "data")
+    model = root / "model"
+    shutil.copytree(tiny_model_dir, model)
+    assert main(["--model", str(model), "--data", str(data), "--cache", str(root / "features.npz")]) == 0
+    return model

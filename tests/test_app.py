@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
@@ -319,3 +320,73 @@ def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):
     at = at.run()
     assert any("made for another model" in e.value for e in at.error)
     assert "No lab profile in use" in texts(at)
+
+
+@pytest.fixture
+def app_with_attributes(monkeypatch, tiny_attribute_model_dir):
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_attribute_model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def test_classify_describes_white_cells_and_says_why_not_others(app_with_attributes):
+    from hematovision.morphology import NOT_ANNOTATED_REASON, describe
+    from tests.conftest import TINY_ATTRIBUTES
+
+    at = app_with_attributes.switch_page("pages/1_Classify.py").run()
+    # Seeds and sizes the tiny model calls lymphocyte and platelet (tests/test_attributes.py checks the calls).
+    files = [("lymphocyte.png", encode(synthetic_cell(0, 40)), "image/png"),
+             ("platelet.png", encode(synthetic_cell(2, 42)), "image/png")]  # fmt: skip
+    at = upload(at, files)
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)
+    assert list(table["class"]) == ["lymphocyte", "platelet"]
+    markdown = "\n".join(e.value for e in at.markdown)
+    assert f"**Morphology:** {describe(TINY_ATTRIBUTES['lymphocyte'])}" in markdown
+    assert describe(TINY_ATTRIBUTES["neutrophil"]) not in markdown
+    assert [c.value for c in at.caption].count(NOT_ANNOTATED_REASON) == 1
+    confidences = next(e.value for e in at.markdown if e.value.startswith("- cell size: **"))
+    assert len(confidences.splitlines()) == 11 and all(line.endswith("%") for line in confidences.splitlines())
+
+    at = at.switch_page("pages/2_Explain.py").run()
+    assert not at.exception
+    assert at.selectbox[0].value == "lymphocyte.png"
+    attribute, value = at.selectbox[1], at.selectbox[2]
+    assert attribute.value == "cell_size" and value.value == TINY_ATTRIBUTES["lymphocyte"]["cell_size"]
+    assert len(at.get("image")) == 6  # original, heatmap, overlay; then the cell, class and attribute evidence
+    assert any("Grad-CAM through the cell size head" in str(image.proto) for image in at.get("image"))
+
+
+def test_model_performance_shows_attribute_scores_beside_the_anchors(app_with_attributes):
+    at = app_with_attributes.switch_page("pages/3_Model_performance.py").run()
+    assert not at.exception
+    tables = [frame.value for frame in at.dataframe]
+    scores = next(table for table in tables if "attribute" in table.columns)
+    assert len(scores) == 12 and scores["attribute"].iloc[-1] == "mean"
+    anchors = next(table for table in tables if "model" in table.columns)
+    assert list(anchors["mean accuracy (%)"])[1:] == [94.09, 96.1]
+    assert any("Consistency check" in caption.value for caption in at.caption)
+
+
+def test_cells_of_a_field_get_their_morphology_inside_their_expanders(app_with_attributes):
+    from tests.test_smear import synthetic_smear
+
+    smear, true_boxes = synthetic_smear(seed=0)
+    at = upload(app_with_attributes.switch_page("pages/1_Classify.py").run(), ("smear.png", encode(smear), "image/png"))
+    assert not at.exception
+    assert len(at.expander) == len(true_boxes)
+    described = [
+        cell for cell in at.expander if any(e.value.startswith("**Morphology:**") for e in cell.get("markdown"))
+    ]
+    said_why_not = [cell for cell in at.expander if any("No morphology description" in e.value for e in cell.caption)]
+    assert len(described) + len(said_why_not) == len(true_boxes) and described
+
+
+def test_home_says_the_model_describes_morphology(app_with_attributes):
+    at = app_with_attributes.run()
+    assert not at.exception and "the 11 WBCAtt attributes of each basophil" in texts(at)
+
+
+def test_home_says_a_model_without_heads_gives_classes_only(app):
+    assert "no attribute heads" in texts(app.run())

@@ -290,3 +290,8 @@ def test_classify_streams_shards_and_resumes(tiny_model_dir, tmp_path, capsys):
     np.testing.assert_allclose(
         [float(row["confidence"]) for row in resumed], [float(row["confidence"]) for row in reference], atol=1e-4
     )
+    # A table written with other columns (an older version, another model) is refused, not misaligned.
+    older = tmp_path / "older.csv"
+    older.write_text("file,predicted_class,confidence\ncell_0.png,neutrophil,0.9\n")
+    assert main(["classify", str(folder), "--model", str(tiny_model_dir), "--csv", str(older), "--resume"]) == 2
+    assert "other columns" in capsys.readouterr().err and older.read_text().count("\n") == 2

@@ -6,6 +6,9 @@ DATA is a manifest dataset (its test split is scored, or ``--split val``) or any
 are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
 Images go through the dashboard's own decode -> resize -> predict path and, by default, are framed as
 its Automatic mode frames them: a whole field of view is scored by its white cell nearest the centre.
+Where the folder has attribute heads and the manifest the WBCAtt attributes, the report also holds, under
+``attributes``, each attribute's accuracy, macro-F1 and confusion matrix on the test split's annotated white
+cells (read as one centred cell, as the attribute pipeline reads them) and their means.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hematovision.datasets import find_manifest, read_manifest, scan_class_folde
 from hematovision.evaluation import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
 from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.predict import Classifier
+from training.attributes import print_scores, test_scores
 
 
 def print_report(report: dict) -> None:
@@ -149,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: none of the images could be read", file=sys.stderr)
         return 2
     report["source"] = source
+    attributes = test_scores(classifier, manifest) if manifest is not None else None
+    if attributes is not None:
+        report["attributes"] = {**attributes, "source": f"{manifest} (test split, annotated white cells)"}
     print_report(report)
+    if attributes is not None:
+        print_scores(attributes, "morphological attributes (test split, annotated white cells)", matrices=True)
     if args.json:
         write_json(args.json, report)
         print(f"written to {args.json}")
