@@ -146,7 +146,7 @@ def pdf_report(
     _heading(pdf, "Every cell")
     with_heatmaps = any(picture.heatmap is not None for picture in pictures.values())
     headings = ["#", "cell", *(["heatmap"] if with_heatmaps else []), "file", "network", "reviewed", "flags, comment"]
-    widths = [6, 22, *([22] if with_heatmaps else []), 38, 30, 26, 38]
+    widths = [6, 20, *([20] if with_heatmaps else []), 32, 42, 26, 36]
     pdf.set_font(FONT, size=7.5)
     with pdf.table(
         col_widths=widths,
@@ -166,7 +166,7 @@ def pdf_report(
                 _picture_cell(line, picture.heatmap if picture else None, "")
             confidence = "" if cell.confidence is None else f" ({100 * cell.confidence:.1f}%)"
             line.cell(cell.name)
-            line.cell(f"{cell.network_class}{confidence}")
+            line.cell(f"{cell.network_class}{confidence}" + (f"\n{cell.morphology}" if cell.morphology else ""))
             line.cell(cell.final_class + (" (corrected)" if cell.corrected else "") + ("" if cell.reviewed else " *"))
             line.cell("; ".join([*cell.flags, *([cell.comment] if cell.comment else [])]))
     _lines(pdf, ["* not yet looked at by the reviewer"], size=7)

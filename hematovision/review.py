@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from hematovision.morphology import describe
 from hematovision.predict import ImageResult
 
 REVIEW_FORMAT = "hematovision-review/1"
@@ -26,6 +27,7 @@ FLAG_UNFAMILIAR = "unfamiliar set-up"
 FLAG_NOT_BLOOD = "not a blood-cell image"
 FLAG_CUT = "cut by the photo's edge"
 FLAG_UNREADABLE = "could not be read"
+FLAG_MORPHOLOGY = "morphology does not fit the class"
 
 
 class ReviewError(ValueError):
@@ -55,6 +57,8 @@ class CellReview:
     #: Ticked by the reviewer once they have looked at the cell (a correction counts as looked at).
     reviewed: bool = False
     comment: str = ""
+    #: The predicted morphology in words, where the model predicts it for the network's class.
+    morphology: str = ""
 
     @property
     def final_class(self) -> str:
@@ -85,7 +89,7 @@ class Review:
         cells = {}
         for result in results:
             key = cell_key(digests[result.source or result.name], result)
-            cells[key] = CellReview(key, result.name, *network_call(result))
+            cells[key] = CellReview(key, result.name, *network_call(result), morphology=morphology_of(result))
         return cls(model_id, cells)
 
     def correct(self, key: str, reviewed_class: str | None) -> None:
@@ -187,8 +191,17 @@ def network_call(result: ImageResult) -> tuple[str, float | None, list[str]]:
         flags.append(FLAG_UNFAMILIAR)
     if result.cut_by_frame:
         flags.append(FLAG_CUT)
+    if prediction.contradictions and not prediction.not_blood_cell:
+        flags.append(FLAG_MORPHOLOGY)
     label = NOT_BLOOD if prediction.not_blood_cell else prediction.label
     return label, float(prediction.confidence), flags
+
+
+def morphology_of(result: ImageResult) -> str:
+    prediction = result.prediction
+    if prediction is None or prediction.not_blood_cell or not prediction.attributes:
+        return ""
+    return describe({name: value for name, (value, _) in prediction.attributes.items()})
 
 
 def differential_side_by_side(review: Review, white_cell_classes: Sequence[str]) -> pd.DataFrame:

@@ -593,6 +593,8 @@ def review_cell(batch: ReviewedBatch, cell: CellReview, options: list[str]) -> N
         picture.image(centre_square(result.image.rgb), width=96)
     confidence = "" if cell.confidence is None else f" · {100 * cell.confidence:.1f}%"
     call.markdown(f"**{cell.name}**  \nnetwork: **{cell.network_class}**{confidence}")
+    if cell.morphology:
+        call.caption(cell.morphology)
     if cell.flags:
         call.caption("⚑ " + "; ".join(cell.flags))
     if cell.network_class == UNREADABLE:

@@ -207,3 +207,18 @@ def test_thumbnails_are_square_and_small():
         [ImageResult("x.png", image=DecodedImage(np.zeros((90, 150, 3), np.uint8)))], {"x.png": "d"}, 96
     )
     assert pictures["d"].thumbnail.shape == (THUMBNAIL_PIXELS, THUMBNAIL_PIXELS, 3)
+
+
+def test_morphology_rides_along_and_a_contradiction_asks_for_a_look(tmp_path):
+    from hematovision.review import FLAG_MORPHOLOGY
+
+    cell = result("odd.png", "neutrophil")
+    cell.prediction.attributes = {"nucleus_shape": ("unsegmented-round", 0.8), "granularity": ("no", 0.9)}
+    cell.prediction.contradictions = ["nucleus unsegmented-round"]
+    review = Review.from_results([cell, result("plain.png", "lymphocyte")], {"odd.png": "1", "plain.png": "2"}, "m")
+    odd, plain = review.cells["1"], review.cells["2"]
+    assert odd.flags == [FLAG_MORPHOLOGY] and odd.needs_a_look and "nucleus unsegmented-round" in odd.morphology
+    assert plain.morphology == "" and not plain.flags
+    assert Review.from_json(review.to_json()).cells["1"].morphology == odd.morphology
+    text = pdf_text(pdf_report(review, ModelSummary("m", "tiny", []), WHITE, {}), tmp_path, layout=False)
+    assert "no granules" in " ".join(text.split())
