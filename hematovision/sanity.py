@@ -13,8 +13,9 @@ import numpy as np
 
 from hematovision.faithfulness import rank_correlation
 
-#: The rule, fixed before any measurement: a method passes when its maps' mean Spearman correlation with
-#: the original maps falls below this once every layer from the last convolutional block up is randomised.
+#: The rule: a method passes when its maps' mean absolute Spearman correlation with the original maps falls
+#: below this once every layer from the last convolutional block up is randomised. Absolute, as Adebayo et al.
+#: report it: an inverted map still follows the image, not the network.
 PASS_CORRELATION = 0.5
 
 #: Heatmap(image uint8 (size, size, 3), class index) -> map (size, size), for one model.
@@ -81,10 +82,10 @@ def cascading_correlations(
 
 
 def verdict(correlations: dict[str, list[float]], rule_layer: str) -> dict:
-    """Mean correlation per cut layer and whether the method passes at ``rule_layer`` (see PASS_CORRELATION)."""
-    means = {cut: float(np.mean(values)) for cut, values in correlations.items()}
+    """Mean absolute correlation per cut layer and whether the method passes at ``rule_layer`` (PASS_CORRELATION)."""
+    means = {cut: float(np.mean(np.abs(values))) for cut, values in correlations.items()}
     return {
-        "mean_spearman": means,
+        "mean_abs_spearman": means,
         "rule_layer": rule_layer,
         "threshold": PASS_CORRELATION,
         "passes": bool(means[rule_layer] < PASS_CORRELATION),
