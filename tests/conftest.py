@@ -116,3 +116,18 @@ def shared_data_or_skip() -> Path:
     if not (paths.SHARED_DATA_DIR / "pbc_manifest.csv").is_file():
         pytest.skip("needs ../shared/data (the PBC images); not present on this machine")
     return paths.SHARED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_saliency_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model's folder with faithfulness figures recorded by the real CLI (two fast methods, 3 images)."""
+    import shutil
+
+    from training.saliency_eval import main
+
+    model = tmp_path_factory.mktemp("tiny_saliency") / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = write_subtype_manifest(tmp_path_factory.mktemp("saliency_data"))
+    arguments = ["--model", str(model), "--data", str(data), "--n", "3", "--sanity-n", "2", "--save-every", "2"]
+    assert main([*arguments, "--methods", "Grad-CAM,LayerCAM"]) == 0
+    return model

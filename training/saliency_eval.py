@@ -77,8 +77,8 @@ def sanity_check(classifier: Classifier, methods: list[str], images: np.ndarray,
     return {
         "n": len(images),
         "cut_layers": cuts,
-        "rule": f"passes when the mean absolute Spearman correlation with the original maps is below {PASS_CORRELATION} "
-        f"once every layer from {rule_layer} up is re-initialised",
+        "rule": f"passes when the mean absolute Spearman correlation with the original maps is below "
+        f"{PASS_CORRELATION} once every layer from {rule_layer} up is re-initialised",
         "methods": {method: verdict(correlations[method], rule_layer) for method in methods},
     }
 
