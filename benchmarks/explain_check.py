@@ -45,18 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     for method in [name.strip() for name in args.methods.split(",")]:
         if method not in METHODS:
             parser.error(f"unknown method {method!r}")
-        seconds = []
+        seconds, cpu_seconds = [], []
         for image in images:
             class_index = int(classifier.probabilities(image[None])[0].argmax())
             heat = attribution.heatmap(method, image, class_index)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             removal_check(image, heat, classifier.probabilities, class_index)
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
         median = statistics.median(seconds)
         verdict = "meets" if median <= TARGET_SECONDS else "MISSES"
         print(
             f"removal check, {method}: median {median:.3f} s, max {max(seconds):.3f} s over {len(seconds)} images "
-            f"({verdict} the {TARGET_SECONDS:.0f} s target; runtime {classifier.runtime})"
+            f"({verdict} the {TARGET_SECONDS:.0f} s target; runtime {classifier.runtime}); CPU time median "
+            f"{statistics.median(cpu_seconds):.3f} s (all threads; the wall time above grows when the cores are shared)"
         )
     return 0
 

@@ -531,11 +531,16 @@ def _sanity_of(record: dict[str, Any], method: str) -> dict[str, Any] | None:
 
 
 def saliency_sample_note(record: dict[str, Any]) -> str:
-    """How many images the figures rest on, saying so where the run stopped short of its sample."""
+    """How many images the figures rest on, saying so where the run has not measured its whole sample."""
     note = f"{record['n']} PBC test images (seed {record['seed']})"
-    if not record.get("complete", False) or record["n"] < record.get("n_requested", record["n"]):
-        note += f", of {record.get('n_requested', record['n'])} sampled: the run stopped there"
+    requested = record.get("n_requested", record["n"])
+    if not record.get("complete", False) or record["n"] < requested:
+        note += f", of {requested} sampled: the rest were not measured"
     return note
+
+
+def _figure(value: float) -> str:
+    return f"{round(value, 2) + 0.0:.2f}"  # + 0.0: no "-0.00"
 
 
 def saliency_line(record: dict[str, Any], method: str) -> str | None:
@@ -545,23 +550,23 @@ def saliency_line(record: dict[str, Any], method: str) -> str | None:
         return None
     random, centre = (record["methods"][name] for name in ("random map", "centred blob"))
 
-    def versus(key: str, digits: int = 2) -> str:
-        return f"{figures[key]:.{digits}f} (random {random[key]:.{digits}f}, centre {centre[key]:.{digits}f})"
+    def versus(key: str) -> str:
+        return f"{_figure(figures[key])} (random {_figure(random[key])}, centre {_figure(centre[key])})"
 
     beaten = figures["beats"].values()
     won = sum(all(baseline[key] for baseline in beaten) for key in ("deletion", "insertion", "road"))
     line = (
-        f"**Faithfulness of {method}** on {saliency_sample_note(record)}: deletion AUC {versus('deletion_auc')} "
-        f"lower is better · insertion AUC {versus('insertion_auc')} · ROAD gap {versus('road_gap')}; beats both "
-        f"baselines on {won} of 3"
+        f"**{method}, measured on {record['n']} PBC test images:** deletion AUC ↓ {versus('deletion_auc')} · "
+        f"insertion AUC ↑ {versus('insertion_auc')} · ROAD gap ↑ {versus('road_gap')} · beats both baselines on "
+        f"{won} of 3"
     )
     sanity = _sanity_of(record, method)
     if sanity is not None:
         correlation = sanity["mean_abs_spearman"][sanity["rule_layer"]]
         outcome = "passes" if sanity["passes"] else "**fails**"
         line += (
-            f" · sanity check {outcome} (maps vs a network randomised from `{sanity['rule_layer']}` up: "
-            f"|Spearman| {correlation:.2f}, pass below {sanity['threshold']})"
+            f" · sanity check {outcome} (|Spearman| {correlation:.2f} with the maps of a network randomised from "
+            f"`{sanity['rule_layer']}` up; passes below {sanity['threshold']})"
         )
     return line + "."
 
@@ -614,8 +619,8 @@ def saliency_chart(record: dict[str, Any]) -> go.Figure:
         barmode="group",
         font=FONT,
         height=420,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h", "y": 1.12},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.12},
         yaxis_title="class probability (area or gap)",
     )
     return figure

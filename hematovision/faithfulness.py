@@ -61,9 +61,17 @@ def salience_order(saliency: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def top_mask(saliency: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """Boolean mask of exactly ``fraction`` of the pixels, the most salient ones."""
+    """Boolean mask of exactly ``fraction`` of the pixels, the most salient ones (ties broken at random).
+
+    A partial sort, not :func:`salience_order`: the Explain page's check needs only the top, and fast.
+    """
+    count = round(fraction * saliency.size)
     mask = np.zeros(saliency.size, bool)
-    mask[salience_order(saliency, seed)[: round(fraction * saliency.size)]] = True
+    if count > 0:
+        # Jitter far below any difference a map's float32 values can hold: it only orders exact ties.
+        jitter = 1e-12 * np.random.default_rng(seed).random(saliency.size)
+        key = saliency.ravel().astype(np.float64) + jitter
+        mask[np.argpartition(-key, count - 1)[:count]] = True
     return mask.reshape(saliency.shape)
 
 
@@ -147,7 +155,8 @@ def impute(image: np.ndarray, mask: np.ndarray, noise: float = IMPUTATION_NOISE,
         rows.append(inside[unknown])
         columns.append(number[ny[unknown], nx[unknown]])
         values.append(np.full(int(unknown.sum()), -weight))
-        np.add.at(right_side, inside[~unknown], weight * known[ny[~unknown], nx[~unknown]])
+        # Each masked pixel appears once per offset, so a plain indexed sum is safe (and faster than np.add.at).
+        right_side[inside[~unknown]] += weight * known[ny[~unknown], nx[~unknown]]
     matrix = sparse.csc_matrix(
         (np.concatenate([diagonal, *values]), (np.concatenate(rows), np.concatenate(columns))), shape=(missing, missing)
     )

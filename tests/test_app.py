@@ -340,7 +340,7 @@ def test_explain_shows_faithfulness_and_the_removal_check(monkeypatch, tiny_sali
     at = upload(at.switch_page("pages/2_Explain.py").run(), ("cell.png", encode(synthetic_cell(0, 31)), "image/png"))
     assert not at.exception
     shown = texts(at)
-    assert "Faithfulness of Grad-CAM** on 3 PBC test images" in shown and "sanity check" in shown
+    assert "**Grad-CAM, measured on 3 PBC test images:**" in shown and "sanity check" in shown
     captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
     assert any(caption.startswith("hottest 10% removed: ") for caption in captions)
     assert any(caption.startswith("random 20% removed: ") for caption in captions)
