@@ -43,13 +43,14 @@ RECORD_KEY = "saliency"
 
 
 def sample_test_split(data: Path, n: int, seed: int) -> list[Path]:
-    """``n`` test-split images drawn with ``seed``, in file-name order (the same seed gives the same sample)."""
+    """``n`` test-split images drawn with ``seed`` (the same seed, the same sample), in the order drawn: a run
+    stopped early has then measured a random part of the sample, not the classes that sort first."""
     manifest = find_manifest(data)
     if manifest is None:
         raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
     test = sorted((image.path for image in read_manifest(manifest) if image.split == "test"), key=str)
     chosen = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
-    return [test[i] for i in sorted(chosen)]
+    return [test[i] for i in chosen]
 
 
 def load_inputs(classifier: Classifier, files: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
