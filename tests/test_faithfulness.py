@@ -178,9 +178,11 @@ def test_gradcam_passes_the_sanity_check_and_an_edge_map_fails(tiny_keras_model)
         return {"Grad-CAM": lambda image, c: cam(image[None], [c])[0], "edges": edges}
 
     images, labels = blob_images(6, seed=5)
-    correlations = cascading_correlations(tiny_keras_model, heatmaps_for, images, labels, ["logits", "conv_b"])
-    assert set(correlations["Grad-CAM"]) == {"logits", "conv_b"}
-    assert verdict(correlations["edges"], "conv_b")["passes"] is False
-    assert np.mean(correlations["edges"]["conv_b"]) == pytest.approx(1.0)
-    gradcam = verdict(correlations["Grad-CAM"], "conv_b")
-    assert gradcam["passes"] is True and gradcam["mean_abs_spearman"]["conv_b"] < PASS_CORRELATION
+    cuts = ["logits", "conv_b", "conv_a"]
+    correlations = cascading_correlations(tiny_keras_model, heatmaps_for, images, labels, cuts)
+    assert list(correlations["Grad-CAM"]) == cuts and all(len(v) == 6 for v in correlations["Grad-CAM"].values())
+    assert verdict(correlations["edges"], "conv_a")["passes"] is False
+    assert np.mean(correlations["edges"]["conv_a"]) == pytest.approx(1.0)
+    gradcam = verdict(correlations["Grad-CAM"], "conv_a")
+    assert gradcam["passes"] is True and gradcam["mean_abs_spearman"]["conv_a"] < PASS_CORRELATION
+    assert gradcam["mean_abs_spearman"]["conv_a"] < gradcam["mean_abs_spearman"]["logits"]
