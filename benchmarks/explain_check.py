@@ -4,7 +4,7 @@
 
 Target (issue 23): at most 1 s on the 2-core CPU. The heatmap itself is not counted (the page computes it
 anyway); the check is the four imputations of the hottest 10% and 20% and of three random areas of each size,
-and one batch of 9 calibrated probabilities. Real PBC test images where ../shared is here, else generated.
+and one batch of 9 probabilities. Real PBC test images where ../shared is here, else generated.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown method {method!r}")
         seconds, cpu_seconds = [], []
         for image in images:
-            class_index = int(classifier.probabilities(image[None])[0].argmax())
+            class_index = int(classifier.network_probabilities(image[None])[0].argmax())
             heat = attribution.heatmap(method, image, class_index)
             started, cpu_started = time.perf_counter(), time.process_time()
-            removal_check(image, heat, classifier.probabilities, class_index)
+            removal_check(image, heat, classifier.network_probabilities, class_index)
             seconds.append(time.perf_counter() - started)
             cpu_seconds.append(time.process_time() - cpu_started)
         median = statistics.median(seconds)

@@ -128,8 +128,8 @@ def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, 
 
 
 def heatmap_check(method: str, image: StoredImage, class_index: int) -> RemovalCheck:
-    """The model's confidence after removing the map's hottest 10% and 20% against the same area at random,
-    cached like the heatmap it tests."""
+    """The network's confidence after removing the map's hottest 10% and 20% against the same area at random,
+    cached like the heatmap it tests (the network's own probabilities, as in ``training.saliency_eval``)."""
     heat = heatmap(method, image, class_index)
     return _cached_check(str(paths.model_dir()), method, image.digest, class_index, image.model_input, heat)
 
@@ -138,7 +138,7 @@ def heatmap_check(method: str, image: StoredImage, class_index: int) -> RemovalC
 def _cached_check(
     model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray, _heat: np.ndarray
 ) -> RemovalCheck:
-    return removal_check(_image, _heat, _load_classifier(model_dir).probabilities, class_index)
+    return removal_check(_image, _heat, _load_classifier(model_dir).network_probabilities, class_index)
 
 
 def saliency_record() -> dict | None:

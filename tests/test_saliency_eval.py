@@ -38,3 +38,16 @@ def test_unknown_method_or_missing_data_is_refused(tmp_path, capsys):
     assert "unknown method" in capsys.readouterr().err
     assert main(["--data", str(tmp_path)]) == 2
     assert "no pbc_manifest.csv" in capsys.readouterr().err
+
+
+def test_saliency_is_scored_on_the_networks_own_probabilities(tiny_classifier):
+    import numpy as np
+
+    from hematovision.metrics import softmax
+    from tests.conftest import TINY_SIZE, synthetic_cell
+
+    batch = np.stack([synthetic_cell(i, 70 + i, TINY_SIZE) for i in range(3)])
+    own = tiny_classifier.network_probabilities(batch)
+    np.testing.assert_allclose(own, softmax(tiny_classifier.logits(batch), tiny_classifier.card.temperature))
+    # The distance-grown temperature changes how sure, never which class.
+    np.testing.assert_array_equal(own.argmax(axis=1), tiny_classifier.probabilities(batch).argmax(axis=1))

@@ -8,7 +8,8 @@ with noisy linear imputation) and the time per image (hematovision.faithfulness)
 (hematovision.sanity): cascading randomisation of the weights from the logits down, and the Spearman
 correlation of each method's maps with the original ones. Images reach the network as in the app
 (``Classifier.model_input``), the explained class is the one predicted for the untouched image, and the
-probabilities are the calibrated ones the app shows (LiteRT where exported). The sample (seed and file
+probabilities are the network's own at the card's temperature (``Classifier.network_probabilities``:
+without the distance-grown temperature, which flattens every perturbed image alike). The sample (seed and file
 names) and the results go into the artifact folder's evaluation.json under "saliency", saved every
 ``--save-every`` images, so an interrupted run leaves its figures with the number of images it reached.
 """
@@ -93,7 +94,7 @@ def evaluate(
     save,
     save_every: int,
 ) -> dict:
-    probability_fn = classifier.probabilities
+    probability_fn = classifier.network_probabilities
     classes = probability_fn(images).argmax(axis=1)
     attribution = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
     every = [*methods, *fm.BASELINES]
@@ -140,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random baseline")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from the Explain page")
     parser.add_argument("--sanity-n", type=int, default=8, help="images (the first of the sample) for the sanity check")
+    parser.add_argument(
+        "--keep-sanity",
+        action="store_true",
+        help="reuse the recorded sanity check where it was run on the same first images (it uses only the classes)",
+    )
     parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
     args = parser.parse_args(argv)
 
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "n_requested": args.n,
         "target": "the class predicted for the untouched image",
-        "probabilities": "calibrated, as the app shows them",
+        "probabilities": "the network's softmax at the card's temperature (no distance-grown temperature)",
         "default_method": FAST_METHOD,
         "settings": {
             "deletion_steps": fm.DELETION_STEPS,
@@ -183,9 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         evaluation[RECORD_KEY] = record
         write_json(args.model / paths.EVALUATION_FILE, evaluation)
 
-    print(f"sanity check on {min(args.sanity_n, len(images))} images...", flush=True)
     sample = images[: args.sanity_n]
-    record["sanity"] = sanity_check(classifier, methods, sample, classifier.probabilities(sample).argmax(axis=1))
+    previous = load_evaluation(args.model).get(RECORD_KEY, {})
+    same_images = previous.get("images", [])[: len(sample)] == names[: len(sample)]
+    if args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
+        print(f"sanity check kept from the record ({len(sample)} images, the same ones)", flush=True)
+        record["sanity"] = previous["sanity"]
+    else:
+        print(f"sanity check on {len(sample)} images...", flush=True)
+        classes = classifier.network_probabilities(sample).argmax(axis=1)
+        record["sanity"] = sanity_check(classifier, methods, sample, classes)
     for method, result in record["sanity"]["methods"].items():
         figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
         print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
