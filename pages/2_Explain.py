@@ -79,8 +79,8 @@ st.markdown(line or f"No faithfulness figures recorded for {method} (`python -m 
 st.subheader("Does removing the hot region change the answer?")
 check = ui.heatmap_check(method, chosen, card.classes.index(target))
 st.caption(
-    f"The network's confidence in **{target}**: {100 * check.original:.1f}% on the image as it is (without the "
-    "lowering for unfamiliar images, which every removal would trigger alike). Removed pixels are filled "
+    f"The network's own confidence in **{target}** (without the lowering for unfamiliar images): "
+    f"{100 * check.original:.1f}% on the image as it is. Removed pixels are filled "
     "from their neighbours (ROAD's imputation), so the hole's shape does not give the answer away; random areas "
     "are where a random map as coarse as Grad-CAM's is hottest (mean of 3 draws, the first shown)."
 )
