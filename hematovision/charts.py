@@ -583,15 +583,15 @@ def saliency_table(record: dict[str, Any]) -> pd.DataFrame:
                 "deletion AUC ↓": round(figures["deletion_auc"], 3),
                 "insertion AUC ↑": round(figures["insertion_auc"], 3),
                 "ROAD gap ↑": round(figures["road_gap"], 3),
-                "beats both baselines": (
+                "beats both baselines on": (
                     ", ".join(key for key in ("deletion", "insertion", "road") if all(b[key] for b in beats.values()))
                     or "none"
                 )
                 if beats
                 else "",
-                "seconds per image": round(figures["seconds_per_image"], 3) if "seconds_per_image" in figures else None,
-                "sanity |Spearman|": round(sanity["mean_abs_spearman"][sanity["rule_layer"]], 2) if sanity else None,
                 "sanity": ("passes" if sanity["passes"] else "fails") if sanity else "",
+                "sanity |Spearman|": round(sanity["mean_abs_spearman"][sanity["rule_layer"]], 2) if sanity else None,
+                "s / image": round(figures["seconds_per_image"], 3) if "seconds_per_image" in figures else None,
             }
         )
     return pd.DataFrame(rows)
