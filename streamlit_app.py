@@ -25,7 +25,7 @@ all get no class.
 | page | what it does |
 |---|---|
 | **Classify** | class, calibrated confidence and every class charted; batches add a differential count and CSV |
-| **Explain** | heatmaps of the evidence (Grad-CAM and relatives) for any class ("why not X?") |
+| **Explain** | heatmaps of the evidence (Grad-CAM and relatives) for any class, and how faithful each method is |
 | **Model performance** | confusion matrix, per-class metrics, calibration, other labs, training curves |
 | **Lab profile** | a few labelled cells of your own lab tune the model to it, with leave-one-out figures |
 """

@@ -611,3 +611,103 @@ def morphology_note(attributes: dict[str, Any]) -> str:
         f"{100 * val.get('mean_accuracy', 0):.1f}%, macro-F1 {val.get('mean_macro_f1', 0):.3f}; test scores on "
         "Model performance)."
     )
+
+
+def _sanity_of(record: dict[str, Any], method: str) -> dict[str, Any] | None:
+    return record.get("sanity", {}).get("methods", {}).get(method)
+
+
+def saliency_sample_note(record: dict[str, Any]) -> str:
+    """How many images the figures rest on, saying so where the run has not measured its whole sample."""
+    note = f"{record['n']} PBC test images (seed {record['seed']})"
+    requested = record.get("n_requested", record["n"])
+    if not record.get("complete", False) or record["n"] < requested:
+        note += f", of {requested} sampled: the rest were not measured"
+    return note
+
+
+def _figure(value: float) -> str:
+    return f"{round(value, 2) + 0.0:.2f}"  # + 0.0: no "-0.00"
+
+
+def saliency_line(record: dict[str, Any], method: str) -> str | None:
+    """One line for the Explain page: a method's faithfulness against both baselines and its sanity verdict."""
+    figures = record.get("methods", {}).get(method)
+    if figures is None:
+        return None
+    random, centre = (record["methods"][name] for name in ("random map", "centred blob"))
+
+    def versus(key: str) -> str:
+        return f"{_figure(figures[key])} (random {_figure(random[key])}, centre {_figure(centre[key])})"
+
+    beaten = figures["beats"].values()
+    won = sum(all(baseline[key] for baseline in beaten) for key in ("deletion", "insertion", "road"))
+    line = (
+        f"**{method}, measured on {record['n']} PBC test images:** deletion AUC ↓ {versus('deletion_auc')} · "
+        f"insertion AUC ↑ {versus('insertion_auc')} · ROAD gap ↑ {versus('road_gap')} · beats both baselines on "
+        f"{won} of 3"
+    )
+    sanity = _sanity_of(record, method)
+    if sanity is not None:
+        correlation = sanity["mean_abs_spearman"][sanity["rule_layer"]]
+        outcome = "passes" if sanity["passes"] else "**fails**"
+        line += (
+            f" · sanity check {outcome} (|Spearman| {correlation:.2f} with the maps of a network randomised from "
+            f"`{sanity['rule_layer']}` up; passes below {sanity['threshold']})"
+        )
+    return line + "."
+
+
+def saliency_table(record: dict[str, Any]) -> pd.DataFrame:
+    """Every method and both baselines: the three faithfulness figures, time per image and the sanity verdict."""
+    rows = []
+    for name, figures in record.get("methods", {}).items():
+        sanity = _sanity_of(record, name)
+        beats = figures.get("beats")
+        rows.append(
+            {
+                "method": f"{name} (baseline)" if figures.get("baseline") else name,
+                "deletion AUC ↓": round(figures["deletion_auc"], 3),
+                "insertion AUC ↑": round(figures["insertion_auc"], 3),
+                "ROAD gap ↑": round(figures["road_gap"], 3),
+                "beats both baselines on": (
+                    ", ".join(key for key in ("deletion", "insertion", "road") if all(b[key] for b in beats.values()))
+                    or "none"
+                )
+                if beats
+                else "",
+                "sanity": ("passes" if sanity["passes"] else "fails") if sanity else "",
+                "sanity |Spearman|": round(sanity["mean_abs_spearman"][sanity["rule_layer"]], 2) if sanity else None,
+                "s / image": round(figures["seconds_per_image"], 3) if "seconds_per_image" in figures else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def saliency_chart(record: dict[str, Any]) -> go.Figure:
+    """Grouped bars of the three figures per method, baselines included, with standard errors."""
+    names = list(record.get("methods", {}))
+    figure = go.Figure()
+    for key, label, colour in (
+        ("deletion_auc", "deletion AUC (lower is better)", MUTED),
+        ("insertion_auc", "insertion AUC (higher is better)", HIGHLIGHT),
+        ("road_gap", "ROAD gap (higher is better)", "#5e35b1"),
+    ):
+        figures = [record["methods"][name] for name in names]
+        figure.add_bar(
+            name=label,
+            x=names,
+            y=[f[key] for f in figures],
+            error_y={"type": "data", "array": [f.get(f"{key}_se") or 0.0 for f in figures]},
+            marker_color=colour,
+            hovertemplate="%{x}: %{y:.3f}<extra>" + label + "</extra>",
+        )
+    figure.update_layout(
+        barmode="group",
+        font=FONT,
+        height=420,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.12},
+        yaxis_title="class probability (area or gap)",
+    )
+    return figure

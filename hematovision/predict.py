@@ -163,6 +163,14 @@ class Classifier:
         """Calibrated class probabilities (temperature from the card, grown with the distance from training)."""
         return self.judge(*self.features_and_logits(batch)).probabilities
 
+    def network_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """The network's own probabilities at the card's temperature, without the distance-grown temperature.
+
+        What saliency is scored against: an image with pixels removed lies far from training, and the grown
+        temperature would flatten it towards uniform whichever pixels went, hiding what the network used.
+        """
+        return softmax(self.logits(batch), self.card.temperature)
+
     @functools.cached_property
     def model_id(self) -> str:
         """What lab profiles are bound to: a hash of this folder's model.keras."""

@@ -27,6 +27,7 @@ from hematovision.artifacts import (
 from hematovision.credits import DATASET_CREDIT, DISCLAIMER
 from hematovision.datasets import examples_per_class, smear_example
 from hematovision.differential import differential_count
+from hematovision.faithfulness import RemovalCheck, removal_check
 from hematovision.gradcam import AttributeCam
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
@@ -176,6 +177,28 @@ def _cached_attribute_heatmap(
     model_dir: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
 ) -> np.ndarray:
     return _load_attribute_cam(model_dir)(_image, attribute, value_index)
+
+
+def heatmap_check(method: str, image: StoredImage, class_index: int) -> RemovalCheck:
+    """The network's confidence after removing the map's hottest 10% and 20% against the same area at random,
+    cached like the heatmap it tests (the network's own probabilities, as in ``training.saliency_eval``)."""
+    heat = heatmap(method, image, class_index)
+    return _cached_check(str(paths.model_dir()), method, image.digest, class_index, image.model_input, heat)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_check(
+    model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray, _heat: np.ndarray
+) -> RemovalCheck:
+    return removal_check(_image, _heat, _load_classifier(model_dir).network_probabilities, class_index)
+
+
+def saliency_record() -> dict | None:
+    """The offline faithfulness figures (`python -m training.saliency_eval`), or None where none were recorded."""
+    try:
+        return _cached_evaluation(str(paths.model_dir())).get("saliency")
+    except ArtifactError:
+        return None
 
 
 def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from hematovision import ui
+from hematovision import charts, ui
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
 from hematovision.saliency import FAST_METHOD, METHODS
@@ -72,6 +72,39 @@ st.download_button(
 )
 if float(heat.max()) == 0.0:
     st.warning(f"No region raises the score for {target}: the map is empty.")
+
+record = ui.saliency_record()
+line = charts.saliency_line(record, method) if record else None
+st.markdown(line or f"No faithfulness figures recorded for {method} (`python -m training.saliency_eval`).")
+
+st.subheader("Does removing the hot region change the answer?")
+check = ui.heatmap_check(method, chosen, card.classes.index(target))
+st.caption(
+    f"The network's own confidence in **{target}** (without the lowering for unfamiliar images): "
+    f"{100 * check.original:.1f}% on the image as it is. Removed pixels are filled "
+    "from their neighbours (ROAD's imputation), so the hole's shape does not give the answer away; random areas "
+    "are where a random map as coarse as Grad-CAM's is hottest (mean of 3 draws, the first shown)."
+)
+check_columns = st.columns(2 * len(check.fractions))
+for i, fraction in enumerate(check.fractions):
+    share = f"{100 * fraction:.0f}%"
+    check_columns[2 * i].image(
+        check.hottest_images[i], caption=f"hottest {share} removed: {100 * check.hottest[i]:.1f}%", width="stretch"
+    )
+    check_columns[2 * i + 1].image(
+        check.random_images[i], caption=f"random {share} removed: {100 * check.random_mean[i]:.1f}%", width="stretch"
+    )
+
+if record:
+    with st.expander("Compare the methods, with the two baselines every method must beat"):
+        st.caption(
+            f"{charts.saliency_sample_note(record)}. Deletion: the most salient pixels first replaced by the "
+            "image's mean colour; insertion: revealed on a blurred copy; ROAD gap: confidence with the least "
+            "relevant pixels removed minus with the most relevant removed. A map no better than the centred blob "
+            "shows where cells usually are, not what this network used."
+        )
+        st.dataframe(charts.saliency_table(record), hide_index=True)
+        st.plotly_chart(charts.saliency_chart(record))
 
 if classifier.attributes is not None and not prediction.not_blood_cell:
     st.header("Morphology: where is the evidence for an attribute?")

@@ -178,4 +178,18 @@ def tiny_attribute_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     model = root / "model"
     shutil.copytree(tiny_model_dir, model)
     assert main(["--model", str(model), "--data", str(data), "--cache", str(root / "features.npz")]) == 0
+
+
+@pytest.fixture(scope="session")
+def tiny_saliency_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model's folder with faithfulness figures recorded by the real CLI (two fast methods, 3 images)."""
+    import shutil
+
+    from training.saliency_eval import main
+
+    model = tmp_path_factory.mktemp("tiny_saliency") / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = write_subtype_manifest(tmp_path_factory.mktemp("saliency_data"))
+    arguments = ["--model", str(model), "--data", str(data), "--n", "3", "--sanity-n", "2", "--save-every", "2"]
+    assert main([*arguments, "--methods", "Grad-CAM,LayerCAM"]) == 0
     return model

@@ -125,7 +125,7 @@ def test_explain_uses_classified_images(app):
     at = at.switch_page("pages/2_Explain.py").run()
     assert not at.exception
     assert at.selectbox[0].options == ["cell_0.png", "cell_1.png"]
-    assert len(at.get("image")) == 3  # original, heatmap, overlay
+    assert len(at.get("image")) == 3 + 4  # original, heatmap, overlay; the removal check's four pictures
     assert at.get("download_button")
     assert "Grad-CAM" in texts(at)
     at.sidebar.selectbox[0].set_value("platelet").run()  # "why not platelet?"
@@ -142,7 +142,7 @@ def test_explain_offers_every_cell_of_an_uploaded_field(app):
     at = upload(app.switch_page("pages/2_Explain.py").run(), ("smear.png", encode(smear), "image/png"))
     assert not at.exception
     assert at.selectbox[0].options == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
-    assert len(at.get("image")) == 4  # the field with its cells numbered, then original, heatmap, overlay
+    assert len(at.get("image")) == 4 + 4  # the field with its cells numbered, original, heatmap, overlay; the check
 
 
 def test_explain_without_images_says_what_to_do(app):
@@ -390,3 +390,24 @@ def test_home_says_the_model_describes_morphology(app_with_attributes):
 
 def test_home_says_a_model_without_heads_gives_classes_only(app):
     assert "no attribute heads" in texts(app.run())
+
+
+def test_explain_shows_faithfulness_and_the_removal_check(monkeypatch, tiny_saliency_model_dir):
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_saliency_model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = upload(at.switch_page("pages/2_Explain.py").run(), ("cell.png", encode(synthetic_cell(0, 31)), "image/png"))
+    assert not at.exception
+    shown = texts(at)
+    assert "**Grad-CAM, measured on 3 PBC test images:**" in shown and "sanity check" in shown
+    captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
+    assert any(caption.startswith("hottest 10% removed: ") for caption in captions)
+    assert any(caption.startswith("random 20% removed: ") for caption in captions)
+    assert len(at.get("image")) == 3 + 4  # original, heatmap, overlay; hottest and random, 10% and 20%
+    table = next(frame.value for frame in at.dataframe if "ROAD gap ↑" in frame.value.columns)
+    assert list(table["method"]) == ["Grad-CAM", "LayerCAM", "random map (baseline)", "centred blob (baseline)"]
+    assert len(chart_specs(at)[0]["data"]) == 3
+    at.sidebar.radio[0].set_value("SmoothGrad").run()  # not in the record: said so, the check still runs
+    assert not at.exception
+    assert "No faithfulness figures recorded for SmoothGrad" in texts(at)

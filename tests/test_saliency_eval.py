@@ -1,0 +1,53 @@
+"""The faithfulness CLI on the tiny model: what it records, and that it keeps the rest of evaluation.json."""
+
+import json
+
+from hematovision import paths
+from tests.conftest import write_subtype_manifest
+from training.saliency_eval import main, sample_test_split
+
+
+def test_records_every_method_both_baselines_and_the_sample(tiny_saliency_model_dir, tiny_model_dir):
+    evaluation = json.loads((tiny_saliency_model_dir / paths.EVALUATION_FILE).read_text())
+    before = json.loads((tiny_model_dir / paths.EVALUATION_FILE).read_text())
+    assert {key: evaluation[key] for key in before} == before  # everything else kept
+    record = evaluation["saliency"]
+    assert record["complete"] is True and record["n"] == record["n_requested"] == 3
+    assert len(record["images"]) == 3 and all(name.endswith(".png") for name in record["images"])
+    assert list(record["methods"]) == ["Grad-CAM", "LayerCAM", "random map", "centred blob"]
+    for name in ("Grad-CAM", "LayerCAM"):
+        figures = record["methods"][name]
+        assert 0.0 <= figures["deletion_auc"] <= 1.0 and 0.0 <= figures["insertion_auc"] <= 1.0
+        assert figures["seconds_per_image"] > 0 and figures["timed_images"] == 2
+        assert set(figures["beats"]) == {"random map", "centred blob"}
+        sanity = record["sanity"]["methods"][name]
+        assert sanity["rule_layer"] == "block_16_expand" and "logits" in sanity["mean_abs_spearman"]
+    assert record["methods"]["random map"]["baseline"] is True
+    assert record["default_meets_targets"] in (True, False)
+
+
+def test_the_sample_is_fixed_by_its_seed(tmp_path):
+    data = write_subtype_manifest(tmp_path)
+    first = sample_test_split(data, 4, seed=1)
+    assert first == sample_test_split(data, 4, seed=1) and first != sample_test_split(data, 4, seed=2)
+    assert len(set(first)) == 4 and first != sorted(first, key=str)  # drawn order: a partial run covers every class
+
+
+def test_unknown_method_or_missing_data_is_refused(tmp_path, capsys):
+    assert main(["--data", str(tmp_path), "--methods", "Magic"]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path)]) == 2
+    assert "no pbc_manifest.csv" in capsys.readouterr().err
+
+
+def test_saliency_is_scored_on_the_networks_own_probabilities(tiny_classifier):
+    import numpy as np
+
+    from hematovision.metrics import softmax
+    from tests.conftest import TINY_SIZE, synthetic_cell
+
+    batch = np.stack([synthetic_cell(i, 70 + i, TINY_SIZE) for i in range(3)])
+    own = tiny_classifier.network_probabilities(batch)
+    np.testing.assert_allclose(own, softmax(tiny_classifier.logits(batch), tiny_classifier.card.temperature))
+    # The distance-grown temperature changes how sure, never which class.
+    np.testing.assert_array_equal(own.argmax(axis=1), tiny_classifier.probabilities(batch).argmax(axis=1))

@@ -1,0 +1,235 @@
+"""How faithful each Explain method is, against two baselines, on a fixed sample of the PBC test split.
+
+    python -m training.saliency_eval --model models --data ../shared/data [--n 200] [--seed 0]
+
+For every method of the Explain page (hematovision.saliency.METHODS) and the two baselines (a random
+coarse map, a centred blob): deletion and insertion AUC, ROAD (most- and least-relevant-first removal
+with noisy linear imputation) and the time per image (hematovision.faithfulness); then the sanity check
+(hematovision.sanity): cascading randomisation of the weights from the logits down, and the Spearman
+correlation of each method's maps with the original ones. Images reach the network as in the app
+(``Classifier.model_input``), the explained class is the one predicted for the untouched image, and the
+probabilities are the network's own at the card's temperature (``Classifier.network_probabilities``:
+without the distance-grown temperature, which flattens every perturbed image alike). The sample (seed and file
+names) and the results go into the artifact folder's evaluation.json under "saliency", saved every
+``--save-every`` images, so an interrupted run leaves its figures with the number of images it reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hematovision import faithfulness as fm
+from hematovision import paths
+from hematovision.artifacts import load_evaluation, write_json
+from hematovision.datasets import find_manifest, read_manifest
+from hematovision.imaging import ImageLoadError
+from hematovision.predict import Classifier
+from hematovision.saliency import FAST_METHOD, METHODS, AttributionMethods
+from hematovision.sanity import PASS_CORRELATION, cascading_correlations, verdict
+
+#: Cut points of the cascade on MobileNetV2, top first: the head, the last 1x1 convolution (Grad-CAM's
+#: layer's source), then the last three inverted-residual stages.
+CUT_LAYERS = ("logits", "Conv_1", "block_16_expand", "block_13_expand", "block_10_expand")
+#: The pass rule is read here: every layer from the last convolutional block (block 16) up randomised.
+RULE_LAYER = "block_16_expand"
+RECORD_KEY = "saliency"
+
+
+def sample_test_split(data: Path, n: int, seed: int) -> list[Path]:
+    """``n`` test-split images drawn with ``seed`` (the same seed, the same sample), in the order drawn: a run
+    stopped early has then measured a random part of the sample, not the classes that sort first."""
+    manifest = find_manifest(data)
+    if manifest is None:
+        raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
+    test = sorted((image.path for image in read_manifest(manifest) if image.split == "test"), key=str)
+    chosen = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
+    return [test[i] for i in chosen]
+
+
+def load_inputs(classifier: Classifier, files: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Model inputs of the readable files; unreadable ones are named and left out."""
+    kept, inputs, skipped = [], [], []
+    for path in files:
+        try:
+            inputs.append(classifier.model_input(path))
+            kept.append(path)
+        except ImageLoadError as exc:
+            skipped.append(f"{path.name}: {exc}")
+    return kept, np.stack(inputs), skipped
+
+
+def sanity_check(classifier: Classifier, methods: list[str], images: np.ndarray, classes: np.ndarray) -> dict:
+    card = classifier.card
+    cuts = [name for name in CUT_LAYERS if name in {layer.name for layer in classifier.model.layers}]
+
+    def heatmaps_for(model):
+        attribution = AttributionMethods(model, card.gradcam_layer, card.logits_layer)
+        return {method: (lambda image, c, m=method: attribution.heatmap(m, image, c)) for method in methods}
+
+    correlations = cascading_correlations(classifier.model, heatmaps_for, images, classes, cuts)
+    rule_layer = RULE_LAYER if RULE_LAYER in cuts else cuts[-1]
+    return {
+        "n": len(images),
+        "cut_layers": cuts,
+        "rule": f"passes when the mean absolute Spearman correlation with the original maps is below "
+        f"{PASS_CORRELATION} once every layer from {rule_layer} up is re-initialised",
+        "methods": {method: verdict(correlations[method], rule_layer) for method in methods},
+    }
+
+
+def evaluate(
+    classifier: Classifier,
+    names: list[str],
+    images: np.ndarray,
+    methods: list[str],
+    seed: int,
+    save,
+    save_every: int,
+) -> dict:
+    probability_fn = classifier.network_probabilities
+    classes = probability_fn(images).argmax(axis=1)
+    attribution = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
+    every = [*methods, *fm.BASELINES]
+    scores: dict[str, list[fm.ImageScores]] = {name: [] for name in every}
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    record: dict = {}
+    for number, (image, class_index) in enumerate(zip(images, classes, strict=True), start=1):
+        shape = image.shape[:2]
+        for name in every:
+            started = time.perf_counter()
+            if name in methods:
+                saliency = attribution.heatmap(name, image, int(class_index))
+                seconds[name].append(time.perf_counter() - started)
+            else:
+                saliency = fm.baseline_map(name, shape, seed + number)
+            scores[name].append(fm.score_map(image, saliency, probability_fn, int(class_index), seed=seed + number))
+        if number % save_every == 0 or number == len(images):
+            record = summary(names[:number], scores, seconds)
+            save(record, complete=number == len(images))
+            line = ", ".join(f"{n} del {r['deletion_auc']:.3f}" for n, r in record["methods"].items())
+            print(f"{number}/{len(images)} images: {line}", flush=True)
+    return record
+
+
+def summary(names: list[str], scores: dict[str, list[fm.ImageScores]], seconds: dict[str, list[float]]) -> dict:
+    methods = {name: fm.summarise(values) for name, values in scores.items()}
+    for name, values in seconds.items():
+        # The first image of each method includes building its visualiser and tracing: timed from the second.
+        timed = values[1:] or values
+        methods[name]["seconds_per_image"] = float(np.median(timed))
+        methods[name]["timed_images"] = len(timed)
+    for name in seconds:
+        methods[name]["beats"] = {baseline: fm.beats(methods[name], methods[baseline]) for baseline in fm.BASELINES}
+    for baseline in fm.BASELINES:
+        methods[baseline]["baseline"] = True
+    return {"n": len(names), "images": names, "methods": methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.saliency_eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
+    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
+    parser.add_argument("--n", type=int, default=200, help="test-split images to sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random baseline")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from the Explain page")
+    parser.add_argument("--sanity-n", type=int, default=8, help="images (the first of the sample) for the sanity check")
+    parser.add_argument(
+        "--keep-sanity",
+        action="store_true",
+        help="reuse the recorded sanity check where it was run on the same first images (it uses only the classes)",
+    )
+    parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
+    args = parser.parse_args(argv)
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    try:
+        files = sample_test_split(args.data, args.n, args.seed)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    classifier = Classifier.load(args.model)
+    files, images, skipped = load_inputs(classifier, files)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    names = [path.relative_to(args.data).as_posix() for path in files]
+    record = {
+        "dataset": "pbc_test",
+        "seed": args.seed,
+        "n_requested": args.n,
+        "target": "the class predicted for the untouched image",
+        "probabilities": "the network's softmax at the card's temperature (no distance-grown temperature)",
+        "default_method": FAST_METHOD,
+        "settings": {
+            "deletion_steps": fm.DELETION_STEPS,
+            "deletion_fill": "the image's mean colour",
+            "insertion_start": f"Gaussian blur, sigma {fm.INSERTION_BLUR} of the image side",
+            "road_percentiles": list(fm.ROAD_PERCENTILES),
+            "road_imputation": f"noisy linear (8 neighbours), noise {fm.IMPUTATION_NOISE} grey levels",
+            "random_map": f"uniform noise on a {fm.RANDOM_GRID}x{fm.RANDOM_GRID} grid, bilinear",
+            "centred_blob": f"Gaussian, sigma {fm.CENTRE_SIGMA} of the image side",
+        },
+    }
+
+    def save(part: dict, complete: bool) -> None:
+        record.update(part, complete=complete)
+        record["default_meets_targets"] = meets_targets(record, FAST_METHOD)
+        evaluation = load_evaluation(args.model)
+        evaluation[RECORD_KEY] = record
+        write_json(args.model / paths.EVALUATION_FILE, evaluation)
+
+    sample = images[: args.sanity_n]
+    previous = load_evaluation(args.model).get(RECORD_KEY, {})
+    same_images = previous.get("images", [])[: len(sample)] == names[: len(sample)]
+    if args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
+        print(f"sanity check kept from the record ({len(sample)} images, the same ones)", flush=True)
+        record["sanity"] = previous["sanity"]
+    else:
+        print(f"sanity check on {len(sample)} images...", flush=True)
+        classes = classifier.network_probabilities(sample).argmax(axis=1)
+        record["sanity"] = sanity_check(classifier, methods, sample, classes)
+    for method, result in record["sanity"]["methods"].items():
+        figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
+        print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
+    print(f"faithfulness on {len(images)} images...", flush=True)
+    evaluate(classifier, names, images, methods, args.seed, save, args.save_every)
+    print_table(record)
+    print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{RECORD_KEY}'")
+    return 0
+
+
+def meets_targets(record: dict, method: str) -> bool | None:
+    """Whether ``method`` beats both baselines on all three figures and passes the sanity check."""
+    figures = record.get("methods", {}).get(method)
+    sanity = record.get("sanity", {}).get("methods", {}).get(method)
+    if figures is None or sanity is None:
+        return None
+    return all(all(won.values()) for won in figures["beats"].values()) and sanity["passes"]
+
+
+def print_table(record: dict) -> None:
+    print(f"\n{record['n']} PBC test images (seed {record['seed']}); deletion lower is better, the rest higher:")
+    print(f"{'method':<18}{'deletion':>10}{'insertion':>11}{'ROAD gap':>10}{'s/image':>9}  sanity")
+    sanity = record.get("sanity", {}).get("methods", {})
+    for name, figures in record["methods"].items():
+        timing = f"{figures['seconds_per_image']:.3f}" if "seconds_per_image" in figures else "-"
+        verdict_text = ("passes" if sanity[name]["passes"] else "fails") if name in sanity else "-"
+        print(
+            f"{name:<18}{figures['deletion_auc']:>10.3f}{figures['insertion_auc']:>11.3f}"
+            f"{figures['road_gap']:>10.3f}{timing:>9}  {verdict_text}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
