@@ -178,13 +178,12 @@ def tiny_attribute_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     model = root / "model"
     shutil.copytree(tiny_model_dir, model)
     assert main(["--model", str(model), "--data", str(data), "--cache", str(root / "features.npz")]) == 0
+    return model
 
 
 @pytest.fixture(scope="session")
 def tiny_saliency_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny model's folder with faithfulness figures recorded by the real CLI (two fast methods, 3 images)."""
-    import shutil
-
     from training.saliency_eval import main
 
     model = tmp_path_factory.mktemp("tiny_saliency") / "model"

@@ -354,7 +354,8 @@ def test_classify_describes_white_cells_and_says_why_not_others(app_with_attribu
     assert at.selectbox[0].value == "lymphocyte.png"
     attribute, value = at.selectbox[1], at.selectbox[2]
     assert attribute.value == "cell_size" and value.value == TINY_ATTRIBUTES["lymphocyte"]["cell_size"]
-    assert len(at.get("image")) == 6  # original, heatmap, overlay; then the cell, class and attribute evidence
+    # original, heatmap, overlay; hottest and random 10% and 20% removed; the cell, class and attribute evidence
+    assert len(at.get("image")) == 3 + 4 + 3
     assert any("Grad-CAM through the cell size head" in str(image.proto) for image in at.get("image"))
 
 
