@@ -19,13 +19,18 @@ from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import CLASSIFY_MODES
 
 
-def classify_command(args: argparse.Namespace) -> int:
-    expansion = expand_paths(args.paths)
+def expanded(paths_given: list[Path]) -> list:
+    """The image files under the paths given, each skipped file and problem printed with its reason."""
+    expansion = expand_paths(paths_given)
     for name, reason in expansion.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     for problem in expansion.problems:
         print(f"error: {problem}", file=sys.stderr)
-    files = expansion.sources
+    return expansion.sources
+
+
+def classify_command(args: argparse.Namespace) -> int:
+    files = expanded(args.paths)
     if not files:
         print("error: nothing to classify", file=sys.stderr)
         return 2
@@ -95,12 +100,8 @@ def report_command(args: argparse.Namespace) -> int:
     from hematovision.report import ModelSummary, cell_pictures, pdf_report
     from hematovision.review import Review, ReviewError, file_digest
 
-    expansion = expand_paths(args.paths)
-    for name, reason in expansion.skipped:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
-    for problem in expansion.problems:
-        print(f"error: {problem}", file=sys.stderr)
-    if not expansion.sources:
+    sources = expanded(args.paths)
+    if not sources:
         print("error: nothing to report on", file=sys.stderr)
         return 2
     try:
@@ -110,10 +111,10 @@ def report_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    results = classifier.classify(expansion.sources, threshold=args.threshold, keep_images=True, mode=args.mode)
+    results = classifier.classify(sources, threshold=args.threshold, keep_images=True, mode=args.mode)
     digests = {
         name: file_digest(source if isinstance(source, bytes) else Path(source).read_bytes())
-        for name, source in expansion.sources
+        for name, source in sources
     }
     review = Review.from_results(results, digests, classifier.model_id)
     if saved is not None:

@@ -123,16 +123,26 @@ def shared_data_or_skip() -> Path:
 TIMEOUT = 120
 
 
-@pytest.fixture
-def app(monkeypatch, tiny_model_dir):
-    """The app on the tiny model, every cache cleared, as a fresh browser session would find it."""
-    import streamlit as st
+def new_session():
+    """Another browser session of the app (models and caches stay as the process has them)."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def app_on(monkeypatch, model_dir: Path):
+    """The app on this artifact folder, every cache cleared, as a fresh browser session would find it."""
+    import streamlit as st
+
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(model_dir))
     st.cache_resource.clear()
     st.cache_data.clear()
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    return new_session()
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_model_dir):
+    return app_on(monkeypatch, tiny_model_dir)
 
 
 #: The attributes of the tiny attribute dataset: one set per annotated class (platelets, as in WBCAtt, get none).

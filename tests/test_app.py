@@ -6,10 +6,9 @@ import shutil
 import numpy as np
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from hematovision import paths
-from tests.conftest import TIMEOUT, encode, synthetic_cell, write_subtype_manifest
+from tests.conftest import app_on, encode, new_session, synthetic_cell, write_subtype_manifest
 
 
 def chart_specs(at) -> list[dict]:
@@ -82,7 +81,7 @@ def test_uncertain_images_are_marked_not_hidden(monkeypatch, tiny_model_dir, tmp
     (tmp_path / paths.CARD_FILE).write_text(json.dumps(card))
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
     st.cache_resource.clear()
-    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = new_session()
     at = at.switch_page("pages/1_Classify.py").run()
     assert at.sidebar.slider[0].value == 50
     at = upload(at, ("cell.png", encode(synthetic_cell(1, 12)), "image/png"))
@@ -183,7 +182,7 @@ def test_model_performance_shows_simulated_lab_changes(monkeypatch, tiny_model_d
     (model / paths.EVALUATION_FILE).write_text(json.dumps(evaluation))
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(model))
     st.cache_data.clear()
-    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = new_session()
     at = at.switch_page("pages/3_Model_performance.py").run()
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "what it simulates" in frame.value.columns)
@@ -199,11 +198,7 @@ def test_missing_model_is_said_plainly(monkeypatch, tmp_path):
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = (
-        AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-        .switch_page("pages/1_Classify.py")
-        .run()
-    )
+    at = new_session().switch_page("pages/1_Classify.py").run()
     assert not at.exception
     assert "model cannot be loaded" in at.error[0].value and "To fix it" in at.error[0].value
     assert not at.success and not at.get("plotly_chart")
@@ -256,7 +251,7 @@ def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_di
     NoveltyModel(np.eye(width, dtype=np.float32), np.zeros((1, width), np.float32), -1.0).save(tmp_path / NOVELTY_FILE)
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
     st.cache_resource.clear()
-    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = new_session()
     at = at.switch_page("pages/1_Classify.py").run()
     at = upload(at, [(f"thing_{i}.png", encode(synthetic_cell(i, 60 + i)), "image/png") for i in range(2)])
     assert not at.exception
@@ -299,7 +294,7 @@ def test_lab_profile_is_built_chosen_shown_on_results_and_restored(app, tmp_path
     assert "lab profile *my_lab*" in next(e.value for e in (*at.success, *at.warning))
 
     # A new session: re-uploading the saved file restores the profile.
-    fresh = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    fresh = new_session()
     fresh = fresh.switch_page("pages/4_Lab_profile.py").run()
     fresh.file_uploader[1].set_value(("my_lab.npz", saved, "application/octet-stream"))
     fresh = fresh.run()
@@ -324,10 +319,7 @@ def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):
 
 @pytest.fixture
 def app_with_attributes(monkeypatch, tiny_attribute_model_dir):
-    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_attribute_model_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    return app_on(monkeypatch, tiny_attribute_model_dir)
 
 
 def test_classify_describes_white_cells_and_says_why_not_others(app_with_attributes):
@@ -394,10 +386,7 @@ def test_home_says_a_model_without_heads_gives_classes_only(app):
 
 
 def test_explain_shows_faithfulness_and_the_removal_check(monkeypatch, tiny_saliency_model_dir):
-    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_saliency_model_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = app_on(monkeypatch, tiny_saliency_model_dir)
     at = upload(at.switch_page("pages/2_Explain.py").run(), ("cell.png", encode(synthetic_cell(0, 31)), "image/png"))
     assert not at.exception
     shown = texts(at)

@@ -2,10 +2,8 @@
 
 import json
 
-from streamlit.testing.v1 import AppTest
-
-from hematovision import paths, ui
-from tests.conftest import TIMEOUT, encode, synthetic_cell
+from hematovision import ui
+from tests.conftest import encode, new_session, synthetic_cell
 from tests.test_app import texts, upload
 
 FILES = [(f"cell_{i}.png", encode(synthetic_cell(i % 3, 70 + i)), "image/png") for i in range(4)]
@@ -17,11 +15,6 @@ def reviewed_batch(at, files=FILES):
     at = at.switch_page("pages/8_Review.py").run()
     assert not at.exception
     return at
-
-
-def new_session() -> AppTest:
-    """Another browser session of the same app (the model stays loaded in the process)."""
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
 
 
 def differential(at):

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from hematovision import paths, ui
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES
@@ -36,9 +34,7 @@ from hematovision.teaching import (
     select_deck,
     stable_rank,
 )
-from tests.conftest import encode, shared_data_or_skip, synthetic_cell, write_subtype_manifest
-
-TIMEOUT = 120
+from tests.conftest import app_on, encode, new_session, shared_data_or_skip, synthetic_cell, write_subtype_manifest
 
 
 def manifest_rows(per_subtype: dict[str, int], label: str = "ig") -> list[dict[str, str]]:
@@ -239,11 +235,8 @@ def test_lecture_steps_wrap_around_the_deck_and_the_order_mixes_classes():
 @pytest.fixture
 def app(monkeypatch, tiny_model_dir, tmp_path):
     """The app on the tiny model, with no ../shared beside it: everything here must work on a fresh clone."""
-    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
     monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "no_shared_here")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    return app_on(monkeypatch, tiny_model_dir)
 
 
 TINY_DECK_LABELS = {cell.name: cell.label for cell in load_deck(paths.DECK_DIR)}
@@ -376,7 +369,7 @@ def test_confusion_matrix_drill_down_from_the_deck_and_from_recorded_predictions
     (model / paths.TEST_PREDICTIONS_FILE).write_text("path,label,predicted,confidence,margin\n" + "".join(rows))
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(model))
     monkeypatch.setattr(paths, "SHARED_DATA_DIR", data)
-    at = AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at = new_session()
     at = at.switch_page("pages/3_Model_performance.py").run()
     at.selectbox[1].set_value("lymphocyte").run()
     at = at.selectbox[2].set_value("platelet").run()
