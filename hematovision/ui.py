@@ -7,6 +7,7 @@ The only library module that imports Streamlit. Heavy objects are built once per
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 from dataclasses import dataclass
@@ -195,10 +196,7 @@ def _cached_check(
 
 def saliency_record() -> dict | None:
     """The offline faithfulness figures (`python -m training.saliency_eval`), or None where none were recorded."""
-    try:
-        return _cached_evaluation(str(paths.model_dir())).get("saliency")
-    except ArtifactError:
-        return None
+    return (evaluation_or_none() or {}).get("saliency")
 
 
 def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
@@ -540,7 +538,11 @@ class ReviewedBatch:
     review: Review
 
     def result_of(self, cell: CellReview) -> ImageResult:
-        return next(r for r in self.results if cell_key(self.digests[r.source or r.name], r) == cell.key)
+        return self._by_key[cell.key]
+
+    @functools.cached_property
+    def _by_key(self) -> dict[str, ImageResult]:
+        return {cell_key(self.digests[r.source or r.name], r): r for r in self.results}
 
     def csv(self, classes: list[str]) -> str:
         return charts.results_csv(self.results, classes, reviewed_columns(self.results, self.digests, self.review))
@@ -662,11 +664,7 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
             return gradcam(image[None], [class_index])[0]
 
     pictures = cell_pictures(batch.results, batch.digests, classifier.card.input_size, heatmap_of, classifier.classes)
-    try:
-        evaluation = _cached_evaluation(str(paths.model_dir()))
-    except ArtifactError:
-        evaluation = {}
-    model = ModelSummary.from_artifacts(classifier.card, evaluation, classifier.model_id)
+    model = ModelSummary.from_artifacts(classifier.card, evaluation_or_none() or {}, classifier.model_id)
     return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures)
 
 
@@ -803,9 +801,12 @@ def matrix_cell_images(true: str, predicted: str) -> tuple[str, int, list[tuple[
     rows = test_predictions()
     if rows and (paths.SHARED_DATA_DIR / rows[0]["path"]).is_file():
         chosen = matrix_cell(rows, true, predicted)
-        images = [(Path(row["path"]).name, shared_image(row["path"]), row["confidence"]) for row in chosen]
-        found = [image for image in images[:MATRIX_CELL_IMAGES] if image[1] is not None]
-        return "the PBC test split", len(chosen), found
+        # Only the images shown are read: a square on the diagonal holds hundreds.
+        shown = [
+            (Path(row["path"]).name, shared_image(row["path"]), row["confidence"])
+            for row in chosen[:MATRIX_CELL_IMAGES]
+        ]
+        return "the PBC test split", len(chosen), [image for image in shown if image[1] is not None]
     deck = teaching_deck()
     answers = deck_answers(deck)
     rows = [
