@@ -21,6 +21,7 @@ import numpy as np
 
 from hematovision.imaging import ImageLoadError, decode_image
 from hematovision.lab_profile import ProfileError, examples_from_zip
+from hematovision.metrics import confusion_matrix
 from hematovision.morphology import ATTRIBUTES, describe
 
 DECK_FILE = "deck.csv"
@@ -388,11 +389,8 @@ def draw_quiz(
 def confusion(pairs: Sequence[tuple[str, str]], classes: Sequence[str]) -> list[list[int]]:
     """Counts of (true, given) pairs over ``classes`` (rows true, columns given)."""
     index = {name: i for i, name in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), np.int64)
-    for true, given in pairs:
-        if true in index and given in index:
-            matrix[index[true], index[given]] += 1
-    return matrix.tolist()
+    known = np.array([(index[t], index[g]) for t, g in pairs if t in index and g in index], np.int64).reshape(-1, 2)
+    return confusion_matrix(known[:, 0], known[:, 1], len(classes)).tolist()
 
 
 def quiz_summary(answers: Sequence[QuizAnswer], classes: Sequence[str]) -> dict[str, Any]:
