@@ -29,6 +29,7 @@ import numpy as np
 
 from hematovision.imaging import ImageLoadError
 from hematovision.inputs import ArchiveError, read_zip
+from hematovision.regression import fit_softmax_regression
 
 if TYPE_CHECKING:
     from hematovision.predict import Classifier
@@ -152,33 +153,19 @@ def fit_correction(
     features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, n_classes: int, l2: float = L2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardisation and the L2-held correction (weights, bias) that best explains the labels."""
-    from scipy.optimize import minimize
-
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-3
-    x = (features - mean) / scale
-    base = np.log(np.maximum(probabilities, 1e-12))
-    dims = x.shape[1]
     present = np.zeros(n_classes, bool)
     present[np.unique(labels)] = True
-    rows = np.arange(len(labels))
-
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        w = params[: dims * n_classes].reshape(dims, n_classes) * present
-        b = params[dims * n_classes :] * present
-        z = base + x @ w + b
-        z -= z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        grad_z = np.exp(log_p)
-        grad_z[rows, labels] -= 1
-        grad_z /= len(labels)
-        value = -log_p[rows, labels].mean() + 0.5 * l2 * float((w**2).sum())
-        grad_w = (x.T @ grad_z + l2 * w) * present
-        return value, np.concatenate([grad_w.ravel(), grad_z.sum(axis=0) * present])
-
-    result = minimize(loss, np.zeros(dims * n_classes + n_classes), jac=True, method="L-BFGS-B")
-    weights = result.x[: dims * n_classes].reshape(dims, n_classes) * present
-    return mean, scale, weights, result.x[dims * n_classes :] * present
+    weights, bias = fit_softmax_regression(
+        (features - mean) / scale,
+        labels,
+        n_classes,
+        l2,
+        offset=np.log(np.maximum(probabilities, 1e-12)),
+        columns=present,
+    )
+    return mean, scale, weights, bias
 
 
 def build_profile(

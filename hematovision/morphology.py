@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from hematovision.metrics import confusion_matrix, macro_f1, softmax
+from hematovision.regression import fit_softmax_regression
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "cell_size": ("big", "small"),
@@ -222,29 +222,22 @@ def fit_head(
         raise AttributeHeadsError(f"features {features.shape} and values {values.shape} do not match")
     if len(values) == 0 or values.min() < 0 or values.max() >= n_values:
         raise AttributeHeadsError(f"values must be indices below {n_values}")
-    n, d = features.shape
-    onehot = np.eye(n_values)[values]
-    counts = np.bincount(values, minlength=n_values).astype(np.float64)
+    n = len(values)
     if balanced:
-        per_value = np.where(counts > 0, n / (n_values * np.maximum(counts, 1)), 0.0)
-        sample_weight = per_value[values]
+        counts = np.bincount(values, minlength=n_values).astype(np.float64)
+        sample_weight = np.where(counts > 0, n / (n_values * np.maximum(counts, 1)), 0.0)[values]
     else:
         sample_weight = np.ones(n)
-    sample_weight /= sample_weight.sum()
-
-    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        weights, bias = flat[: d * n_values].reshape(d, n_values), flat[d * n_values :]
-        scores = features @ weights + bias
-        scores -= scores.max(axis=1, keepdims=True)
-        log_p = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-        loss = -(sample_weight * (onehot * log_p).sum(axis=1)).sum() + l2 * (weights**2).sum()
-        residual = (np.exp(log_p) - onehot) * sample_weight[:, None]
-        grad_weights = features.T @ residual + 2 * l2 * weights
-        return loss, np.concatenate([grad_weights.ravel(), residual.sum(axis=0)])
-
-    initial = np.zeros(d * n_values + n_values) if start is None else np.concatenate([start[0].ravel(), start[1]])
-    result = minimize(loss_and_gradient, initial, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return result.x[: d * n_values].reshape(d, n_values), result.x[d * n_values :]
+    # The penalty here is l2 times the squared weights; the shared fit's is half its l2 times them.
+    return fit_softmax_regression(
+        features,
+        values,
+        n_values,
+        2 * l2,
+        sample_weight=sample_weight / sample_weight.sum(),
+        start=start,
+        max_iterations=500,
+    )
 
 
 def score_attributes(heads: AttributeHeads, features: np.ndarray, truth: Mapping[str, Sequence[str]]) -> dict:
