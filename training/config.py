@@ -78,6 +78,16 @@ class TrainConfig:
     # side, JPEG-compressed at quality 40-95, and enlarged back. 0 = off.
     degrade: float = 0.0
     degrade_scale: float = 0.35
+    # Share of views recoloured as another lab's smear: each stain's optical density scaled by a factor
+    # drawn log-uniformly in [other_lab_dye, 1 / sqrt(other_lab_dye)], then the light dimmed by a neutral
+    # optical density of up to other_lab_light and tinted by up to +- other_lab_tint per channel. Measured
+    # on BCCD's training crops (2026-12-01): their nuclei carry 0.57 of PBC's haematoxylin density and
+    # 0.36 of its eosin, and their glass is grey (205 per channel) where PBC's is warm (255, 228, 203), far
+    # outside `stain`'s +-20%. 0 = off.
+    other_lab: float = 0.0
+    other_lab_dye: float = 0.35
+    other_lab_light: float = 0.25
+    other_lab_tint: float = 0.12
 
     # Another lab's labelled images, as <folder>/{train,val,test}/<class>/ (for instance the BCCD crops
     # written by `python -m training.bccd --export-crops`). Its train images join training, repeated

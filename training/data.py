@@ -115,6 +115,8 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
         x = stain_jitter(
             tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 13), config.stain
         )
+    if config.other_lab > 0:
+        x = other_lab_colour(tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 15), config)
     if config.degrade > 0:
         x = degraded(tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 14), config)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
@@ -133,6 +135,27 @@ def stain_jitter(x: tf.Tensor, seed: tf.Tensor, amount: float) -> tf.Tensor:
     density = -tf.math.log((x * 255.0 + 1.0) / 256.0)
     stains = tf.tensordot(density, STAINS_FROM_RGB, 1) * scale + shift
     return tf.clip_by_value(tf.exp(-tf.tensordot(stains, RGB_FROM_STAINS, 1)) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
+
+
+def other_lab_colour(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """With probability ``config.other_lab``: the dyes and light of another lab, in optical density space.
+
+    Fainter dyes, a dimmer lamp and a tinted white balance all act on optical density (a dye's amount and
+    the light it absorbs are proportional there), so one change of density covers them together.
+    """
+    coin_seed, dye_seed, light_seed, tint_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
+    low = np.log(config.other_lab_dye)
+    dye = tf.exp(tf.random.stateless_uniform([3], dye_seed, low, -low / 2))
+    light = tf.random.stateless_uniform([], light_seed, 0.0, config.other_lab_light)
+    tint = tf.random.stateless_uniform([3], tint_seed, -config.other_lab_tint, config.other_lab_tint)
+
+    def recolour() -> tf.Tensor:
+        density = -tf.math.log((x * 255.0 + 1.0) / 256.0)
+        stains = tf.tensordot(density, STAINS_FROM_RGB, 1) * dye
+        changed = tf.tensordot(stains, RGB_FROM_STAINS, 1) + light + tint
+        return tf.clip_by_value(tf.exp(-changed) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
+
+    return tf.cond(tf.random.stateless_uniform([], coin_seed) < config.other_lab, recolour, lambda: x)
 
 
 def degraded(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:

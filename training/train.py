@@ -96,6 +96,11 @@ OPTION_HELP = {
     "stain": "augmentation: stain jitter, largest change of each stain's optical density (fraction; 0 = none)",
     "degrade": "augmentation: share of views shrunk, JPEG-compressed and enlarged back (0 = none)",
     "degrade_scale": "augmentation: smallest side a degraded view is shrunk to (fraction)",
+    "other_lab": "augmentation: share of views recoloured as another lab's smear (fainter or stronger dyes, "
+    "dimmer and tinted light; 0 = none)",
+    "other_lab_dye": "augmentation: smallest factor on each stain's optical density in a recoloured view",
+    "other_lab_light": "augmentation: largest neutral optical density added to a recoloured view (dimmer light)",
+    "other_lab_tint": "augmentation: largest per-channel optical density shift of a recoloured view",
     "extra_data": "optional folder of another lab's images as train/ val/ test/ class folders: train is mixed in, "
     "val joins calibration, val and test are scored",
     "extra_repeat": "times each extra train image is repeated per epoch",
