@@ -266,6 +266,37 @@ def test_gaussian_blur_keeps_mean_and_softens_edges():
     assert 0.2 < soft[10, 15, 0] < 0.5 and 0.5 < soft[10, 16, 0] < 0.8
 
 
+def test_other_lab_colour_fades_dyes_and_dims_the_light():
+    import dataclasses
+
+    import tensorflow as tf
+
+    from training.config import TrainConfig
+    from training.data import other_lab_colour
+
+    # A purple nucleus on warm PBC-like glass.
+    image = np.empty((16, 16, 3), np.float32)
+    image[:] = np.array([255, 228, 203]) / 255
+    image[4:12, 4:12] = np.array([80, 40, 140]) / 255
+    every_view = TrainConfig(other_lab=1.0)
+
+    def views(config):
+        return np.array(
+            [other_lab_colour(tf.constant(image), tf.constant([i, 3], tf.int64), config) for i in range(30)]
+        )
+
+    # With the dyes and the tint held, the light only dims, equally in optical density: nothing brightens.
+    dimmed = views(dataclasses.replace(every_view, other_lab_dye=1.0, other_lab_tint=0.0))
+    assert (dimmed <= image + 1e-6).all() and (dimmed[:, 0, 0] < image[0, 0] - 0.02).any()
+    # The dyes alone: fainter than PBC's in some views, stronger in others.
+    nucleus = views(dataclasses.replace(every_view, other_lab_light=0.0, other_lab_tint=0.0))[:, 8, 8].mean(1)
+    assert (nucleus > image[8, 8].mean() + 0.05).any() and (nucleus < image[8, 8].mean() - 0.02).any()
+    seed = tf.constant([5, 3], tf.int64)
+    np.testing.assert_array_equal(other_lab_colour(image, seed, every_view), other_lab_colour(image, seed, every_view))
+    never = dataclasses.replace(every_view, other_lab=0.0)
+    np.testing.assert_array_equal(other_lab_colour(tf.constant(image), seed, never), image)
+
+
 def test_zoom_out_shows_the_cell_smaller_on_mirrored_smear():
     import dataclasses
 
