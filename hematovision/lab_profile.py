@@ -150,9 +150,15 @@ class LabProfile:
 
 
 def fit_correction(
-    features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, n_classes: int, l2: float = L2
+    features: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    l2: float = L2,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardisation and the L2-held correction (weights, bias) that best explains the labels."""
+    """Standardisation and the L2-held correction (weights, bias) that best explains the labels; ``start``
+    is where the (convex) fit begins, which changes its time, not its answer."""
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-3
     present = np.zeros(n_classes, bool)
@@ -164,6 +170,7 @@ def fit_correction(
         l2,
         offset=np.log(np.maximum(probabilities, 1e-12)),
         columns=present,
+        start=start,
     )
     return mean, scale, weights, bias
 
@@ -181,13 +188,15 @@ def build_profile(
     if len(counts) < 2:
         raise ProfileError("examples of at least two classes are needed")
     k = len(classes)
+    mean, scale, weights, bias = fit_correction(features, probabilities, labels, k)
+    # Each leave-one-out fit starts from the fit on every example, one example away from its own optimum:
+    # with a few hundred examples that is minutes faster than starting from zero.
     predicted = np.empty(len(labels), np.int64)
     for i in range(len(labels)):
         rest = np.arange(len(labels)) != i
-        mean, scale, weights, bias = fit_correction(features[rest], probabilities[rest], labels[rest], k)
-        profile = LabProfile("", classes, counts, mean, scale, weights, bias)
-        predicted[i] = profile.adjust(features[i : i + 1], probabilities[i : i + 1]).argmax()
-    mean, scale, weights, bias = fit_correction(features, probabilities, labels, k)
+        fold = fit_correction(features[rest], probabilities[rest], labels[rest], k, start=(weights, bias))
+        held_out = LabProfile("", classes, counts, *fold)
+        predicted[i] = held_out.adjust(features[i : i + 1], probabilities[i : i + 1]).argmax()
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     leave_one_out = {

@@ -89,3 +89,38 @@ def test_adapt_classify_and_evaluate_with_a_profile(tiny_model_dir, tmp_path, ca
     profile.write_bytes(b"junk")
     assert main(["classify", str(examples / "LYMPHOCYTE"), "--model", str(tiny_model_dir), "--lab", str(profile)]) == 2
     assert "not a readable lab profile" in capsys.readouterr().err
+
+
+def test_leave_one_out_started_from_the_full_fit_finds_the_same_answers():
+    from hematovision.lab_profile import fit_correction
+
+    features, probabilities, labels = lab_examples(2, per_class=8)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    cold = []
+    for i in range(len(labels)):
+        rest = np.arange(len(labels)) != i
+        fold = LabProfile(
+            "", CLASSES, profile.counts, *fit_correction(features[rest], probabilities[rest], labels[rest], 4)
+        )
+        cold.append(fold.adjust(features[i : i + 1], probabilities[i : i + 1])[0])
+    confusion = np.zeros((4, 4), np.int64)
+    np.add.at(confusion, (labels, np.argmax(cold, axis=1)), 1)
+    assert profile.leave_one_out["confusion_matrix"] == confusion.tolist()
+
+
+def test_lab_profiles_cli_draws_examples_or_takes_them_all(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from hematovision.artifacts import load_evaluation
+    from training.lab_profiles import main
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # --record writes into the folder
+    examples = write_class_folders(tmp_path / "examples", per_class=4, classes=TINY_CLASSES[:2])
+    held_out = write_class_folders(tmp_path / "held_out", per_class=3, classes=TINY_CLASSES[:2], seed=5)
+    common = ["--model", str(model), "--examples", str(examples), "--held-out", str(held_out)]
+    assert main([*common, "--per-class", "3", "--draws", "2"]) == 0
+    assert "6 cells of 2 classes, over 2 draws" in capsys.readouterr().out
+    assert main([*common, "--per-class", "0", "--record", "everything"]) == 0
+    assert "8 cells of 2 classes, over 1 draws" in capsys.readouterr().out
+    summary = load_evaluation(model)["lab_profiles"]["everything"]
+    assert summary["per_class"] == "all" and summary["examples"] == 8 and summary["held_out_n"] == 6

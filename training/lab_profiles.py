@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR)
     parser.add_argument("--examples", type=Path, required=True, help="where the profile's cells are drawn from")
     parser.add_argument("--held-out", type=Path, required=True, help="the same lab's cells to score")
-    parser.add_argument("--per-class", type=int, default=5)
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=5,
+        help="cells drawn of each class; 0 takes every example of each class that has enough (one draw): "
+        "what a profile can do at best with this pool",
+    )
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", metavar="NAME", help="store the summary in evaluation.json as lab_profiles.NAME")
@@ -54,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     without = float((classifier.judge(held_features, held_logits).probabilities.argmax(1) == held.labels).mean())
     rng = np.random.default_rng(args.seed)
     usable = [k for k in np.unique(pool.labels) if (pool.labels == k).sum() >= max(args.per_class, MIN_PER_CLASS)]
+    draws = 1 if args.per_class == 0 else args.draws
     scores, seconds = [], []
-    for _ in range(args.draws):
+    for _ in range(draws):
         chosen = np.concatenate(
-            [rng.choice(np.flatnonzero(pool.labels == k), args.per_class, replace=False) for k in usable]
+            [
+                np.flatnonzero(pool.labels == k)
+                if args.per_class == 0
+                else rng.choice(np.flatnonzero(pool.labels == k), args.per_class, replace=False)
+                for k in usable
+            ]
         )
         started = time.perf_counter()
         profile = build_profile(
@@ -71,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         "held_out": str(args.held_out),
         "held_out_n": len(held.labels),
         "classes_with_examples": [classes[k] for k in usable],
-        "per_class": args.per_class,
-        "draws": args.draws,
+        "per_class": args.per_class or "all",
+        "examples": int(sum((pool.labels == k).sum() if args.per_class == 0 else args.per_class for k in usable)),
+        "draws": draws,
         "accuracy_without_profile": without,
         "accuracy_with_profile_mean": statistics.mean(scores),
         "accuracy_with_profile_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
@@ -83,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"{len(held.labels)} held-out cells: {100 * without:.2f}% without a profile; with a profile of "
-        f"{args.per_class} cells x {len(usable)} classes, over {args.draws} draws: "
+        f"{summary['examples']} cells of {len(usable)} classes, over {draws} draws: "
         f"{100 * summary['accuracy_with_profile_mean']:.2f}% (sd {100 * summary['accuracy_with_profile_sd']:.2f}, "
         f"{100 * min(scores):.2f}-{100 * max(scores):.2f}); a profile took {summary['profile_seconds_median']:.1f} s"
     )
