@@ -1,12 +1,13 @@
 """A lecture hall at once: `make load` prints how the app holds up under 20 simultaneous sessions.
 
 Starts the app as `make run` does, then drives N headless Chromium pages (one browser, one context per
-session, so each is its own Streamlit session) that each upload 5 different images at the same moment
-and wait for all 5 results; then each opens Explain for one of them. Prints, for one session alone and
-for N together: errors, sessions that got all their results, median and 95th percentile of upload ->
-results, the server's largest resident memory (sampled every 0.2 s), and the CPU time the server used
-against all the CPU time the machine spent meanwhile. The browsers share this machine's cores with the
-server, so the slowdown is an upper bound on the server's own; the CPU split says how much of it is whose.
+session, so each is its own Streamlit session). Each opens the Classify page; once every page shows its
+uploader, all upload 5 different images at the same moment and wait for all 5 results, then each opens
+Explain for one of them. Prints, for one session alone and for N together: errors, sessions that got all
+their results, median and 95th percentile of upload -> results, the server's largest resident memory
+(sampled every 0.2 s), and the CPU time the server used against all the CPU time the machine spent from
+the uploads on. The browsers share this machine's cores with the server, so the slowdown is an upper
+bound on the server's own; the CPU split says how much of it is whose.
 """
 
 from __future__ import annotations
@@ -28,12 +29,24 @@ from tests.browser import CHROMIUM_ARGS, chromium_path, running_app
 RESULT = "[data-testid=stPlotlyChart]"
 
 
-async def one_session(browser, port: int, files: list[Path], timeout_ms: int) -> dict:
+async def opened(browser, port: int, timeout_ms: int):
+    """A new session on Classify, once its page has run and shows the uploader; or the error on the way."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    outcome = {"error": None, "seconds": None, "results": 0, "explain": False}
     try:
         await page.goto(f"http://127.0.0.1:{port}/Classify", timeout=timeout_ms)
+        await page.locator("input[type=file]").first.wait_for(state="attached", timeout=timeout_ms)
+        return context, page, None
+    except Exception as exc:  # every failure is counted and named, none stops the other sessions
+        return context, page, f"{type(exc).__name__}: {exc}"[:200]
+
+
+async def one_session(context, page, error: str | None, files: list[Path], timeout_ms: int) -> dict:
+    outcome = {"error": error, "seconds": None, "results": 0, "explain": False}
+    if error:
+        await context.close()
+        return outcome
+    try:
         started = time.perf_counter()
         await page.locator("input[type=file]").first.set_input_files([str(f) for f in files], timeout=timeout_ms)
         results = page.locator(RESULT)
@@ -58,13 +71,18 @@ async def one_session(browser, port: int, files: list[Path], timeout_ms: int) ->
     return outcome
 
 
-async def sessions(port: int, files: list[list[Path]], timeout_ms: int) -> list[dict]:
+async def sessions(port: int, files: list[list[Path]], timeout_ms: int, on_all_open) -> list[dict]:
+    """Every session opens its page first; then all upload at the same moment (``on_all_open`` marks it)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            return await asyncio.gather(*(one_session(browser, port, group, timeout_ms) for group in files))
+            pages = await asyncio.gather(*(opened(browser, port, timeout_ms) for _ in files))
+            on_all_open()
+            return await asyncio.gather(
+                *(one_session(*page, group, timeout_ms) for page, group in zip(pages, files, strict=True))
+            )
         finally:
             await browser.close()
 
@@ -121,14 +139,18 @@ def measured(
 
     sampler = threading.Thread(target=sample, daemon=True)
     server = [process.pid, *children(process.pid)]
-    server_before, machine_before = cpu_seconds(server), machine_busy_seconds()
+    before = {}
+
+    def all_open() -> None:
+        before.update(server=cpu_seconds(server), machine=machine_busy_seconds())
+
     sampler.start()
     try:
-        outcomes = asyncio.run(sessions(port, files, timeout_ms))
+        outcomes = asyncio.run(sessions(port, files, timeout_ms, all_open))
     finally:
         stop.set()
         sampler.join()
-    cpu = cpu_seconds(server) - server_before, machine_busy_seconds() - machine_before
+    cpu = cpu_seconds(server) - before["server"], machine_busy_seconds() - before["machine"]
     return outcomes, peak[0], cpu
 
 
