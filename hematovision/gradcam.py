@@ -49,32 +49,6 @@ class GradCam:
         coarse = self._maps(tf.constant(images, tf.uint8), tf.constant(np.asarray(class_indices), tf.int32)).numpy()
         return np.stack([normalise(upsample(cam, self.input_size)) for cam in coarse])
 
-    def over_views(self, images: np.ndarray, class_indices: list[int] | np.ndarray) -> np.ndarray:
-        """Grad-CAM averaged over each image's 8 flips and quarter turns, every map turned back first.
-
-        A smear has no up or left, so each view is an equally valid question to the network; the 7x7 map of
-        one view also carries where that view's cell fell on the grid. On 40 PBC validation images the
-        average tied the centred-blob baseline on deletion, insertion and ROAD, where one view lost to it on
-        ROAD by 0.040 (models/README.md, saliency faithfulness).
-        """
-        n = len(images)
-        views = np.concatenate([dihedral(images, k) for k in range(8)])
-        maps = self(views, np.tile(np.asarray(class_indices), 8))
-        back = np.stack([undo_dihedral(maps[k * n : (k + 1) * n], k) for k in range(8)])
-        return np.stack([normalise(cam) for cam in back.mean(axis=0)])
-
-
-def dihedral(images: np.ndarray, k: int) -> np.ndarray:
-    """View ``k`` (0-7) of a batch (N, H, W, ...): mirrored left-right when k >= 4, then turned k % 4 quarters."""
-    mirrored = images[:, :, ::-1] if k >= 4 else images
-    return np.ascontiguousarray(np.rot90(mirrored, k % 4, axes=(1, 2)))
-
-
-def undo_dihedral(maps: np.ndarray, k: int) -> np.ndarray:
-    """Maps (N, H, W) of view ``k`` turned back onto the original images."""
-    turned = np.rot90(maps, -(k % 4), axes=(1, 2))
-    return turned[:, :, ::-1] if k >= 4 else turned
-
 
 def upsample(cam: np.ndarray, size: int) -> np.ndarray:
     """Bilinear zoom of a coarse map to ``size`` x ``size`` (tf-keras-vis's upsampling)."""

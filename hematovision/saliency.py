@@ -13,11 +13,8 @@ import numpy as np
 from hematovision.gradcam import GradCam
 
 FAST_METHOD = "Grad-CAM"
-#: Explain's default: the most faithful method measured (training.saliency_eval, models/README.md).
-VIEWS_METHOD = "Grad-CAM (8 views)"
 METHODS = {
-    VIEWS_METHOD: "Grad-CAM averaged over the image's 8 flips and quarter turns: steadier and more faithful",
-    "Grad-CAM": "class-weighted activation map of the last convolutional block (fastest)",
+    "Grad-CAM": "class-weighted activation map of the last convolutional block (fast)",
     "Grad-CAM++": "weights pixels by higher-order gradients; separates several instances better",
     "LayerCAM": "weights each location by its own positive gradient; finer detail",
     "Faster-ScoreCAM": "gradient-free: masks the image with activation maps and watches the score",
@@ -38,8 +35,6 @@ class AttributionMethods:
         """A [0, 1] map (size x size) for one uint8 image (size, size, 3) and one target class."""
         if method == FAST_METHOD:
             return self.fast(image[None], [class_index])[0]
-        if method == VIEWS_METHOD:
-            return self.fast.over_views(image[None], [class_index])[0]
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         from tf_keras_vis.utils.scores import CategoricalScore

@@ -6,7 +6,7 @@ import streamlit as st
 from hematovision import charts, ui
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
-from hematovision.saliency import METHODS, VIEWS_METHOD
+from hematovision.saliency import FAST_METHOD, METHODS
 
 st.set_page_config(page_title="Explain · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
@@ -37,7 +37,7 @@ if field_with_boxes is not None:
     st.image(field_with_boxes, caption=f"{chosen.result.source}: the cells found, numbered", width=420)
 
 with st.sidebar:
-    method = st.radio("Method", list(METHODS), index=list(METHODS).index(VIEWS_METHOD), captions=list(METHODS.values()))
+    method = st.radio("Method", list(METHODS), index=list(METHODS).index(FAST_METHOD), captions=list(METHODS.values()))
     target = st.selectbox(
         "Explain the class",
         card.classes,

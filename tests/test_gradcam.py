@@ -54,24 +54,6 @@ def test_every_method_gives_a_normalised_map(tiny_classifier, images, method):
     assert np.isfinite(heatmap).all() and heatmap.min() >= 0.0 and heatmap.max() <= 1.0 + 1e-6
 
 
-def test_views_are_turned_back_onto_the_image(tiny_classifier, images):
-    from hematovision.gradcam import dihedral, undo_dihedral
-
-    marked = np.zeros((1, 6, 6))
-    marked[0, 0, 1] = 1.0
-    views = [dihedral(marked[..., None], k)[..., 0] for k in range(8)]
-    assert len({view.tobytes() for view in views}) == 8  # eight different views
-    for k, view in enumerate(views):
-        np.testing.assert_array_equal(undo_dihedral(view, k), marked)
-    # The averaged map of an image and of its mirror image are mirror images too.
-    card = tiny_classifier.card
-    cam = GradCam(tiny_classifier.model, card.gradcam_layer, card.logits_layer)
-    averaged = cam.over_views(images[:1], [0])
-    mirrored = cam.over_views(np.ascontiguousarray(images[:1, :, ::-1]), [0])
-    assert averaged.shape == (1, TINY_SIZE, TINY_SIZE) and averaged.min() == 0.0 and averaged.max() > 0.99
-    np.testing.assert_allclose(mirrored[0], averaged[0, :, ::-1], atol=1e-4)
-
-
 def test_unknown_method_is_refused(tiny_classifier, images):
     card = tiny_classifier.card
     with pytest.raises(ValueError, match="unknown method"):

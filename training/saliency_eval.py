@@ -32,7 +32,7 @@ from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest
 from hematovision.imaging import ImageLoadError
 from hematovision.predict import Classifier
-from hematovision.saliency import METHODS, VIEWS_METHOD, AttributionMethods
+from hematovision.saliency import FAST_METHOD, METHODS, AttributionMethods
 from hematovision.sanity import PASS_CORRELATION, cascading_correlations, verdict
 
 #: Cut points of the cascade on MobileNetV2, top first: the head, the last 1x1 convolution (Grad-CAM's
@@ -147,12 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         help="reuse the recorded sanity check where it was run on the same first images (it uses only the classes)",
     )
     parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
-    parser.add_argument(
-        "--add",
-        action="store_true",
-        help="measure only --methods and keep the recorded figures of the others (the recorded sample must be "
-        "the same images); the baselines are measured again, with the same seeds",
-    )
     args = parser.parse_args(argv)
 
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
@@ -176,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_requested": args.n,
         "target": "the class predicted for the untouched image",
         "probabilities": "the network's softmax at the card's temperature (no distance-grown temperature)",
-        "default_method": VIEWS_METHOD,
+        "default_method": FAST_METHOD,
         "settings": {
             "deletion_steps": fm.DELETION_STEPS,
             "deletion_fill": "the image's mean colour",
@@ -188,25 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
 
-    previous = load_evaluation(args.model).get(RECORD_KEY, {})
-    if args.add and (previous.get("images") != names or not previous.get("complete")):
-        print("error: --add needs a complete record of the same sample (same --n and --seed)", file=sys.stderr)
-        return 2
-    kept = {
-        name: figures
-        for name, figures in previous.get("methods", {}).items()
-        if args.add and name not in methods and not figures.get("baseline")
-    }
-
     def save(part: dict, complete: bool) -> None:
         record.update(part, complete=complete)
-        record["methods"] = {**kept, **part["methods"]}
-        record["default_meets_targets"] = meets_targets(record, VIEWS_METHOD)
+        record["default_meets_targets"] = meets_targets(record, FAST_METHOD)
         evaluation = load_evaluation(args.model)
         evaluation[RECORD_KEY] = record
         write_json(args.model / paths.EVALUATION_FILE, evaluation)
 
     sample = images[: args.sanity_n]
+    previous = load_evaluation(args.model).get(RECORD_KEY, {})
     same_images = previous.get("images", [])[: len(sample)] == names[: len(sample)]
     if args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
         print(f"sanity check kept from the record ({len(sample)} images, the same ones)", flush=True)
@@ -215,9 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sanity check on {len(sample)} images...", flush=True)
         classes = classifier.network_probabilities(sample).argmax(axis=1)
         record["sanity"] = sanity_check(classifier, methods, sample, classes)
-        if args.add:
-            earlier = {name: result for name, result in previous["sanity"]["methods"].items() if name in kept}
-            record["sanity"]["methods"] = {**earlier, **record["sanity"]["methods"]}
     for method, result in record["sanity"]["methods"].items():
         figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
         print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
