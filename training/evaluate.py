@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: none of the images could be read", file=sys.stderr)
         return 2
     report["source"] = source
-    attributes = test_scores(classifier, manifest) if manifest is not None else None
+    attributes = test_scores(classifier, manifest) if manifest is not None and args.split == "test" else None
     if attributes is not None:
         report["attributes"] = {**attributes, "source": f"{manifest} (test split, annotated white cells)"}
     print_report(report)
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rows)} predictions written to {args.predictions}")
     if args.record:
         evaluation = load_evaluation(args.model)
-        evaluation["datasets"][args.record] = report
+        # The attribute scores are recorded once, under "attributes", by training.attributes (with the
+        # consistency check), not again inside a dataset's record.
+        evaluation["datasets"][args.record] = {key: value for key, value in report.items() if key != "attributes"}
         descriptions = evaluation.setdefault("descriptions", {})
         if args.description:
             descriptions[args.record] = args.description
