@@ -132,9 +132,18 @@ def stain_jitter(x: tf.Tensor, seed: tf.Tensor, amount: float) -> tf.Tensor:
     scale_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     scale = tf.random.stateless_uniform([3], scale_seed, 1.0 - amount, 1.0 + amount)
     shift = tf.random.stateless_uniform([3], shift_seed, -amount / 4, amount / 4)
-    density = -tf.math.log((x * 255.0 + 1.0) / 256.0)
-    stains = tf.tensordot(density, STAINS_FROM_RGB, 1) * scale + shift
-    return tf.clip_by_value(tf.exp(-tf.tensordot(stains, RGB_FROM_STAINS, 1)) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
+    stains = tf.tensordot(optical_density(x), STAINS_FROM_RGB, 1) * scale + shift
+    return from_optical_density(tf.tensordot(stains, RGB_FROM_STAINS, 1))
+
+
+def optical_density(x: tf.Tensor) -> tf.Tensor:
+    """RGB in [0, 1] as light absorbed per channel (0 for white; +1 keeps black finite)."""
+    return -tf.math.log((x * 255.0 + 1.0) / 256.0)
+
+
+def from_optical_density(density: tf.Tensor) -> tf.Tensor:
+    """The inverse of :func:`optical_density`, clipped to [0, 1]."""
+    return tf.clip_by_value(tf.exp(-density) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
 
 
 def other_lab_colour(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
@@ -150,10 +159,8 @@ def other_lab_colour(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.T
     tint = tf.random.stateless_uniform([3], tint_seed, -config.other_lab_tint, config.other_lab_tint)
 
     def recolour() -> tf.Tensor:
-        density = -tf.math.log((x * 255.0 + 1.0) / 256.0)
-        stains = tf.tensordot(density, STAINS_FROM_RGB, 1) * dye
-        changed = tf.tensordot(stains, RGB_FROM_STAINS, 1) + light + tint
-        return tf.clip_by_value(tf.exp(-changed) * 256.0 / 255.0 - 1.0 / 255.0, 0.0, 1.0)
+        stains = tf.tensordot(optical_density(x), STAINS_FROM_RGB, 1) * dye
+        return from_optical_density(tf.tensordot(stains, RGB_FROM_STAINS, 1) + light + tint)
 
     return tf.cond(tf.random.stateless_uniform([], coin_seed) < config.other_lab, recolour, lambda: x)
 
