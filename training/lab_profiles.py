@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_n": len(held.labels),
         "classes_with_examples": [classes[k] for k in usable],
         "per_class": args.per_class or "all",
-        "examples": int(sum((pool.labels == k).sum() if args.per_class == 0 else args.per_class for k in usable)),
+        "examples": len(chosen),  # the same in every draw
         "draws": draws,
         "accuracy_without_profile": without,
         "accuracy_with_profile_mean": statistics.mean(scores),
