@@ -35,16 +35,10 @@ def classify_command(args: argparse.Namespace) -> int:
         print("error: nothing to classify", file=sys.stderr)
         return 2
 
-    from hematovision.predict import Classifier
+    from hematovision.predict import load_for_command
 
-    try:
-        classifier = Classifier.load(args.model)
-    except ArtifactError as exc:
-        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
-        print(
-            f"fix: point --model or ${paths.MODEL_DIR_ENV} at an artifact folder (see models/README.md)",
-            file=sys.stderr,
-        )
+    classifier = load_for_command(args.model)
+    if classifier is None:
         return 2
 
     profile = None
@@ -151,16 +145,14 @@ def evaluation_or_empty(model_dir: Path | None) -> dict:
 def adapt_command(args: argparse.Namespace) -> int:
     """Build a lab profile from a class-per-folder set of the user's own cells."""
     from hematovision.datasets import scan_class_folders
-    from hematovision.predict import Classifier
+    from hematovision.predict import load_for_command
 
     if not args.examples.is_dir():
         print(f"error: {args.examples} is not a folder of class folders", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    try:
-        classifier = Classifier.load(args.model)
-    except ArtifactError as exc:
-        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+    classifier = load_for_command(args.model)
+    if classifier is None:
         return 2
     scan = scan_class_folders(args.examples, classifier.classes)
     unknown = [reason for reason in scan.skipped if "has no class" in reason]

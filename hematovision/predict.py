@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -320,6 +321,20 @@ class Classifier:
                 cell.field_image = decoded
             cells.append(cell)
         return cells
+
+
+def load_for_command(model_dir: Path | None) -> Classifier | None:
+    """The classifier for a command-line tool, or None after saying on stderr why it cannot load and how to
+    point the tool at a model."""
+    try:
+        return Classifier.load(model_dir)
+    except ArtifactError as exc:
+        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+        print(
+            f"fix: point --model or ${paths.MODEL_DIR_ENV} at an artifact folder (see models/README.md)",
+            file=sys.stderr,
+        )
+        return None
 
 
 def load_keras_model(model_path: Path, card: ModelCard):

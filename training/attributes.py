@@ -31,7 +31,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hematovision import paths
-from hematovision.artifacts import ArtifactError, load_evaluation, read_json, write_json
+from hematovision.artifacts import load_evaluation, read_json, write_json
 from hematovision.datasets import AttributeRow, find_manifest, read_attribute_rows
 from hematovision.metrics import confusion_matrix, fit_temperature, macro_f1
 from hematovision.morphology import (
@@ -45,7 +45,7 @@ from hematovision.morphology import (
     fit_head,
     score_attributes,
 )
-from hematovision.predict import Classifier
+from hematovision.predict import Classifier, load_for_command
 
 #: From strong to weak: each fit starts from the previous one.
 L2_GRID = (3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4)
@@ -203,10 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if manifest is None:
         print(f"error: no manifest in {args.data}", file=sys.stderr)
         return 2
-    try:
-        classifier = Classifier.load(args.model)
-    except ArtifactError as exc:
-        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+    classifier = load_for_command(args.model)
+    if classifier is None:
         return 2
     layer = args.layer or classifier.card.features_layer
     rows = needed_rows(read_attribute_rows(manifest, ATTRIBUTES))

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 from hematovision import paths
-from hematovision.artifacts import ArtifactError, load_evaluation, write_json
+from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
 from hematovision.evaluation import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
 from hematovision.lab_profile import LabProfile, ProfileError
-from hematovision.predict import Classifier
+from hematovision.predict import load_for_command
 from training.attributes import print_scores, test_scores
 
 
@@ -110,10 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data} is not a folder", file=sys.stderr)
         return 2
 
-    try:
-        classifier = Classifier.load(args.model)
-    except ArtifactError as exc:
-        print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
+    classifier = load_for_command(args.model)
+    if classifier is None:
         return 2
 
     manifest = find_manifest(args.data)
