@@ -473,6 +473,56 @@ def test_subtype_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab
     assert not [key for key in fine_tune_row if "probabilities" in key]
 
 
+def test_attribute_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab):
+    from hematovision.predict import Classifier
+    from tests.conftest import tiny_training_args, write_attribute_manifest
+    from training.train import main
+
+    data = write_attribute_manifest(tmp_path / "data")
+    out = tmp_path / "model"
+    assert main([*tiny_training_args(data, tiny_other_lab, out), "--attribute-loss-weight", "0.5"]) == 0
+
+    classifier = Classifier.load(out)
+    assert classifier.model.output_shape == (None, len(TINY_CLASSES))
+    assert not [layer.name for layer in classifier.model.layers if layer.name.startswith("attribute")]
+    fine_tune_row = next(row for row in load_history(out) if row["phase"] == "fine_tune")
+    assert {"loss", "val_accuracy", "attribute_loss", "val_attribute_loss"} <= set(fine_tune_row)
+    # Mean cross-entropy over the attributes; uniform logits would give the mean log of their value counts.
+    assert 0 < float(fine_tune_row["val_attribute_loss"]) < 3.0
+
+
+def test_attribute_targets_lay_the_attributes_side_by_side(tmp_path):
+    from hematovision.evaluation import LabelledBatch
+    from hematovision.morphology import ATTRIBUTES
+    from tests.conftest import TINY_ATTRIBUTES
+    from training.data import AttributeTargets
+
+    paths_ = [tmp_path / name for name in ("neutrophil.png", "platelet.png")]
+    batch = LabelledBatch(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1]), paths_, [])
+    neutrophil = TINY_ATTRIBUTES["neutrophil"]
+    targets = AttributeTargets.of(batch, {paths_[0]: neutrophil})
+    assert targets.known().tolist() == [1.0, 0.0]
+    one_hot = targets.one_hot()
+    assert one_hot.shape == (2, sum(len(values) for values in ATTRIBUTES.values()))
+    assert one_hot[1].sum() == 0 and one_hot[0].sum() == len(ATTRIBUTES)
+    start = 0
+    for name, values in ATTRIBUTES.items():
+        assert one_hot[0, start + values.index(neutrophil[name])] == 1
+        start += len(values)
+
+
+def test_grouped_cross_entropy_is_each_groups_softmax_loss_averaged():
+    import tensorflow as tf
+
+    from training.model import grouped_cross_entropy
+
+    loss = grouped_cross_entropy([2, 3])
+    uniform = loss(tf.constant([[1.0, 0, 0, 1, 0]]), tf.zeros((1, 5))).numpy()
+    np.testing.assert_allclose(uniform, [(np.log(2) + np.log(3)) / 2], rtol=1e-6)
+    sure_and_right = loss(tf.constant([[1.0, 0, 0, 1, 0]]), tf.constant([[20.0, 0, 0, 20, 0]])).numpy()
+    assert sure_and_right[0] < 1e-6
+
+
 def test_subtype_targets_weigh_images_without_a_subtype_zero(tmp_path):
     from hematovision.evaluation import LabelledBatch
     from training.data import SubtypeTargets

@@ -52,6 +52,12 @@ class TrainConfig:
     # data, another lab's crops) add nothing to it. Tried at 0.5 on 2026-11-25 (runs 19-21 in
     # models/README.md): validation accuracy fell (the two-seed average 98.81% against 99.37%), so it is off.
     subtype_loss_weight: float = 0.0
+    # Phase 2 weight of an auxiliary loss on the manifest's WBCAtt attributes (0 = off): a training-only
+    # head on the pooled block 13 activations, the features `training.attributes` fits its heads on. Trained
+    # for classes alone, those features keep little of nucleus shape and cell size (heads on them: 68.8% and
+    # 82.9% on the test split), which the class loss never asks for; the WBCAtt paper's ResNet-50, trained
+    # on the attributes themselves, reaches 94.1% mean accuracy. Cells without attributes add nothing to it.
+    attribute_loss_weight: float = 0.0
 
     # Augmentation fit for smear images: orientation is meaningless, so all flips and 90-degree
     # turns; magnification, focus and staining vary between slides and labs. The ranges were widened

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from hematovision.datasets import (
     stratified_split,
 )
 from hematovision.evaluation import LabelledBatch, decode_labelled
+from hematovision.morphology import ATTRIBUTES
 from training.config import TrainConfig
 
 
@@ -227,11 +229,14 @@ def training_dataset(
     n_classes: int,
     config: TrainConfig,
     sample_weights: np.ndarray,
-    subtypes: SubtypeTargets | None = None,
+    auxiliary: Sequence[AuxiliaryTargets] = (),
 ) -> tf.data.Dataset:
+    """Augmented, shuffled batches; with ``auxiliary`` targets the targets and weights are tuples, class first,
+    each auxiliary head's loss weighted 0 where its image has no target."""
     targets = tf.one_hot(split.labels, n_classes)
-    if subtypes is not None:
-        targets, sample_weights = (targets, subtypes.one_hot()), (sample_weights, sample_weights * subtypes.known())
+    if auxiliary:
+        targets = (targets, *(extra.one_hot() for extra in auxiliary))
+        sample_weights = (sample_weights, *(sample_weights * extra.known() for extra in auxiliary))
     dataset = tf.data.Dataset.from_tensor_slices((split.images, targets, sample_weights))
     # A seeded stream of augmentation seeds, new in each epoch and identical across runs.
     augmentation_seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
@@ -268,6 +273,39 @@ class SubtypeTargets:
 
     def one_hot(self) -> np.ndarray:
         return np.eye(len(self.names), dtype=np.float32)[np.maximum(self.index, 0)] * self.known()[:, None]
+
+
+@dataclass
+class AttributeTargets:
+    """Each image's value index per attribute (columns in ``ATTRIBUTES`` order), -1 where it has none.
+
+    ``one_hot`` lays the attributes side by side (2 + 2 + 6 + ... columns), the layout of the training-only
+    attribute head and of :func:`training.model.grouped_cross_entropy`.
+    """
+
+    index: np.ndarray
+
+    @classmethod
+    def of(cls, batch: LabelledBatch, attributes_by_path: dict[Path, dict[str, str]]) -> AttributeTargets:
+        rows = []
+        for path in batch.paths:
+            values = attributes_by_path.get(path, {})
+            rows.append([ATTRIBUTES[name].index(values[name]) if values.get(name) else -1 for name in ATTRIBUTES])
+        return cls(np.asarray(rows, np.int64).reshape(len(batch.paths), len(ATTRIBUTES)))
+
+    def known(self) -> np.ndarray:
+        """1 for images with every attribute (WBCAtt annotates all or none), else 0."""
+        return (self.index >= 0).all(axis=1).astype(np.float32)
+
+    def one_hot(self) -> np.ndarray:
+        blocks = [
+            np.eye(len(values), dtype=np.float32)[np.maximum(self.index[:, column], 0)]
+            for column, values in enumerate(ATTRIBUTES.values())
+        ]
+        return np.concatenate(blocks, axis=1) * self.known()[:, None]
+
+
+AuxiliaryTargets = SubtypeTargets | AttributeTargets
 
 
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> np.ndarray:

@@ -10,6 +10,9 @@ GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px)
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
 SUBTYPE_OUTPUT = "subtype_probabilities"
+ATTRIBUTE_OUTPUT = "attribute_logits"
+#: The layer whose pooled activations the runtime returns and training.attributes fits its heads on.
+ATTRIBUTE_FEATURES_LAYER = "block_13_expand_relu"
 
 
 def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
@@ -35,16 +38,41 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{config.alpha:g}")
 
 
-def with_subtype_head(model: keras.Model, n_subtypes: int) -> keras.Model:
-    """``model`` with a second output, subtype probabilities from the same (dropped-out) pooled features.
+def with_auxiliary_heads(
+    model: keras.Model, n_subtypes: int | None = None, attribute_widths: list[int] | None = None
+) -> keras.Model:
+    """``model`` with training-only outputs after its class probabilities, in this order: subtype probabilities
+    from the same (dropped-out) pooled features, and attribute logits (the attributes' values side by side)
+    from the pooled activations of :data:`ATTRIBUTE_FEATURES_LAYER`.
 
-    For training only: the two models share every layer, so training this one trains ``model``, which is
-    what gets saved; the subtype head never reaches the artifact folder.
+    The models share every layer, so training this one trains ``model``, which is what gets saved; the extra
+    heads never reach the artifact folder.
     """
-    dropped = model.get_layer("dropout").output
-    subtype_logits = keras.layers.Dense(n_subtypes, name="subtype_logits")(dropped)
-    subtype_probabilities = keras.layers.Activation("softmax", name=SUBTYPE_OUTPUT)(subtype_logits)
-    return keras.Model(model.inputs, [model.outputs[0], subtype_probabilities], name=f"{model.name}_with_subtypes")
+    outputs = [model.outputs[0]]
+    if n_subtypes:
+        subtype_logits = keras.layers.Dense(n_subtypes, name="subtype_logits")(model.get_layer("dropout").output)
+        outputs.append(keras.layers.Activation("softmax", name=SUBTYPE_OUTPUT)(subtype_logits))
+    if attribute_widths:
+        pooled = keras.layers.GlobalAveragePooling2D(name="attribute_features")(
+            model.get_layer(ATTRIBUTE_FEATURES_LAYER).output
+        )
+        outputs.append(keras.layers.Dense(sum(attribute_widths), name=ATTRIBUTE_OUTPUT)(pooled))
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_auxiliary_heads")
+
+
+def grouped_cross_entropy(widths: list[int]):
+    """Loss over logits that hold several softmax groups side by side (one per attribute): each group's
+    cross-entropy against its one-hot slice of the target, averaged over the groups."""
+    import tensorflow as tf
+
+    def loss(targets, logits):
+        per_group = [
+            tf.nn.softmax_cross_entropy_with_logits(labels=t, logits=z)
+            for t, z in zip(tf.split(targets, widths, axis=-1), tf.split(logits, widths, axis=-1), strict=True)
+        ]
+        return tf.add_n(per_group) / len(widths)
+
+    return loss
 
 
 def preprocessed_input(size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:

@@ -30,9 +30,18 @@ import tensorflow as tf
 
 from hematovision import paths
 from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
-from hematovision.datasets import CREDIT_FILE, LabelledImage, class_counts_by_split, crops_info, dataset_credit
+from hematovision.datasets import (
+    CREDIT_FILE,
+    LabelledImage,
+    class_counts_by_split,
+    crops_info,
+    dataset_credit,
+    find_manifest,
+    read_attribute_rows,
+)
 from hematovision.evaluation import LabelledBatch, evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
+from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import Classifier
 from training.checkpoint import (
     CHECKPOINT_FILE,
@@ -47,6 +56,8 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig
 from training.data import (
+    AttributeTargets,
+    AuxiliaryTargets,
     SubtypeTargets,
     class_weights,
     concatenate,
@@ -57,13 +68,15 @@ from training.data import (
 )
 from training.export import export_and_check
 from training.model import (
+    ATTRIBUTE_OUTPUT,
     FEATURES_LAYER,
     GRADCAM_LAYER,
     LOGITS_LAYER,
     SUBTYPE_OUTPUT,
     build_model,
+    grouped_cross_entropy,
     set_trainable,
-    with_subtype_head,
+    with_auxiliary_heads,
 )
 
 OPTION_HELP = {
@@ -85,6 +98,8 @@ OPTION_HELP = {
     "class_weight_power": "class weights = balanced weight ** power (0 = none, 1 = fully balanced)",
     "subtype_loss_weight": "phase 2 weight of an auxiliary loss on the manifest's subtypes, from a training-only "
     "second head (0 = off)",
+    "attribute_loss_weight": "phase 2 weight of an auxiliary loss on the manifest's WBCAtt attributes, from a "
+    "training-only head on the features the attribute heads read (0 = off)",
     "zoom": "augmentation: largest zoom-in fraction",
     "zoom_out": "augmentation: largest zoom-out fraction; half the views zoom out (0 = none)",
     "shift": "augmentation: largest shift, as a fraction of the side",
@@ -199,11 +214,11 @@ def time_left(epoch_seconds: list[float], total_epochs: int) -> str:
 
 
 def single_output_names(logs: dict) -> dict:
-    """Epoch figures under one naming whether or not the subtype head trains alongside.
+    """Epoch figures under one naming whether or not training-only heads train alongside.
 
-    With two outputs Keras names the class head's figures ``probabilities_*`` and its ``loss`` is the
-    weighted sum of both heads; the history keeps the class head's own loss as ``loss``, so runs with and
-    without the subtype head compare directly, and the subtype head's as ``subtype_loss``.
+    With several outputs Keras names the class head's figures ``probabilities_*`` and its ``loss`` is the
+    weighted sum of every head's; the history keeps the class head's own loss as ``loss``, so runs with and
+    without the extra heads compare directly, and theirs as ``subtype_loss`` and ``attribute_loss``.
     """
     two_heads = "probabilities_loss" in logs
     renamed = {}
@@ -212,7 +227,9 @@ def single_output_names(logs: dict) -> dict:
         stem = key.removeprefix(prefix)
         if key == "learning_rate" or (two_heads and stem == "loss"):
             continue
-        renamed[prefix + stem.replace(f"{SUBTYPE_OUTPUT}_", "subtype_").removeprefix("probabilities_")] = value
+        for output, short in ((SUBTYPE_OUTPUT, "subtype"), (ATTRIBUTE_OUTPUT, "attribute")):
+            stem = stem.replace(f"{output}_", f"{short}_")
+        renamed[prefix + stem.removeprefix("probabilities_")] = value
     return renamed
 
 
@@ -256,13 +273,13 @@ def fine_tune(
     weights: np.ndarray,
     config: TrainConfig,
     history: list[dict],
-    subtypes: dict[str, SubtypeTargets] | None = None,
+    auxiliary: Auxiliary | None = None,
     saver: Callable[[WeightAverage], keras.callbacks.Callback] | None = None,
     resumed: Checkpoint | None = None,
 ) -> None:
     """Phase 2: unfreeze the upper backbone and train end to end on augmented images.
 
-    With ``subtypes`` (train and val targets) a training-only subtype head learns from the same features.
+    With ``auxiliary`` targets (subtypes, attributes) training-only heads learn alongside the class head.
     ``saver`` makes the callback that checkpoints each epoch; ``resumed`` continues a stopped run's phase.
     """
     n_trainable = set_trainable(model, config.fine_tune_from)
@@ -276,19 +293,26 @@ def fine_tune(
     validation_data = (splits["val"].images, val_targets)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     trained = model
-    if subtypes:
-        trained = with_subtype_head(model, len(subtypes["train"].names))
+    if auxiliary and auxiliary.heads():
+        trained = with_auxiliary_heads(model, auxiliary.n_subtypes(), auxiliary.attribute_widths())
+        losses, loss_weights = [loss], [1.0]
+        if auxiliary.subtypes:
+            losses.append(loss)
+            loss_weights.append(config.subtype_loss_weight)
+        if auxiliary.attributes:
+            losses.append(grouped_cross_entropy(auxiliary.attribute_widths()))
+            loss_weights.append(config.attribute_loss_weight)
         trained.compile(
             optimizer=optimizer,
-            loss=[loss, loss],
-            loss_weights=[1.0, config.subtype_loss_weight],
-            metrics=[["accuracy"], []],
+            loss=losses,
+            loss_weights=loss_weights,
+            metrics=[["accuracy"]] + [[]] * (len(losses) - 1),
         )
-        val = subtypes["val"]
+        val = auxiliary.heads("val")
         validation_data = (
             splits["val"].images,
-            (val_targets, val.one_hot()),
-            (np.ones(len(val_targets), np.float32), val.known()),
+            (val_targets, *(targets.one_hot() for targets in val)),
+            (np.ones(len(val_targets), np.float32), *(targets.known() for targets in val)),
         )
     else:
         model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
@@ -296,7 +320,7 @@ def fine_tune(
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     sample_weights = weights[splits["train"].labels].astype(np.float32)
     dataset = training_dataset(
-        splits["train"], n_classes, config, sample_weights, subtypes["train"] if subtypes else None
+        splits["train"], n_classes, config, sample_weights, auxiliary.heads("train") if auxiliary else ()
     )
     first_epoch = 0
     if resumed is not None and resumed.state.fine_tune_epochs_done > 0:
@@ -319,6 +343,24 @@ def fine_tune(
     if averager.count:
         trained.set_weights(averager.average())
         print(f"phase 2: kept the average of the weights after the last {averager.count} epochs", flush=True)
+
+
+@dataclasses.dataclass
+class Auxiliary:
+    """Targets of the training-only heads, train and val each: subtypes and attributes, either may be absent."""
+
+    subtypes: dict[str, SubtypeTargets] | None = None
+    attributes: dict[str, AttributeTargets] | None = None
+
+    def heads(self, split: str = "train") -> list[AuxiliaryTargets]:
+        """The split's targets in the order of :func:`with_auxiliary_heads`' outputs."""
+        return [targets[split] for targets in (self.subtypes, self.attributes) if targets]
+
+    def n_subtypes(self) -> int | None:
+        return len(self.subtypes["train"].names) if self.subtypes else None
+
+    def attribute_widths(self) -> list[int] | None:
+        return [len(values) for values in ATTRIBUTES.values()] if self.attributes else None
 
 
 class WeightAverage(keras.callbacks.Callback):
@@ -483,12 +525,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extra data {extra_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in extra.items()), flush=True)
         fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
 
-    subtypes = subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None
+    auxiliary = Auxiliary(
+        subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None,
+        attribute_targets(args.data, fit_splits) if config.attribute_loss_weight > 0 else None,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     state = resumed.state if resumed else RunState(dataclasses.asdict(config), sources)
     history = state.history
     with distribution_strategy(args.distribute, args.cpu_devices).scope():
-        model = fit_model(config, classes, fit_splits, subtypes, state, resumed, checkpoint_path, started)
+        model = fit_model(config, classes, fit_splits, auxiliary, state, resumed, checkpoint_path, started)
     model.save(args.out / paths.MODEL_FILE)
 
     card = ModelCard(
@@ -537,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
         "validation_share_flagged_uncertain": share_uncertain,
     }
-    if subtypes:
-        card.training["subtypes"] = subtypes["train"].names
+    if auxiliary.subtypes:
+        card.training["subtypes"] = auxiliary.subtypes["train"].names
     write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
     write_history(args.out / paths.HISTORY_FILE, history)
     checkpoint_path.unlink()
@@ -555,7 +600,7 @@ def fit_model(
     config: TrainConfig,
     classes: list[str],
     fit_splits: dict[str, LabelledBatch],
-    subtypes: dict[str, SubtypeTargets] | None,
+    auxiliary: Auxiliary,
     state: RunState,
     resumed,
     checkpoint_path: Path,
@@ -576,7 +621,7 @@ def fit_model(
         def saver(averager: WeightAverage) -> keras.callbacks.Callback:
             return SaveEachEpoch(checkpoint_path, state, averager, lambda: time.perf_counter() - started)
 
-        fine_tune(model, fit_splits, weights, config, state.history, subtypes, saver, resumed)
+        fine_tune(model, fit_splits, weights, config, state.history, auxiliary, saver, resumed)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
     return copy_without_optimizer(model, config, len(classes))
 
@@ -613,6 +658,20 @@ def subtype_targets(images: list[LabelledImage], splits: dict[str, LabelledBatch
     subtype_by_path = {image.path: image.subtype for image in images}
     print(f"phase 2: subtype head over {len(names)} subtypes: {', '.join(names)}", flush=True)
     return {name: SubtypeTargets.of(splits[name], subtype_by_path, names) for name in ("train", "val")}
+
+
+def attribute_targets(data: Path, splits: dict[str, LabelledBatch]) -> dict[str, AttributeTargets] | None:
+    """Train and val attribute targets from the manifest, or None (with a note) where it holds no attributes."""
+    manifest = find_manifest(data)
+    rows = read_attribute_rows(manifest, ATTRIBUTES) if manifest else []
+    attributes_by_path = {row.path: row.attributes for row in rows if all(row.attributes.values())}
+    if not attributes_by_path:
+        print("note: the data holds no WBCAtt attributes, so --attribute-loss-weight has no effect", flush=True)
+        return None
+    targets = {name: AttributeTargets.of(splits[name], attributes_by_path) for name in ("train", "val")}
+    counts = ", ".join(f"{name} {int(t.known().sum())}" for name, t in targets.items())
+    print(f"phase 2: attribute head over {len(ATTRIBUTES)} attributes ({counts} annotated cells)", flush=True)
+    return targets
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
