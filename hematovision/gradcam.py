@@ -13,6 +13,7 @@ import numpy as np
 from scipy.ndimage import zoom
 
 from hematovision.morphology import AttributeHeads
+from hematovision.runtime import centre_cropping
 
 #: Keeps normalisation finite on a flat map (a class with no positive evidence anywhere).
 EPSILON = 1e-7
@@ -67,7 +68,8 @@ class AttributeCam:
     what speaks *for* this value. Taken on the heads' own features layer where it is a spatial map (there,
     a head being linear on its spatial average, Grad-CAM's channel weights are the head's weights over the
     standardising scale); on ``fallback_layer`` (the card's Grad-CAM layer) where the heads sit on an
-    already pooled layer.
+    already pooled layer. Heads on the middle of the map score only the middle, but Grad-CAM averages the
+    gradients into one weight per channel, so the map still shows the same evidence at every position.
     """
 
     def __init__(self, model, heads: AttributeHeads, fallback_layer: str) -> None:
@@ -89,7 +91,9 @@ class AttributeCam:
             with tf.GradientTape() as tape:
                 activations, pooled = grad_model(tf.cast(images, tf.float32), training=False)
                 if spatial:
-                    pooled = tf.reduce_mean(pooled, axis=(1, 2))
+                    side = int(pooled.shape[1])
+                    cut = centre_cropping(side) if heads.pooling == "centre" else 0
+                    pooled = tf.reduce_mean(pooled[:, cut : side - cut, cut : side - cut], axis=(1, 2))
                 scores = tf.reduce_sum(pooled * weights, axis=-1)
             gradients = tape.gradient(scores, activations)
             channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)

@@ -108,6 +108,8 @@ class Head:
 class AttributeHeads:
     """One calibrated head per WBCAtt attribute, on the pooled activations of ``features_layer``.
 
+    ``pooling`` says over what: "centre", the middle of the map (the runtime's centre features), or "mean",
+    all of it (the runtime's features; heads saved before the centre features existed).
     ``frequencies[name]`` is (annotated classes, values): how often each value occurs with each class in the
     training split, which the consistency check reads.
     """
@@ -117,6 +119,7 @@ class AttributeHeads:
     scale: np.ndarray
     heads: dict[str, Head]
     frequencies: dict[str, np.ndarray] = field(default_factory=dict)
+    pooling: str = "centre"
 
     @property
     def n_features(self) -> int:
@@ -165,6 +168,7 @@ class AttributeHeads:
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {
             "features_layer": np.array(self.features_layer),
+            "pooling": np.array(self.pooling),
             "mean": self.mean.astype(np.float32),
             "scale": self.scale.astype(np.float32),
         }
@@ -199,7 +203,8 @@ class AttributeHeads:
                 )
                 if f"{name}/frequencies" in arrays:
                     frequencies[name] = arrays[f"{name}/frequencies"]
-            return cls(str(arrays["features_layer"]), mean, scale, heads, frequencies)
+            pooling = str(arrays["pooling"]) if "pooling" in arrays else "mean"
+            return cls(str(arrays["features_layer"]), mean, scale, heads, frequencies, pooling)
         except KeyError as exc:
             raise AttributeHeadsError(f"{path} lacks {exc}") from None
 

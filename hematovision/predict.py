@@ -26,7 +26,7 @@ from hematovision.lab_profile import LabProfile, model_identity
 from hematovision.metrics import softmax
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
-from hematovision.runtime import LITERT_FILE, Forward, LiteRTForward, keras_forward
+from hematovision.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
 from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_white_cells, is_whole_field
 
 CLASSIFY_MODES = ("auto", "single", "field")
@@ -152,10 +152,20 @@ class Classifier:
 
     def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features of the card's features layer and raw logits for a uint8 batch (N, size, size, 3)."""
+        features, logits, _ = self.network_outputs(batch)
+        return features, logits
+
+    def network_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features, logits and centre features (hematovision.runtime.OUTPUTS) for a uint8 batch."""
         if len(batch) == 0:
-            features, _ = self._forward(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
-            return np.zeros((0, features.shape[-1]), np.float32), np.zeros((0, len(self.classes)), np.float32)
+            empty = self._forward(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
+            features, logits, centre = (np.zeros((0, output.shape[-1]), np.float32) for output in empty)
+            return features, logits, centre
         return self._forward(batch)
+
+    def attribute_features(self, features: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """The pooling the attribute heads were fitted on: the middle of the map, or all of it (older heads)."""
+        return centre if self.attributes is not None and self.attributes.pooling == "centre" else features
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.features_and_logits(batch)[1]
@@ -204,7 +214,7 @@ class Classifier:
         self, batch: np.ndarray, threshold: float | None = None, profile: LabProfile | None = None
     ) -> list[Prediction]:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
-        features, logits = self.features_and_logits(batch)
+        features, logits, centre = self.network_outputs(batch)
         judged = self.judge(features, logits, profile=profile)
         out = []
         for row, not_blood, unfamiliar in zip(judged.probabilities, judged.not_blood, judged.unfamiliar, strict=True):
@@ -219,7 +229,7 @@ class Classifier:
                     unfamiliar=bool(unfamiliar),
                 )
             )
-        self._describe(features, out)
+        self._describe(self.attribute_features(features, centre), out)
         return out
 
     def _describe(self, features: np.ndarray, predictions: list[Prediction]) -> None:
@@ -381,7 +391,12 @@ def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
     """The exported network, where the folder has one made for this card and LiteRT is installed."""
     path = folder / LITERT_FILE
     export = card.inference.get("litert", {})
-    if not path.is_file() or export.get("features_layer") != card.features_layer:
+    # An export from before the centre features (two outputs) is left to Keras, which gives all three.
+    if (
+        not path.is_file()
+        or export.get("features_layer") != card.features_layer
+        or export.get("outputs") != list(OUTPUTS)
+    ):
         return None
     try:
         return LiteRTForward(path)

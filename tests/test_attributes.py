@@ -86,8 +86,9 @@ def test_shipped_heads_load_and_describe_white_cells_only():
     shipped = Classifier.load(paths.SHIPPED_MODEL_DIR)
     assert shipped.attributes is not None and shipped.attributes.features_layer == shipped.card.features_layer
     batch = np.stack([synthetic_cell(i, i, shipped.card.input_size) for i in range(3)])
-    features, _ = shipped.features_and_logits(batch)
-    assert set(shipped.attributes.probabilities(features)) == set(ATTRIBUTES)
+    assert shipped.attributes.pooling == "centre"
+    _, _, centre = shipped.network_outputs(batch)
+    assert set(shipped.attributes.probabilities(centre)) == set(ATTRIBUTES)
     for prediction in shipped.predictions(batch):
         called = prediction.label in ANNOTATED_CLASSES and not prediction.not_blood_cell
         assert bool(prediction.attributes) == called
@@ -103,8 +104,8 @@ def test_shipped_heads_read_test_cells_like_the_annotators():
     ]
     sample = sorted(rows, key=lambda row: str(row.path))[::20]
     shipped = Classifier.load(paths.SHIPPED_MODEL_DIR)
-    features, _ = shipped.features_and_logits(np.stack([shipped.model_input(row.path) for row in sample]))
-    calls = shipped.attributes.predict(features)
+    _, _, centre = shipped.network_outputs(np.stack([shipped.model_input(row.path) for row in sample]))
+    calls = shipped.attributes.predict(centre)
     agreement = np.mean(
         [
             [call[name][0] == row.attributes[name] for name in ATTRIBUTES]

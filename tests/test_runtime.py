@@ -33,9 +33,8 @@ def test_export_gives_the_keras_probabilities_and_features(exported_dir):
     assert lite.runtime == "litert" and reference.runtime == "keras"
     images = np.stack([synthetic_cell(i % 3, i, lite.card.input_size) for i in range(21)])  # not a multiple of 16
     np.testing.assert_allclose(lite.probabilities(images), reference.probabilities(images), atol=1e-4)
-    lite_features, _ = lite.features_and_logits(images)
-    keras_features, _ = reference.features_and_logits(images)
-    np.testing.assert_allclose(lite_features, keras_features, rtol=1e-3, atol=1e-3)
+    for lite_output, keras_output in zip(lite.network_outputs(images), reference.network_outputs(images), strict=True):
+        np.testing.assert_allclose(lite_output, keras_output, rtol=1e-3, atol=1e-3)
     record = lite.card.inference["litert"]
     assert record["max_probability_difference"] < 1e-3 and record["class_flips"] == 0
 
@@ -51,6 +50,35 @@ def test_an_export_for_another_features_layer_is_not_used(exported_dir, tmp_path
     card["features_layer"] = card["logits_layer"]
     (folder / "model_card.json").write_text(json.dumps(card))
     assert Classifier.load(folder).runtime == "keras"
+
+
+def test_a_two_output_export_from_before_the_centre_features_is_left_to_keras(exported_dir, tmp_path):
+    import json
+
+    from hematovision.predict import Classifier
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported_dir, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    del card["inference"]["litert"]["outputs"]
+    (folder / "model_card.json").write_text(json.dumps(card))
+    classifier = Classifier.load(folder)
+    assert classifier.runtime == "keras" and len(classifier.network_outputs(np.zeros((1, 96, 96, 3), np.uint8))) == 3
+
+
+def test_centre_features_average_the_middle_of_the_map():
+    import keras
+
+    from hematovision.runtime import centre_cropping, network_outputs_model
+
+    assert [centre_cropping(side) for side in (14, 7, 3, 2, 1)] == [4, 2, 1, 0, 0]
+    image = keras.Input((14, 14, 2))
+    model = keras.Model(image, keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(image)))
+    maps = np.random.default_rng(0).random((2, 14, 14, 2)).astype(np.float32)
+    features, logits, centre = network_outputs_model(model, model.layers[0].name, "logits")([maps])
+    np.testing.assert_allclose(features, maps.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(centre, maps[:, 4:10, 4:10].mean(axis=(1, 2)), rtol=1e-5)
+    assert logits.shape == (2, 3)
 
 
 def test_classifying_with_the_export_never_imports_tensorflow(exported_dir):

@@ -3,9 +3,9 @@
     python -m training.attributes --model models --data ../shared/data [--layer LAYER] [--cache FILE]
 
 The network is not retrained: every white cell of the manifest goes through the app's own path
-(``Classifier.model_input`` then ``features_and_logits``), and one softmax regression per attribute
-is fitted on the pooled features of the card's features layer (the one the runtime already returns,
-so the attributes cost the app no extra inference). On the train split only; the L2 strength and
+(``Classifier.model_input`` then ``network_outputs``), and one softmax regression per attribute
+is fitted on the card's features layer averaged over the middle of its map (the centre features the runtime
+already returns, so the attributes cost the app no extra inference). On the train split only; the L2 strength and
 whether values are weighed by their inverse frequency are chosen on the val split by macro-F1, and
 one temperature per head is fitted on val. The test split is scored once, at the end.
 
@@ -60,25 +60,28 @@ def needed_rows(rows: list[AttributeRow]) -> list[AttributeRow]:
 
 
 def extract(classifier: Classifier, rows: list[AttributeRow], layer: str, cache: Path | None) -> dict[str, np.ndarray]:
-    """Pooled features of ``layer`` and the class logits of every row, through the app's input path;
-    reused from ``cache`` when it was made from the same model, layer and images."""
-    key = hashlib.sha1("\n".join([classifier.model_id, layer, *(str(row.path) for row in rows)]).encode()).hexdigest()
+    """Features for the attribute heads and the class logits of every row, through the app's input path:
+    for the card's layer the runtime's centre features ("features") beside its whole-map ones ("whole_map"),
+    for another layer its whole map pooled; reused from ``cache`` when made from the same model, layer and images."""
+    key = hashlib.sha1(
+        "\n".join([classifier.model_id, layer, "centre", *(str(row.path) for row in rows)]).encode()
+    ).hexdigest()
     if cache is not None and cache.is_file():
         with np.load(cache) as stored:
             if str(stored["key"]) == key:
                 print(f"features from {cache}", flush=True)
-                return {"features": stored["features"], "logits": stored["logits"]}
+                return {name: stored[name] for name in ("features", "whole_map", "logits")}
     started = time.time()
     with ThreadPoolExecutor(2) as pool:
         inputs = np.stack(list(pool.map(lambda row: classifier.model_input(row.path), rows)))
     print(f"decoded and framed {len(inputs)} images in {time.time() - started:.0f} s", flush=True)
-    features, logits = classifier.features_and_logits(inputs)
+    whole_map, logits, features = classifier.network_outputs(inputs)
     if layer != classifier.card.features_layer:
-        features = penultimate_features(classifier, inputs, layer)
+        features = whole_map = penultimate_features(classifier, inputs, layer)
     print(f"features {features.shape} in {time.time() - started:.0f} s", flush=True)
     if cache is not None:
-        np.savez(cache, key=np.array(key), features=features, logits=logits)
-    return {"features": features, "logits": logits}
+        np.savez(cache, key=np.array(key), features=features, whole_map=whole_map, logits=logits)
+    return {"features": features, "whole_map": whole_map, "logits": logits}
 
 
 def penultimate_features(classifier: Classifier, inputs: np.ndarray, layer: str) -> np.ndarray:
@@ -167,7 +170,8 @@ def test_scores(classifier: Classifier, manifest: Path) -> dict | None:
     ]
     if not rows:
         return None
-    features = extract(classifier, rows, classifier.card.features_layer, cache=None)["features"]
+    extracted = extract(classifier, rows, classifier.card.features_layer, cache=None)
+    features = classifier.attribute_features(extracted["whole_map"], extracted["features"])
     truth = {name: [row.attributes[name] for row in rows] for name in ATTRIBUTES}
     return score_attributes(classifier.attributes, features, truth)
 
@@ -233,10 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     card["attributes"] = {
         "file": ATTRIBUTES_FILE,
         "features_layer": layer,
+        "pooling": heads.pooling,
         "classes": list(ANNOTATED_CLASSES),
         "values": {name: list(values) for name, values in ATTRIBUTES.items()},
         "heads": chosen,
-        "method": "softmax regression per attribute on standardised pooled features, fitted on the manifest's "
+        "method": "softmax regression per attribute on standardised features (the layer averaged over the middle "
+        "of its map), fitted on the manifest's "
         "train split; L2 and value weighting chosen on val by macro-F1; temperature fitted on val",
         "consistency_rule": f"a predicted value seen with the predicted class in under {100 * RARE_WITH_CLASS:g}% "
         "of that class's training cells",

@@ -26,7 +26,7 @@ from hematovision.artifacts import ArtifactError, write_json
 from hematovision.datasets import find_manifest, read_manifest
 from hematovision.metrics import softmax
 from hematovision.predict import Classifier
-from hematovision.runtime import LITERT_FILE, LiteRTForward, keras_forward, two_output_model
+from hematovision.runtime import LITERT_FILE, OUTPUTS, LiteRTForward, keras_forward, network_outputs_model
 from training.data import load_split
 
 #: Largest calibrated-probability difference accepted between the export and the Keras model.
@@ -35,15 +35,15 @@ CHECK_IMAGES = 256
 
 
 def export_litert(model, features_layer: str, logits_layer: str) -> bytes:
-    """The network as a LiteRT flatbuffer whose one signature returns (output_0, output_1) = (features, logits).
+    """The network as a LiteRT flatbuffer whose one signature returns output_0, output_1, output_2 (OUTPUTS).
 
     ``from_keras_model`` embeds the weights; a concrete function of the Keras 3 model converted on its own
     left them out (a 0.4 MB file that gave NaN), which the comparison below would catch.
     """
     import tensorflow as tf
 
-    two_outputs = two_output_model(model, features_layer, logits_layer)
-    return tf.lite.TFLiteConverter.from_keras_model(two_outputs).convert()
+    outputs = network_outputs_model(model, features_layer, logits_layer)
+    return tf.lite.TFLiteConverter.from_keras_model(outputs).convert()
 
 
 def check_images(data: Path | None, classes: list[str], size: int) -> tuple[np.ndarray, str]:
@@ -70,14 +70,21 @@ def export_and_check(model_dir: Path, data: Path | None, command: str) -> dict:
     images, described = check_images(data, card.classes, card.input_size)
     exported = LiteRTForward(model_dir / LITERT_FILE)
     reference = keras_forward(keras_classifier.model, card.features_layer, card.logits_layer, card.input_size)
-    (lite_features, lite_logits), (keras_features, keras_logits) = exported(images), reference(images)
+    (lite_features, lite_logits, lite_centre), (keras_features, keras_logits, keras_centre) = (
+        exported(images),
+        reference(images),
+    )
     probability_difference = float(
         np.abs(softmax(lite_logits, card.temperature) - softmax(keras_logits, card.temperature)).max()
     )
-    feature_difference = float(np.abs(lite_features - keras_features).max() / (np.abs(keras_features).max() + 1e-12))
+    feature_difference = max(
+        float(np.abs(lite - keras).max() / (np.abs(keras).max() + 1e-12))
+        for lite, keras in ((lite_features, keras_features), (lite_centre, keras_centre))
+    )
     record = {
         "file": LITERT_FILE,
         "features_layer": card.features_layer,
+        "outputs": list(OUTPUTS),
         "checked_on": described,
         "max_probability_difference": probability_difference,
         "max_relative_feature_difference": feature_difference,
