@@ -59,6 +59,20 @@ def test_a_folder_whose_heads_do_not_fit_its_features_is_refused(tiny_attribute_
         Classifier.load(folder)
 
 
+def test_heads_saved_before_the_centre_features_keep_reading_the_whole_map(tiny_attribute_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_attribute_model_dir, folder)
+    with np.load(folder / ATTRIBUTES_FILE) as stored:
+        older = {key: stored[key] for key in stored.files if key != "pooling"}
+    np.savez_compressed(folder / ATTRIBUTES_FILE, **older)
+    whole_map, centre = np.zeros((1, 3)), np.ones((1, 3))
+    assert Classifier.load(folder).attributes.pooling == "mean"
+    assert Classifier.load(folder).attribute_features(whole_map, centre) is whole_map
+    assert Classifier.load(tiny_attribute_model_dir).attribute_features(whole_map, centre) is centre
+
+
 def test_csv_has_a_column_per_attribute(tiny_attribute_model_dir, tmp_path):
     from hematovision.__main__ import main
 

@@ -53,10 +53,12 @@ class TrainConfig:
     # models/README.md): validation accuracy fell (the two-seed average 98.81% against 99.37%), so it is off.
     subtype_loss_weight: float = 0.0
     # Phase 2 weight of an auxiliary loss on the manifest's WBCAtt attributes (0 = off): a training-only
-    # head on the pooled block 13 activations, the features `training.attributes` fits its heads on. Trained
-    # for classes alone, those features keep little of nucleus shape and cell size (heads on them: 68.8% and
-    # 82.9% on the test split), which the class loss never asks for; the WBCAtt paper's ResNet-50, trained
-    # on the attributes themselves, reaches 94.1% mean accuracy. Cells without attributes add nothing to it.
+    # head on block 13's activations averaged over the whole map, the layer `training.attributes` fits its
+    # heads on. Trained for classes alone, that layer keeps little of nucleus shape and cell size, which the
+    # class loss never asks for; the WBCAtt paper's ResNet-50, trained on the attributes themselves, reaches
+    # 94.1% mean accuracy. Cells without attributes add nothing to it. Tried at 1.0 on 2026-12-01 (run 27 in
+    # models/README.md, when the shipped heads still read the whole map): attribute val accuracy 91.99% ->
+    # 92.98%, short of the rule it was run under, and PBC test 98.26% against 98.36%, so it is off.
     attribute_loss_weight: float = 0.0
 
     # Augmentation fit for smear images: orientation is meaningless, so all flips and 90-degree

@@ -11,7 +11,7 @@ FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
 SUBTYPE_OUTPUT = "subtype_probabilities"
 ATTRIBUTE_OUTPUT = "attribute_logits"
-#: The layer whose pooled activations the runtime returns and training.attributes fits its heads on.
+#: The layer the runtime pools for the domain checks and the attribute heads (training.attributes).
 ATTRIBUTE_FEATURES_LAYER = "block_13_expand_relu"
 
 
@@ -43,7 +43,8 @@ def with_auxiliary_heads(
 ) -> keras.Model:
     """``model`` with training-only outputs after its class probabilities, in this order: subtype probabilities
     from the same (dropped-out) pooled features, and attribute logits (the attributes' values side by side)
-    from the pooled activations of :data:`ATTRIBUTE_FEATURES_LAYER`.
+    from the activations of :data:`ATTRIBUTE_FEATURES_LAYER` averaged over the whole map (as in run 27; the
+    shipped heads now read its middle, ``hematovision.runtime.CENTRE_MARGIN``).
 
     The models share every layer, so training this one trains ``model``, which is what gets saved; the extra
     heads never reach the artifact folder.
