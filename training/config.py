@@ -96,6 +96,11 @@ class TrainConfig:
     other_lab_dye: float = 0.35
     other_lab_light: float = 0.25
     other_lab_tint: float = 0.12
+    # Inside the model, before the backbone: each image's stain density set to this (the 99th percentile of
+    # its optical density summed over channels, against its own glass colour; PBC's nuclei: about 4.0,
+    # BCCD's: about 1.3). So every path, training and the app alike, sees a faint lab's dyes at the
+    # training lab's strength. 0 = off.
+    density_target: float = 0.0
 
     # Another lab's labelled images, as <folder>/{train,val,test}/<class>/ (for instance the BCCD crops
     # written by `python -m training.bccd --export-crops`). Its train images join training, repeated
