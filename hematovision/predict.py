@@ -352,6 +352,8 @@ def load_keras_model(model_path: Path, card: ModelCard):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    import hematovision.stain_density  # noqa: F401  (registers the layer a model may hold)
+
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged file; all mean the same to a user.

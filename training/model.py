@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from hematovision.stain_density import StainDensity
 from training.config import TrainConfig
 
 GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px): Grad-CAM's layer.
@@ -83,36 +84,6 @@ def preprocessed_input(size: int, density_target: float = 0.0) -> tuple[keras.Ke
     image = keras.Input((size, size, 3), name="image")
     pixels = StainDensity(density_target, name="stain_density")(image) if density_target > 0 else image
     return image, keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(pixels)
-
-
-@keras.saving.register_keras_serializable(package="hematovision")
-class StainDensity(keras.layers.Layer):
-    """Each image recoloured as if stained to a fixed density: pixels divided by the image's glass colour
-    (each channel's 95th percentile), turned into optical density, scaled so that the 99th percentile of
-    the density summed over channels (a nucleus's core) equals ``target``, and turned back into light on
-    white glass. The gain is held to [0.5, 5] so that a blank or overexposed image is not amplified into
-    noise. 0-255 in, 0-255 out."""
-
-    def __init__(self, target: float, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.target = target
-
-    def call(self, images):
-        import tensorflow as tf
-
-        light = tf.clip_by_value(tf.cast(images, tf.float32) / 255.0, 1.0 / 255.0, 1.0)
-        shape = tf.shape(light)
-        pixels = shape[1] * shape[2]
-        per_channel = tf.transpose(tf.reshape(light, [shape[0], pixels, 3]), [0, 2, 1])
-        glass = tf.math.top_k(per_channel, k=pixels // 20).values[:, :, -1]
-        density = -tf.math.log(tf.clip_by_value(light / glass[:, None, None, :], 1e-3, 1.0))
-        summed = tf.reshape(tf.reduce_sum(density, axis=-1), [shape[0], pixels])
-        core = tf.math.top_k(summed, k=pixels // 100).values[:, -1]
-        gain = tf.clip_by_value(self.target / tf.maximum(core, 1e-3), 0.5, 5.0)
-        return tf.exp(-density * gain[:, None, None, None]) * 255.0
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "target": self.target}
 
 
 def set_trainable(model: keras.Model, fine_tune_from: str | None) -> int:
