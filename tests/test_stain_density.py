@@ -54,3 +54,17 @@ def test_a_model_holding_the_layer_saves_and_loads(tmp_path):
     assert loaded.get_layer("stain_density").target == 4.0
     x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-4)
+
+
+def test_an_ensemble_keeps_its_members_stain_density_and_refuses_a_mix():
+    from training.config import TrainConfig
+    from training.ensemble import average_models
+    from training.model import build_model
+
+    def member(target: float) -> keras.Model:
+        return build_model(TrainConfig(image_size=32, alpha=0.35, weights="none", density_target=target), 3)
+
+    averaged = average_models([member(4.0), member(4.0)], alpha=0.35, image_size=32)
+    assert averaged.get_layer("stain_density").target == 4.0
+    with pytest.raises(ValueError, match="stain density"):
+        average_models([member(4.0), member(0.0)], alpha=0.35, image_size=32)

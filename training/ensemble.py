@@ -46,14 +46,17 @@ from training.train import (
 
 def average_models(members: list[keras.Model], alpha: float, image_size: int) -> keras.Model:
     """One flat model whose logits are the mean of the members' logits (all MobileNetV2 of one width)."""
-    image, scaled = preprocessed_input(image_size)
+    targets = {member_density_target(member) for member in members}
+    if len(targets) != 1:
+        raise ValueError(f"the members set each image's stain density differently ({sorted(targets)})")
+    image, scaled = preprocessed_input(image_size, targets.pop())
     last_maps = []
     for index, member in enumerate(members):
         backbone = keras.applications.MobileNetV2(
             input_shape=(image_size, image_size, 3), input_tensor=scaled, alpha=alpha, include_top=False, weights=None
         )
         for layer in backbone.layers:
-            if isinstance(layer, keras.layers.InputLayer) or layer.name == "preprocess":
+            if isinstance(layer, keras.layers.InputLayer) or layer.name in ("preprocess", "stain_density"):
                 continue
             layer.set_weights(member.get_layer(layer.name).get_weights())
             if layer.name == GRADCAM_LAYER:
@@ -72,6 +75,12 @@ def average_models(members: list[keras.Model], alpha: float, image_size: int) ->
     dense.set_weights([np.concatenate(kernels) / len(members), np.mean(biases, axis=0)])
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{alpha:g}_x{len(members)}")
+
+
+def member_density_target(member: keras.Model) -> float:
+    """The stain density a member's StainDensity layer sets (``train --density-target``; 0 without one)."""
+    layers = [layer for layer in member.layers if layer.name == "stain_density"]
+    return float(layers[0].target) if layers else 0.0
 
 
 def member_summary(folder: Path, card: ModelCard) -> dict:
