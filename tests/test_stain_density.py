@@ -59,12 +59,12 @@ def test_a_model_holding_the_layer_saves_and_loads(tmp_path):
 def test_an_ensemble_keeps_its_members_stain_density_and_refuses_a_mix():
     from training.config import TrainConfig
     from training.ensemble import average_models
-    from training.model import build_model
+    from training.model import STAIN_DENSITY_LAYER, build_model
 
     def member(target: float) -> keras.Model:
         return build_model(TrainConfig(image_size=32, alpha=0.35, weights="none", density_target=target), 3)
 
     averaged = average_models([member(4.0), member(4.0)], alpha=0.35, image_size=32)
-    assert averaged.get_layer("stain_density").target == 4.0
+    assert averaged.get_layer(STAIN_DENSITY_LAYER).target == 4.0
     with pytest.raises(ValueError, match="stain density"):
         average_models([member(4.0), member(0.0)], alpha=0.35, image_size=32)

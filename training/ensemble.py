@@ -33,7 +33,7 @@ from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_his
 from hematovision.predict import Classifier
 from training.config import TrainConfig
 from training.data import find_images, load_split_folders, load_splits
-from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, preprocessed_input
+from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, STAIN_DENSITY_LAYER, preprocessed_input
 from training.train import (
     calibrate_and_evaluate,
     library_versions,
@@ -56,7 +56,7 @@ def average_models(members: list[keras.Model], alpha: float, image_size: int) ->
             input_shape=(image_size, image_size, 3), input_tensor=scaled, alpha=alpha, include_top=False, weights=None
         )
         for layer in backbone.layers:
-            if isinstance(layer, keras.layers.InputLayer) or layer.name in ("preprocess", "stain_density"):
+            if isinstance(layer, keras.layers.InputLayer) or layer.name in ("preprocess", STAIN_DENSITY_LAYER):
                 continue
             layer.set_weights(member.get_layer(layer.name).get_weights())
             if layer.name == GRADCAM_LAYER:
@@ -79,7 +79,7 @@ def average_models(members: list[keras.Model], alpha: float, image_size: int) ->
 
 def member_density_target(member: keras.Model) -> float:
     """The stain density a member's StainDensity layer sets (``train --density-target``; 0 without one)."""
-    layers = [layer for layer in member.layers if layer.name == "stain_density"]
+    layers = [layer for layer in member.layers if layer.name == STAIN_DENSITY_LAYER]
     return float(layers[0].target) if layers else 0.0
 
 

@@ -10,6 +10,7 @@ from training.config import TrainConfig
 GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px): Grad-CAM's layer.
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
+STAIN_DENSITY_LAYER = "stain_density"
 SUBTYPE_OUTPUT = "subtype_probabilities"
 ATTRIBUTE_OUTPUT = "attribute_logits"
 #: The layer the runtime pools for the domain checks and the attribute heads (training.attributes).
@@ -82,7 +83,7 @@ def preprocessed_input(size: int, density_target: float = 0.0) -> tuple[keras.Ke
     expects, after :class:`StainDensity` when ``density_target`` is set; every model built here starts with
     these, so none can disagree on preprocessing."""
     image = keras.Input((size, size, 3), name="image")
-    pixels = StainDensity(density_target, name="stain_density")(image) if density_target > 0 else image
+    pixels = StainDensity(density_target, name=STAIN_DENSITY_LAYER)(image) if density_target > 0 else image
     return image, keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(pixels)
 
 
