@@ -528,6 +528,35 @@ def robustness_caption(robustness: dict[str, Any]) -> str:
     )
 
 
+def setups_table(setups: dict[str, Any]) -> pd.DataFrame:
+    """Accuracy and flag rates of each imitated set-up, from the evaluation JSON's "setups" section."""
+    return pd.DataFrame(
+        [
+            {
+                "set-up": row["setup"],
+                "accuracy (%)": round(100 * row["accuracy"], 2),
+                "ECE (%)": round(100 * row["ece"], 1),
+                "not a blood cell (%)": _percent(row["flagged_not_blood"]),
+                "unfamiliar (%)": _percent(row["flagged_unfamiliar"]),
+                "lowest class recall": f"{row['lowest_recall_class']} {100 * row['lowest_recall']:.1f}%",
+                "what it imitates": row["description"],
+            }
+            for row in setups["setups"]
+        ]
+    )
+
+
+def setups_caption(setups: dict[str, Any]) -> str:
+    dataset = DATASET_NAMES.get(setups["dataset"], setups["dataset"])
+    n = setups["setups"][0]["n"] if setups["setups"] else 0
+    return (
+        f"The {n:,} images of the {dataset}, saved as other analysers and cameras would save them (smaller files, "
+        "tighter crops, other stains) and read back as an upload is, in Automatic mode (`python -m training.setups`). "
+        "Real other labs differ in more ways than these imitations: for a new lab, expect the BCCD and "
+        "leave-one-lab-out figures above."
+    )
+
+
 def profile_table(profile: LabProfile) -> pd.DataFrame:
     """Examples and leave-one-out recall per class of a lab profile."""
     per_class = profile.leave_one_out["per_class"]

@@ -124,6 +124,12 @@ if robustness:
         column_config={"accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=100)},
     )
 
+setups = evaluation.get("setups")
+if setups:
+    st.subheader("Other cameras and stains, imitated")
+    st.caption(charts.setups_caption(setups))
+    st.dataframe(charts.setups_table(setups), hide_index=True, height="content")
+
 if card and card.data.get("class_counts"):
     st.header("Data: images per class and split")
     st.dataframe(charts.class_counts_table(card.data["class_counts"]), hide_index=True)

@@ -202,3 +202,18 @@ def tiny_saliency_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     arguments = ["--model", str(model), "--data", str(data), "--n", "3", "--sanity-n", "2", "--save-every", "2"]
     assert main([*arguments, "--methods", "Grad-CAM,LayerCAM"]) == 0
     return model
+
+
+@pytest.fixture
+def manifest_dataset(tiny_dataset, tmp_path):
+    """The tiny class folders with a manifest that puts every fourth image in the test split."""
+    rows = []
+    for label in TINY_CLASSES:
+        for index, path in enumerate(sorted((tiny_dataset / label).iterdir())):
+            shutil.copy(path, tmp_path / path.name)
+            rows.append({"path": path.name, "label": label, "split": "test" if index % 4 == 0 else "train"})
+    with (tmp_path / "pbc_manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "label", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return tmp_path

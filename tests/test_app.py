@@ -169,7 +169,7 @@ def test_model_performance_page(app):
     assert any("called" in table.columns for table in tables) == (shown.sum() > np.trace(shown))
 
 
-def test_model_performance_shows_simulated_lab_changes(monkeypatch, tiny_model_dir, tmp_path):
+def test_model_performance_shows_simulated_and_imitated_lab_changes(monkeypatch, tiny_model_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     evaluation = json.loads((model / paths.EVALUATION_FILE).read_text())
@@ -179,12 +179,20 @@ def test_model_performance_shows_simulated_lab_changes(monkeypatch, tiny_model_d
         {"condition": "cell at 0.6 size", "description": "wider field of view", "accuracy": 0.6,
          "lowest_recall_class": "lymphocyte", "lowest_recall": 0.01},
     ]}  # fmt: skip
+    evaluation["setups"] = {"dataset": "pbc_test", "setups": [
+        {"setup": "120 px camera", "description": "low-resolution camera", "n": 1894, "accuracy": 0.9612,
+         "ece": 0.021, "flagged_not_blood": 0.004, "flagged_unfamiliar": 0.063, "lowest_recall_class": "ig",
+         "lowest_recall": 0.88},
+    ]}  # fmt: skip
     (model / paths.EVALUATION_FILE).write_text(json.dumps(evaluation))
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(model))
     st.cache_data.clear()
     at = new_session()
     at = at.switch_page("pages/3_Model_performance.py").run()
     assert not at.exception
+    imitated = next(frame.value for frame in at.dataframe if "what it imitates" in frame.value.columns)
+    assert imitated.iloc[0][["accuracy (%)", "not a blood cell (%)", "unfamiliar (%)"]].tolist() == [96.12, 0.4, 6.3]
+    assert any("training.setups" in caption.value for caption in at.caption)
     table = next(frame.value for frame in at.dataframe if "what it simulates" in frame.value.columns)
     assert table["accuracy (%)"].tolist() == [98.0, 60.0]
     assert table["change (points)"].tolist() == [0.0, -38.0]

@@ -1,6 +1,5 @@
 """The simulated other-lab conditions, on generated images and the tiny model."""
 
-import csv
 import json
 import shutil
 
@@ -86,21 +85,6 @@ def test_score_conditions_matches_the_classifier_unchanged(tiny_classifier):
     assert rows[0]["accuracy"] == pytest.approx(np.mean(plain == labels))
     assert rows[0]["lowest_recall"] <= rows[0]["accuracy"] + 1e-9
     assert rows[0]["lowest_recall_class"] in TINY_CLASSES
-
-
-@pytest.fixture
-def manifest_dataset(tiny_dataset, tmp_path):
-    """The tiny class folders with a manifest that puts every fourth image in the test split."""
-    rows = []
-    for label in TINY_CLASSES:
-        for index, path in enumerate(sorted((tiny_dataset / label).iterdir())):
-            shutil.copy(path, tmp_path / path.name)
-            rows.append({"path": path.name, "label": label, "split": "test" if index % 4 == 0 else "train"})
-    with (tmp_path / "pbc_manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["path", "label", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return tmp_path
 
 
 def test_cli_records_test_figures_in_the_artifact_folder(tiny_model_dir, manifest_dataset, tmp_path, capsys):
