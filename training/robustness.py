@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hematovision import paths
 from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import find_manifest, read_manifest
+from hematovision.datasets import LabelledImage, find_manifest, read_manifest
 from hematovision.metrics import confusion_matrix, per_class_scores
 from hematovision.predict import Classifier
 from training.data import load_split
@@ -156,15 +156,25 @@ def score_conditions(
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__.split("\n\n")[0])
+@dataclass(frozen=True)
+class SplitRequest:
+    """What a PBC-split measuring CLI was asked for, checked, with the classifier loaded."""
+
+    args: argparse.Namespace
+    manifest: Path
+    classifier: Classifier
+    images: list[LabelledImage]
+
+
+def parse_split_request(prog: str, description: str, argv: list[str] | None) -> SplitRequest | int:
+    """The options shared by this CLI and `training.setups`; an exit code when they cannot be honoured."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
     parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
     parser.add_argument("--split", choices=("val", "test"), default="test", help="manifest split to change and score")
     parser.add_argument("--record", action="store_true", help="add the results to the model's evaluation.json")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
-
     manifest = find_manifest(args.data)
     if manifest is None:
         print(f"error: no pbc_manifest.csv in {args.data}", file=sys.stderr)
@@ -172,29 +182,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.record and args.split != "test":
         print("error: --record keeps test-split figures only; validation figures are for choosing", file=sys.stderr)
         return 2
-    classifier = Classifier.load(args.model)
     chosen = [image for image in read_manifest(manifest) if image.split == args.split]
-    batch = load_split(chosen, classifier.classes, classifier.card.input_size)
+    return SplitRequest(args, manifest, Classifier.load(args.model), chosen)
+
+
+def keep_result(args: argparse.Namespace, key: str, result: dict) -> None:
+    """--json writes the result to a file; --record adds it to the model's evaluation.json under ``key``."""
+    if args.json:
+        write_json(args.json, result)
+    if args.record:
+        evaluation = load_evaluation(args.model)
+        evaluation[key] = result
+        write_json(args.model / paths.EVALUATION_FILE, evaluation)
+        print(f"recorded in {args.model / paths.EVALUATION_FILE}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    request = parse_split_request("python -m training.robustness", __doc__.split("\n\n")[0], argv)
+    if isinstance(request, int):
+        return request
+    classifier, split = request.classifier, request.args.split
+    batch = load_split(request.images, classifier.classes, classifier.card.input_size)
     if not len(batch.labels):
-        print(f"error: no readable {args.split} images in {manifest}", file=sys.stderr)
+        print(f"error: no readable {split} images in {request.manifest}", file=sys.stderr)
         return 1
     rows = score_conditions(classifier, batch.images, batch.labels)
-    result = {"dataset": f"pbc_{args.split}", "n": len(batch.labels), "conditions": rows}
+    result = {"dataset": f"pbc_{split}", "n": len(batch.labels), "conditions": rows}
 
-    print(f"PBC {args.split} split, {result['n']} images, each condition applied to every image:")
+    print(f"PBC {split} split, {result['n']} images, each condition applied to every image:")
     print(f"{'condition':<20}{'accuracy':>10}   lowest recall")
     for row in rows:
         print(
             f"{row['condition']:<20}{100 * row['accuracy']:>9.2f}%   "
             f"{row['lowest_recall_class']} {100 * row['lowest_recall']:.2f}%"
         )
-    if args.json:
-        write_json(args.json, result)
-    if args.record:
-        evaluation = load_evaluation(args.model)
-        evaluation["robustness"] = result
-        write_json(args.model / paths.EVALUATION_FILE, evaluation)
-        print(f"recorded in {args.model / paths.EVALUATION_FILE}")
+    keep_result(request.args, "robustness", result)
     return 0
 
 

@@ -13,7 +13,6 @@ for other labs' images; they are not fitted to any lab, and real other-lab image
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -27,13 +26,12 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import LabelledImage, find_manifest, read_manifest
+from hematovision.datasets import LabelledImage
 from hematovision.evaluation import evaluate_files
 from hematovision.imaging import ImageLoadError, decode_image
 from hematovision.predict import Classifier
 from training.data import RGB_FROM_STAINS, STAINS_FROM_RGB
+from training.robustness import keep_result, parse_split_request
 
 
 @dataclass(frozen=True)
@@ -148,30 +146,17 @@ def score_setups(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.setups", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
-    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
-    parser.add_argument("--split", choices=("val", "test"), default="test", help="manifest split to imitate")
-    parser.add_argument("--record", action="store_true", help="add the results to the model's evaluation.json")
-    parser.add_argument("--json", type=Path, help="also write the results to this file")
-    args = parser.parse_args(argv)
-
-    manifest = find_manifest(args.data)
-    if manifest is None:
-        print(f"error: no pbc_manifest.csv in {args.data}", file=sys.stderr)
-        return 2
-    if args.record and args.split != "test":
-        print("error: --record keeps test-split figures only; validation figures are for choosing", file=sys.stderr)
-        return 2
-    classifier = Classifier.load(args.model)
-    chosen = [image for image in read_manifest(manifest) if image.split == args.split]
-    rows = score_setups(classifier, chosen)
+    request = parse_split_request("python -m training.setups", __doc__.split("\n\n")[0], argv)
+    if isinstance(request, int):
+        return request
+    split = request.args.split
+    rows = score_setups(request.classifier, request.images)
     if not rows:
-        print(f"error: no readable {args.split} images in {manifest}", file=sys.stderr)
+        print(f"error: no readable {split} images in {request.manifest}", file=sys.stderr)
         return 1
-    result = {"dataset": f"pbc_{args.split}", "setups": rows}
+    result = {"dataset": f"pbc_{split}", "setups": rows}
 
-    print(f"PBC {args.split} split as other set-ups would save it, read in Automatic mode:")
+    print(f"PBC {split} split as other set-ups would save it, read in Automatic mode:")
     print(f"{'set-up':<24}{'n':>6}{'accuracy':>10}{'ECE':>8}{'not blood':>11}{'unfamiliar':>12}   lowest recall")
     for row in rows:
         flags = [row[key] for key in ("flagged_not_blood", "flagged_unfamiliar")]
@@ -180,13 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['setup']:<24}{row['n']:>6}{100 * row['accuracy']:>9.2f}%{100 * row['ece']:>7.1f}%"
             f"{not_blood:>11}{unfamiliar:>12}   {row['lowest_recall_class']} {100 * row['lowest_recall']:.1f}%"
         )
-    if args.json:
-        write_json(args.json, result)
-    if args.record:
-        evaluation = load_evaluation(args.model)
-        evaluation["setups"] = result
-        write_json(args.model / paths.EVALUATION_FILE, evaluation)
-        print(f"recorded in {args.model / paths.EVALUATION_FILE}")
+    keep_result(request.args, "setups", result)
     return 0
 
 
