@@ -1,5 +1,7 @@
 """The feature-space novelty check on features whose geometry is known."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,19 @@ def test_fitted_slope_softens_overconfident_far_predictions_and_not_near_ones():
     assert fit_temperature_slope(logits, labels, distances, 1.0, reference=10.0) > 0.5
     near = ~far
     assert fit_temperature_slope(logits[near], labels[near], distances[near], 1.0, reference=10.0) == 0.0
+
+
+def test_lab_change_widens_to_the_networks_own_training_views_and_never_narrows():
+    from training.config import TrainConfig
+    from training.novelty import LAB_CHANGE, WIDER_WHEN_LARGER, WIDER_WHEN_SMALLER, lab_change_for
+
+    assert set(WIDER_WHEN_LARGER + WIDER_WHEN_SMALLER) <= set(dataclasses.asdict(TrainConfig()))
+    assert lab_change_for({}) == LAB_CHANGE
+    # A network trained on softer, recoloured views and a smaller camera scale than LAB_CHANGE imitates.
+    trained = dataclasses.asdict(TrainConfig(blur=3.0, other_lab=0.5, other_lab_dye=0.2, degrade_scale=0.2))
+    change = lab_change_for(trained)
+    assert (change.blur, change.other_lab, change.other_lab_dye, change.degrade_scale) == (3.0, 0.5, 0.2, 0.2)
+    # Where LAB_CHANGE was already wider than training (zoom, stain, hue), it stays as it was.
+    assert (change.zoom, change.stain, change.hue) == (LAB_CHANGE.zoom, LAB_CHANGE.stain, LAB_CHANGE.hue)
+    # The default recipe trains inside LAB_CHANGE, so a network trained with it changes nothing.
+    assert lab_change_for(dataclasses.asdict(TrainConfig())) == LAB_CHANGE
