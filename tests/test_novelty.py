@@ -102,22 +102,3 @@ def test_lab_change_widens_to_the_networks_own_training_views_and_never_narrows(
     assert (change.zoom, change.stain, change.hue) == (LAB_CHANGE.zoom, LAB_CHANGE.stain, LAB_CHANGE.hue)
     # The default recipe trains inside LAB_CHANGE, so a network trained with it changes nothing.
     assert lab_change_for(dataclasses.asdict(TrainConfig())) == LAB_CHANGE
-
-
-def test_not_blood_threshold_sits_midway_in_the_gap_between_the_two_sides():
-    from training.novelty import gap_threshold
-
-    def log_odds(p):
-        return float(np.log(p / (1 - p)))
-
-    rng = np.random.default_rng(0)
-    non_blood = 1 / (1 + np.exp(-rng.normal(-10, 1.5, 1000)))  # log-odds around -10
-    blood_side = 1 / (1 + np.exp(-6.0))
-    threshold = gap_threshold(blood_side, non_blood)
-    non_blood_edge = log_odds(float(np.quantile(non_blood, 0.99)))
-    assert log_odds(threshold) == pytest.approx((non_blood_edge + 6.0) / 2, abs=1e-6)
-    # Below the blood side's threshold (fewer genuine cells refused), and still above 99% of the non-blood images.
-    assert non_blood_edge < log_odds(threshold) < 6.0
-    assert np.mean(non_blood < threshold) >= 0.99
-    # Probabilities of exactly 0 or 1 do not break it.
-    assert 0 < gap_threshold(1.0, np.zeros(10)) < 1
