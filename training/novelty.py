@@ -100,7 +100,7 @@ def lab_change_for(trained: dict) -> TrainConfig:
     return dataclasses.replace(LAB_CHANGE, **widened)
 
 
-def lab_changed(images: np.ndarray, seed: int, change: TrainConfig = LAB_CHANGE) -> np.ndarray:
+def lab_changed(images: np.ndarray, seed: int, change: TrainConfig) -> np.ndarray:
     """One view of each image through ``change`` (seeded, so the same views every run)."""
     view = tf.function(lambda image, key: augment(image, key, change))
     return np.stack(
