@@ -7,10 +7,10 @@ Three things, all from the pooled activations of one layer (hematovision.novelty
 - *not a blood-cell image*: a logistic regression, fitted with PBC training cells, the same cells
   changed the way other labs' images differ (stain, camera, magnification: the training augmentation,
   turned up, and never narrower than the network's own training views) and the BCCD training crops as
-  blood cells, and generated non-blood images (seed 0) plus views of scikit-image's sample photographs
-  and micrographs (``training.photo_crops.FIT_SOURCES``) as the rest. Its threshold is the highest that
-  flags at most 2% of each held-out blood set (PBC val, BCCD val crops, changed PBC val, and PBC val
-  under each simulated lab change of ``training.robustness``).
+  blood cells (each framed as the app frames it), and generated non-blood images (seed 0) plus views of
+  scikit-image's sample photographs and micrographs (``training.photo_crops.FIT_SOURCES``) as the rest.
+  Its threshold is the highest that flags at most 2% of each held-out blood set (PBC val, BCCD val
+  crops, changed PBC val, and PBC val under each simulated lab change of ``training.robustness``).
 - *unfamiliar set-up*: squared Mahalanobis distance to the nearest class centre (PBC train by class,
   BCCD train crops as one group), flagged above a threshold set on PBC val and BCCD val crops.
 - a softmax temperature that grows with that distance, its slope fitted on the same validation sets.
@@ -41,6 +41,7 @@ import tensorflow as tf
 from hematovision import paths
 from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import read_manifest
+from hematovision.framing import frame_single_cell
 from hematovision.imaging import to_model_input
 from hematovision.novelty import (
     NOVELTY_FILE,
@@ -165,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     pbc_out = {split: features_and_logits(data.images) for split, data in pbc.items()}
     crops = labelled_crops(read_photos(args.data / "bccd", seed=args.seed))
     index = {name: i for i, name in enumerate(classifier.classes)}
+    # Framed as the app frames an uploaded crop: the check must judge the cells the app will show it.
     bccd_images = {
-        split: np.stack([to_model_input(c.rgb, size) for c in crops if c.split == split])
+        split: np.stack([to_model_input(frame_single_cell(c.rgb)[0], size) for c in crops if c.split == split])
         for split in ("train", "val", "test")
     }
     bccd_labels = {split: np.array([index[c.label] for c in crops if c.split == split]) for split in bccd_images}
