@@ -596,3 +596,19 @@ def test_evaluate_records_the_validation_split_under_the_pages_own_name(tiny_mod
     assert "pbc_val" not in evaluation.get("descriptions", {})
     spread = evaluation["datasets"]["pbc_val"]["ece_if_calibrated"]
     assert 0 < spread["median"] <= spread["p95"]
+
+
+def test_grey_views_keep_luminance_and_only_the_asked_share_lose_colour():
+    import tensorflow as tf
+
+    from training.data import grey_view
+
+    image = tf.constant(np.random.default_rng(0).uniform(0, 1, (16, 16, 3)), tf.float32)
+    views = np.stack([grey_view(image, tf.constant([i, 7], tf.int64), 0.3).numpy() for i in range(200)])
+    grey = np.ptp(views, axis=-1).max(axis=(1, 2)) < 1e-6
+    assert 0.2 < grey.mean() < 0.4
+    np.testing.assert_allclose(views[grey][0, ..., 0], tf.image.rgb_to_grayscale(image).numpy()[..., 0], atol=1e-6)
+    np.testing.assert_array_equal(views[~grey][0], image.numpy())
+    assert not any(
+        np.ptp(grey_view(image, tf.constant([i, 7], tf.int64), 0.0).numpy(), axis=-1).max() < 1e-6 for i in range(20)
+    )

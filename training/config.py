@@ -96,6 +96,10 @@ class TrainConfig:
     other_lab_dye: float = 0.35
     other_lab_light: float = 0.25
     other_lab_tint: float = 0.12
+    # Share of views shown in grey (luminance in all three channels). Another lab's dyes move a cell's
+    # colour, not its shape: grey views make the network read nucleus lobes, granules and chromatin too,
+    # not only the colours that tell eosinophils from neutrophils in PBC's stain. 0 = off.
+    grey: float = 0.0
     # Inside the model, before the backbone: each image's stain density set to this (the 99th percentile of
     # its optical density summed over channels, against its own glass colour; PBC's nuclei: about 4.0,
     # BCCD's: about 1.3). So every path, training and the app alike, sees a faint lab's dyes at the

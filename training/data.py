@@ -119,6 +119,8 @@ def augment(image: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor
         )
     if config.other_lab > 0:
         x = other_lab_colour(tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 15), config)
+    if config.grey > 0:
+        x = grey_view(x, tf.random.experimental.stateless_fold_in(seed, 16), config.grey)
     if config.degrade > 0:
         x = degraded(tf.clip_by_value(x, 0.0, 1.0), tf.random.experimental.stateless_fold_in(seed, 14), config)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
@@ -165,6 +167,12 @@ def other_lab_colour(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.T
         return from_optical_density(tf.tensordot(stains, RGB_FROM_STAINS, 1) + light + tint)
 
     return tf.cond(tf.random.stateless_uniform([], coin_seed) < config.other_lab, recolour, lambda: x)
+
+
+def grey_view(x: tf.Tensor, seed: tf.Tensor, share: float) -> tf.Tensor:
+    """With probability ``share``: the image's luminance in all three channels."""
+    coin = tf.random.stateless_uniform([], seed)
+    return tf.cond(coin < share, lambda: tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x)), lambda: x)
 
 
 def degraded(x: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
