@@ -116,6 +116,7 @@ OPTION_HELP = {
     "other_lab_dye": "augmentation: smallest factor on each stain's optical density in a recoloured view",
     "other_lab_light": "augmentation: largest neutral optical density added to a recoloured view (dimmer light)",
     "other_lab_tint": "augmentation: largest per-channel optical density shift of a recoloured view",
+    "grey": "augmentation: share of views shown in grey (luminance in all three channels); 0 = off",
     "density_target": "inside the model: each image's stain density (99th percentile of its optical density, "
     "summed over channels, against its own glass) set to this (0 = off)",
     "extra_data": "optional folder of another lab's images as train/ val/ test/ class folders: train is mixed in, "
