@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hematovision.imaging import to_model_input
 from hematovision.smear import CellBox, central_cell, crop_cell, find_white_cells
 
 #: Median span of a white cell's box over the shorter side of a PBC training image, pooled over the
@@ -62,3 +63,8 @@ def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
         f"re-cut so that it spans {PBC_SPAN}"
     )
     return crop_cell(rgb, box), note
+
+
+def framed_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A single-cell image as the network takes it, whichever path it came by: framed, then resized."""
+    return to_model_input(frame_single_cell(rgb)[0], size)

@@ -20,7 +20,7 @@ import numpy as np
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
-from hematovision.framing import frame_single_cell
+from hematovision.framing import frame_single_cell, framed_model_input
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.lab_profile import LabProfile, model_identity
 from hematovision.metrics import softmax
@@ -148,7 +148,7 @@ class Classifier:
 
     def model_input(self, source: bytes | str | Path) -> np.ndarray:
         """Decode one image, frame it as one cell and resize it to this model's input (raises ImageLoadError)."""
-        return to_model_input(frame_single_cell(decode_image(source).rgb)[0], self.card.input_size)
+        return framed_model_input(decode_image(source).rgb, self.card.input_size)
 
     def features_and_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features of the card's features layer and raw logits for a uint8 batch (N, size, size, 3)."""

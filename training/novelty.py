@@ -41,7 +41,7 @@ import tensorflow as tf
 from hematovision import paths
 from hematovision.artifacts import load_evaluation, write_json
 from hematovision.datasets import read_manifest
-from hematovision.framing import frame_single_cell
+from hematovision.framing import framed_model_input
 from hematovision.imaging import to_model_input
 from hematovision.novelty import (
     NOVELTY_FILE,
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     index = {name: i for i, name in enumerate(classifier.classes)}
     # Framed as the app frames an uploaded crop: the check must judge the cells the app will show it.
     bccd_images = {
-        split: np.stack([to_model_input(frame_single_cell(c.rgb)[0], size) for c in crops if c.split == split])
+        split: np.stack([framed_model_input(c.rgb, size) for c in crops if c.split == split])
         for split in ("train", "val", "test")
     }
     bccd_labels = {split: np.array([index[c.label] for c in crops if c.split == split]) for split in bccd_images}
