@@ -830,12 +830,40 @@ def explain_image(name: str, data: bytes) -> None:
     explain(explainable(results, classifier.card.input_size))
 
 
-def big_text(container, text: str, size: float = 2.2, colour: str = "") -> None:
-    """Type readable from the back of a lecture hall (``size`` in rem); ``text`` is escaped."""
-    style = f"font-size:{size}rem;line-height:1.2;margin:0 0 0.4rem 0;font-weight:600" + (
-        f";color:{colour}" if colour else ""
+def big_text(container, text: str, size: float = 2.2, colour: str = "", title: str = "") -> None:
+    """Type readable from the back of a lecture hall: ``size`` rem, less on a screen narrower than 1280 px
+    (so that a long class name never runs into the next column); ``text`` is escaped, ``title`` is shown on
+    hover."""
+    style = (
+        f"font-size:min({size}rem,{1.25 * size:.2f}vw);line-height:1.15;margin:0 0 0.35rem 0;font-weight:600;"
+        "overflow-wrap:anywhere" + (f";color:{colour}" if colour else "")
     )
-    container.markdown(f'<p style="{style}">{html.escape(text)}</p>', unsafe_allow_html=True)
+    hover = f' title="{html.escape(title)}"' if title else ""
+    container.markdown(f'<p style="{style}"{hover}>{html.escape(text)}</p>', unsafe_allow_html=True)
+
+
+#: The lecture page on a projector: little padding, no fullscreen icon on the (already large) cell, and
+#: the credits held to one line.
+LECTURE_STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding: 3.6rem 1.25rem 0.5rem 1.25rem; max-width: none; }
+[data-testid="stMainBlockContainer"] [data-testid="stElementToolbar"] { display: none; }
+.hv-credits { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-size: 0.8rem;
+  color: rgba(23, 32, 42, 0.6); margin: 0; }
+</style>"""
+
+
+def lecture_style() -> None:
+    st.html(LECTURE_STYLE)
+
+
+def lecture_footer() -> None:
+    """The disclaimer and the dataset credits in one line (the full credit on hover)."""
+    line = (
+        "Not a diagnostic device · Cells: PBC dataset, Acevedo et al. 2020, CC BY 4.0 · "
+        "Attributes: WBCAtt, Tsutsui et al. 2023, MIT"
+    )
+    full = f"{DISCLAIMER} {DATASET_CREDIT}".replace("**", "").replace("*", "")
+    st.markdown(f'<p class="hv-credits" title="{html.escape(full)}">{html.escape(line)}</p>', unsafe_allow_html=True)
 
 
 def model_answer(item: StoredImage) -> tuple[str, float]:

@@ -1,4 +1,10 @@
-"""Lecture: one deck cell at a time on a projector, the answer revealed step by step."""
+"""Lecture: one deck cell at a time on a projector, the answer revealed step by step.
+
+Made for 1280x720 with the sidebar folded: the cell fills the left half (about 570 px square), the controls,
+the step and the answer the right half, the credits one line below. Keys: → next cell, ← previous cell,
+Space reveals the next step (Streamlit's own button shortcuts, so they work wherever the page has focus
+and not while typing in the jump list).
+"""
 
 import streamlit as st
 
@@ -12,6 +18,7 @@ st.set_page_config(
     initial_sidebar_state="collapsed",
 )
 ui.navigation()
+ui.lecture_style()
 deck = lecture_order(ui.teaching_deck())
 if not deck:
     st.stop()
@@ -24,10 +31,25 @@ def jump() -> None:
     lecture.go_to(st.session_state["lecture_jump"], len(deck))
 
 
+cell = deck[lecture.index]
+item = answers[cell.name]
+image_column, right = st.columns([0.47, 0.53], gap="small")
+# At the last step the large picture becomes the heatmap (readable from the back of the room) and the cell
+# alone moves to the small place beside the answer.
+big, small = (ui.model_overlay(item), item.display) if lecture.step >= 3 else (item.display, None)
+image_column.image(big, width="stretch")
+
 # The jump list follows Previous/Next: its value is set from the lecture state before it is drawn.
 st.session_state["lecture_jump"] = lecture.index
-back, reveal, forward, chooser = st.columns([1, 2, 1, 2], vertical_alignment="bottom")
-back.button("◀ Previous", on_click=lecture.go_to, args=(lecture.index - 1, len(deck)), width="stretch")
+back, reveal, forward = right.columns([1, 2.1, 1], vertical_alignment="center")
+back.button(
+    "◀ Previous",
+    on_click=lecture.go_to,
+    args=(lecture.index - 1, len(deck)),
+    width="stretch",
+    shortcut="Left",
+    help="Previous cell (← key)",
+)
 last_step = lecture.step == len(LECTURE_STEPS) - 1
 reveal.button(
     "All revealed" if last_step else f"Reveal: {LECTURE_STEPS[lecture.step + 1].lower()}",
@@ -35,31 +57,46 @@ reveal.button(
     disabled=last_step,
     type="primary",
     width="stretch",
+    shortcut="Space",
+    help="Reveal the next step (Space)",
+    wrap=True,
 )
-forward.button("Next ▶", on_click=lecture.go_to, args=(lecture.index + 1, len(deck)), width="stretch")
+forward.button(
+    "Next ▶",
+    on_click=lecture.go_to,
+    args=(lecture.index + 1, len(deck)),
+    width="stretch",
+    shortcut="Right",
+    help="Next cell (→ key)",
+)
+step_column, chooser = right.columns([2.6, 1], vertical_alignment="center")
+ui.big_text(
+    step_column,
+    f"Step {lecture.step + 1} of {len(LECTURE_STEPS)} · {LECTURE_STEPS[lecture.step]}",
+    1.5,
+    "#c2185b",
+)
 chooser.selectbox(
     "Jump to cell",
     range(len(deck)),
     format_func=lambda index: f"cell {index + 1} of {len(deck)}",
     key="lecture_jump",
     on_change=jump,
+    label_visibility="collapsed",
 )
 
-cell = deck[lecture.index]
-item = answers[cell.name]
-image_column, text_column, heatmap_column = st.columns(3)
-image_column.image(item.display, width="stretch")
+text_column, heatmap_column = right.columns([0.56, 0.44], gap="small")
 if lecture.step == 0:
     ui.big_text(text_column, LECTURE_STEPS[0], 2.6)
-    text_column.markdown("#### Make your guess, then reveal the expert's label.")
+    text_column.markdown("#### Make your guess, then press Space to reveal the expert's label.")
 if lecture.step >= 1:
     ui.big_text(text_column, cell.label, 3.0)
     if cell.subtype_name and cell.subtype_name != cell.label:
         ui.big_text(text_column, cell.subtype_name, 1.6)
     if cell.description:
-        text_column.markdown(f"#### {cell.description}")
+        text_column.markdown(f"##### {cell.description}")
     if cell.hard_case:
-        text_column.caption("A hard case: the model hesitated most between two classes on cells like this one.")
+        text_column.markdown("A hard case: the model hesitated most between two classes on cells like this one.")
 if lecture.step >= 2:
     answer, confidence = ui.model_answer(item)
     agrees = answer == cell.label
@@ -70,8 +107,11 @@ if lecture.step >= 2:
         "#1b7a3a" if agrees else "#b3261e",
     )
     text_column.markdown("#### " + ("It agrees with the expert." if agrees else "It disagrees with the expert."))
-if lecture.step >= 3:
-    heatmap_column.image(ui.model_overlay(item), caption="Where the model looked (Grad-CAM)", width="stretch")
+if small is not None:
+    heatmap_column.markdown("#### ◀ Where the model looked (Grad-CAM): the warmer, the more it counted")
+    heatmap_column.image(small, caption="The cell alone", width="stretch")
 else:
-    heatmap_column.caption(f"Step {lecture.step + 1} of {len(LECTURE_STEPS)}: " + " → ".join(LECTURE_STEPS))
-ui.footer()
+    heatmap_column.markdown(
+        "Keys: **→** next cell · **←** previous · **Space** reveals the next step: " + " → ".join(LECTURE_STEPS)
+    )
+ui.lecture_footer()
