@@ -164,7 +164,8 @@ def preprocessing(name: str = PREPROCESS_LAYER) -> keras.layers.Layer:
     import keras
 
     mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
-    return keras.layers.Rescaling(scale=list(1 / (255 * std)), offset=list(-mean / std), name=name)
+    scale, offset = [float(v) for v in 1 / (255 * std)], [float(v) for v in -mean / std]
+    return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
 
 
 def efficientnet_lite(
@@ -216,7 +217,8 @@ def efficientnet_lite(
         x = layers.Dropout(0.2 if v.width == 1.0 else 0.3, name="top_dropout")(x)
         x = layers.Dense(IMAGENET_CLASSES, name="predictions")(x)
     if image is None:
-        image = keras.utils.get_source_inputs(input_tensor)
+        sources = keras.utils.get_source_inputs(input_tensor)
+        image = sources[0] if len(sources) == 1 else sources
     model = keras.Model(image, x, name=v.keras_name + ("" if include_top else "_no_top"))
     if weights is not None:
         load_no_top(model, variant, weights)

@@ -90,7 +90,7 @@ def package_file(relative: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / rest
 
 
-def test_images(size: int) -> tuple[np.ndarray, list[str]]:
+def sample_images(size: int) -> tuple[np.ndarray, list[str]]:
     """20 uint8 images of ``size`` px: scikit-image's photographs centre-cropped square, then generated ones."""
     from PIL import Image
 
@@ -147,7 +147,7 @@ def dump(args: argparse.Namespace) -> int:
     model = EfficientNet.from_name(f"efficientnet-{args.variant}")
     model.load_state_dict(state, strict=True)
     model.eval()
-    images, names = test_images(variant.input_size)
+    images, names = sample_images(variant.input_size)
     x = (torch.from_numpy(images).float() / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     with torch.no_grad():
         logits = model(x.permute(0, 3, 1, 2).contiguous()).numpy()
