@@ -7,10 +7,17 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
+    # The ImageNet-pretrained network under the head (training.model.BACKBONES): "mobilenet_v2"
+    # (keras.applications; --alpha applies) or "efficientnet_lite0" / "_lite1" / "_lite2" (training.backbones,
+    # converted once from their PyTorch weights by `python -m training.convert_backbone`; ImageNet top-1
+    # 75.1 / 76.7 / 77.6% against 71.8% for MobileNetV2 1.0). The command line sets image_size and
+    # fine_tune_from to the backbone's own (native size 224 / 240 / 260) unless they are given.
+    backbone: str = "mobilenet_v2"
     # MobileNetV2 width; 0.35 is the small option (2.3 MB, ~2.7x the throughput). Fine-tuned with this
     # recipe it reaches 98.50% validation accuracy against 99.13% for 1.0 (models/README.md).
     alpha: float = 1.0
-    # "imagenet" lets Keras download the official weights; a path uses a local .h5 (no network here);
+    # "imagenet" lets Keras download the official weights (an EfficientNet-Lite: reads the converted file in
+    # training.backbones.cache_dir()); a path uses a local file (.h5; .weights.h5 for EfficientNet-Lite);
     # "none" starts from random weights (only for tests that must run without ../shared).
     weights: str = "imagenet"
     # 224 is the resolution the ImageNet weights were trained at; PBC cells are ~360 px, so little is lost.
@@ -114,6 +121,12 @@ class TrainConfig:
     # splits are scored and recorded as "<folder name>_val" and "<folder name>_test".
     extra_data: str = ""
     extra_repeat: int = 4
+    # A third lab, the Chula video microscope (../shared/data/chula: manifest.csv with crop, class, sequence and
+    # split columns). Its train split joins training, repeated `chula_repeat` times; its test split is scored
+    # as "chula_test". The manifest splits by whole sequences (consecutive frames show the same cell: about 30
+    # distinct cells in 511 crops), and training refuses a manifest where a sequence falls in both splits.
+    chula: str = ""
+    chula_repeat: int = 1
 
     # The "uncertain" flag: lowest confidence above which validation predictions are this accurate.
     threshold_target_accuracy: float = 0.995

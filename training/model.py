@@ -1,13 +1,17 @@
-"""The network: MobileNetV2 from ImageNet weights with a new head, built as one flat graph."""
+"""The network: an ImageNet-pretrained backbone (MobileNetV2 or EfficientNet-Lite) with a new head, one flat graph."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 
 from hematovision.stain_density import StainDensity
+from training import backbones
 from training.config import TrainConfig
 
-GRADCAM_LAYER = "out_relu"  # the backbone's last activation map (7x7 at 224 px): Grad-CAM's layer.
+GRADCAM_LAYER = "out_relu"  # MobileNetV2's last activation map (7x7 at 224 px): Grad-CAM's layer.
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
 STAIN_DENSITY_LAYER = "stain_density"
@@ -15,6 +19,35 @@ SUBTYPE_OUTPUT = "subtype_probabilities"
 ATTRIBUTE_OUTPUT = "attribute_logits"
 #: The layer the runtime pools for the domain checks and the attribute heads (training.attributes).
 ATTRIBUTE_FEATURES_LAYER = "block_13_expand_relu"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What the rest of the pipeline needs to know of a backbone, by its ``--backbone`` name."""
+
+    architecture: str  # as the model card names it
+    input_size: int  # the resolution its ImageNet weights were trained at
+    gradcam_layer: str  # its last activation map
+    attribute_features_layer: str  # a 14x14 (at 224 px) map before the last stride-2 block
+    fine_tune_from: str  # phase 2's default first unfrozen layer: the upper, low-resolution blocks
+
+
+#: MobileNetV2's fine-tuning default (blocks 9-16, at 14x14 and 7x7) and EfficientNet-Lite's counterpart (block
+#: 4b upward: the rest of the 80-filter stage and every later one, at 14x14 and 7x7). The shipped recipe's
+#: deeper ``block_3_expand`` (from the 56-to-28 px block) is ``block3a_expand_conv`` in EfficientNet-Lite.
+BACKBONES = {
+    "mobilenet_v2": Backbone("MobileNetV2", 224, GRADCAM_LAYER, ATTRIBUTE_FEATURES_LAYER, "block_9_expand"),
+    **{
+        f"efficientnet_{name}": Backbone(
+            f"EfficientNet-Lite{name[-1]}",
+            variant.input_size,
+            backbones.GRADCAM_LAYER,
+            backbones.ATTRIBUTE_FEATURES_LAYER,
+            "block4b_expand_conv",
+        )
+        for name, variant in backbones.VARIANTS.items()
+    },
+}
 
 
 def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
@@ -25,27 +58,54 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     Preprocessing sits inside the model so no caller can get it wrong.
     """
     size = config.image_size
-    image, scaled = preprocessed_input(size, config.density_target)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3),
-        input_tensor=scaled,
-        alpha=config.alpha,
-        include_top=False,
-        weights=None if config.weights == "none" else config.weights,
-    )
+    image, scaled = preprocessed_input(size, config.density_target, config.backbone)
+    if config.backbone == "mobilenet_v2":
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3),
+            input_tensor=scaled,
+            alpha=config.alpha,
+            include_top=False,
+            weights=None if config.weights == "none" else config.weights,
+        )
+        name = f"hematovision_mobilenetv2_{config.alpha:g}"
+    else:
+        variant = backbones.variant_of(config.backbone)
+        backbone = backbones.efficientnet_lite(variant, input_tensor=scaled, weights=backbone_weights(config))
+        name = f"hematovision_{config.backbone}"
     features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(backbone.output)
     dropped = keras.layers.Dropout(config.dropout, name="dropout")(features)
     logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(dropped)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
-    return keras.Model(image, probabilities, name=f"hematovision_mobilenetv2_{config.alpha:g}")
+    return keras.Model(image, probabilities, name=name)
+
+
+def backbone_weights(config: TrainConfig) -> Path | None:
+    """An EfficientNet-Lite's starting weights: None for "none", the converted cache file for "imagenet"
+    (FileNotFoundError, naming the conversion commands, where it is missing), else the path given."""
+    if config.weights == "none":
+        return None
+    if config.weights != "imagenet":
+        return Path(config.weights)
+    variant = backbones.variant_of(config.backbone)
+    path = backbones.no_top_weights_path(variant)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: convert the weights once (the two commands in training/convert_backbone.py's "
+            f"docstring, --variant {variant}), or set ${backbones.CACHE_ENV} to the folder holding them"
+        )
+    return path
 
 
 def with_auxiliary_heads(
-    model: keras.Model, n_subtypes: int | None = None, attribute_widths: list[int] | None = None
+    model: keras.Model,
+    n_subtypes: int | None = None,
+    attribute_widths: list[int] | None = None,
+    attribute_features_layer: str = ATTRIBUTE_FEATURES_LAYER,
 ) -> keras.Model:
     """``model`` with training-only outputs after its class probabilities, in this order: subtype probabilities
     from the same (dropped-out) pooled features, and attribute logits (the attributes' values side by side)
-    from the activations of :data:`ATTRIBUTE_FEATURES_LAYER` averaged over the whole map (as in run 27; the
+    from the activations of ``attribute_features_layer`` (MobileNetV2's :data:`ATTRIBUTE_FEATURES_LAYER`; the
+    backbone's own in :data:`BACKBONES`) averaged over the whole map (as in run 27; the
     shipped heads now read its middle, ``hematovision.runtime.CENTRE_MARGIN``).
 
     The models share every layer, so training this one trains ``model``, which is what gets saved; the extra
@@ -57,7 +117,7 @@ def with_auxiliary_heads(
         outputs.append(keras.layers.Activation("softmax", name=SUBTYPE_OUTPUT)(subtype_logits))
     if attribute_widths:
         pooled = keras.layers.GlobalAveragePooling2D(name="attribute_features")(
-            model.get_layer(ATTRIBUTE_FEATURES_LAYER).output
+            model.get_layer(attribute_features_layer).output
         )
         outputs.append(keras.layers.Dense(sum(attribute_widths), name=ATTRIBUTE_OUTPUT)(pooled))
     return keras.Model(model.inputs, outputs, name=f"{model.name}_with_auxiliary_heads")
@@ -78,12 +138,17 @@ def grouped_cross_entropy(widths: list[int]):
     return loss
 
 
-def preprocessed_input(size: int, density_target: float = 0.0) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The model's input (raw RGB 0-255, size x size) and the same pixels scaled to [-1, 1], as MobileNetV2
-    expects, after :class:`StainDensity` when ``density_target`` is set; every model built here starts with
-    these, so none can disagree on preprocessing."""
+def preprocessed_input(
+    size: int, density_target: float = 0.0, backbone: str = "mobilenet_v2"
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's input (raw RGB 0-255, size x size) and the same pixels as the backbone expects them, after
+    :class:`StainDensity` when ``density_target`` is set: scaled to [-1, 1] for MobileNetV2, ImageNet's mean and
+    std normalisation for EfficientNet-Lite (training.backbones.preprocessing); the layer is named "preprocess"
+    either way. Every model built here starts with these, so none can disagree on preprocessing."""
     image = keras.Input((size, size, 3), name="image")
     pixels = StainDensity(density_target, name=STAIN_DENSITY_LAYER)(image) if density_target > 0 else image
+    if backbone != "mobilenet_v2":
+        return image, backbones.preprocessing(name="preprocess")(pixels)
     return image, keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(pixels)
 
 

@@ -3,6 +3,12 @@
     python -m training.train --data ../shared/data --out models \
         --weights ../shared/weights/mobilenet_v2_1.0_224_no_top_imagenet_approx.h5
 
+With an EfficientNet-Lite backbone (converted once by training.convert_backbone; `--weights imagenet` reads the
+converted file), at its native size, and the Chula lab's train sequences mixed in beside the BCCD crops:
+
+    python -m training.train --data ../shared/data --out /tmp/run --backbone efficientnet_lite0 --weights imagenet \
+        --extra-data /tmp/bccd_crops --chula ../shared/data/chula
+
 Phase 1 fits a linear head on frozen, cached backbone features; phase 2 fine-tunes the upper
 backbone blocks with augmentation. Then the softmax temperature and the "uncertain" threshold are
 chosen on the validation split, and the test split is scored once.
@@ -43,6 +49,7 @@ from hematovision.evaluation import LabelledBatch, evaluate_arrays
 from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
 from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import Classifier
+from training.backbones import VARIANTS, variant_of
 from training.checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
@@ -62,6 +69,7 @@ from training.data import (
     class_weights,
     concatenate,
     find_images,
+    load_split,
     load_split_folders,
     load_splits,
     training_dataset,
@@ -69,10 +77,11 @@ from training.data import (
 from training.export import export_and_check
 from training.model import (
     ATTRIBUTE_OUTPUT,
+    BACKBONES,
     FEATURES_LAYER,
-    GRADCAM_LAYER,
     LOGITS_LAYER,
     SUBTYPE_OUTPUT,
+    backbone_weights,
     build_model,
     grouped_cross_entropy,
     set_trainable,
@@ -80,14 +89,19 @@ from training.model import (
 )
 
 OPTION_HELP = {
+    "backbone": "the ImageNet-pretrained network under the head (EfficientNet-Lite: convert it first with "
+    "python -m training.convert_backbone)",
     "alpha": "MobileNetV2 width multiplier (1.0 or 0.35)",
-    "weights": "backbone weights: 'imagenet' (Keras downloads them), a local no-top .h5 file, or 'none' (random)",
-    "image_size": "input side in pixels (images are centre-cropped square and resized)",
+    "weights": "backbone weights: 'imagenet' (MobileNetV2: Keras downloads them; EfficientNet-Lite: the converted "
+    "file in the backbone cache), a local no-top .h5 (.weights.h5) file, or 'none' (random)",
+    "image_size": "input side in pixels (images are centre-cropped square and resized); default: the backbone's "
+    "native size (224 MobileNetV2 and Lite0, 240 Lite1, 260 Lite2)",
     "batch_size": "images per training step",
     "seed": "random seed for the split (folder datasets), shuffling and augmentation",
     "head_epochs": "phase 1 epochs: linear head on frozen backbone features",
     "head_learning_rate": "phase 1 Adam learning rate",
-    "fine_tune_from": "phase 2 unfreezes the backbone from this layer upward",
+    "fine_tune_from": "phase 2 unfreezes the backbone from this layer upward; default: the backbone's own "
+    "(block_9_expand for MobileNetV2, block4b_expand_conv for EfficientNet-Lite)",
     "fine_tune_epochs": "phase 2 epochs (0 skips fine-tuning)",
     "fine_tune_learning_rate": "phase 2 peak learning rate (cosine decay to 0)",
     "weight_decay": "phase 2 AdamW weight decay",
@@ -122,6 +136,9 @@ OPTION_HELP = {
     "extra_data": "optional folder of another lab's images as train/ val/ test/ class folders: train is mixed in, "
     "val joins calibration, val and test are scored",
     "extra_repeat": "times each extra train image is repeated per epoch",
+    "chula": "optional folder of the Chula lab's crops (manifest.csv with a sequence and a split column): its "
+    "train sequences are mixed in, its test sequences scored as chula_test",
+    "chula_repeat": "times each Chula train crop is repeated per epoch",
     "threshold_target_accuracy": "validation accuracy the 'uncertain' threshold must secure above it",
 }
 
@@ -137,8 +154,8 @@ WEIGHTS_ORIGINS = {
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
-        description="Transfer-learn MobileNetV2 on labelled blood-cell images and write the artifact folder "
-        "(model.keras, model_card.json, evaluation.json, history.csv).",
+        description="Transfer-learn an ImageNet backbone (MobileNetV2 or EfficientNet-Lite) on labelled blood-cell "
+        "images and write the artifact folder (model.keras, model_card.json, evaluation.json, history.csv).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -170,11 +187,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     for field in dataclasses.fields(TrainConfig):
         value = getattr(defaults, field.name)
         parser.add_argument(
-            "--" + field.name.replace("_", "-"), type=type(value), default=value, help=OPTION_HELP[field.name]
+            "--" + field.name.replace("_", "-"),
+            type=type(value),
+            # None: the backbone's own, set below.
+            default=None if field.name in PER_BACKBONE else value,
+            choices=sorted(BACKBONES) if field.name == "backbone" else None,
+            help=OPTION_HELP[field.name],
         )
     args = parser.parse_args(argv)
+    backbone = BACKBONES[args.backbone]
+    args.image_size = args.image_size or backbone.input_size
+    args.fine_tune_from = args.fine_tune_from or backbone.fine_tune_from
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     return args, config
+
+
+#: Options whose default depends on --backbone (BACKBONES): MobileNetV2's are TrainConfig's own.
+PER_BACKBONE = ("image_size", "fine_tune_from")
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -297,7 +326,12 @@ def fine_tune(
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     trained = model
     if auxiliary and auxiliary.heads():
-        trained = with_auxiliary_heads(model, auxiliary.n_subtypes(), auxiliary.attribute_widths())
+        trained = with_auxiliary_heads(
+            model,
+            auxiliary.n_subtypes(),
+            auxiliary.attribute_widths(),
+            BACKBONES[config.backbone].attribute_features_layer,
+        )
         losses, loss_weights = [loss], [1.0]
         if auxiliary.subtypes:
             losses.append(loss)
@@ -384,6 +418,75 @@ class WeightAverage(keras.callbacks.Callback):
 
     def average(self) -> list[np.ndarray]:
         return [total / self.count for total in self.sums]
+
+
+def backbone_card(config: TrainConfig) -> dict:
+    """The card's account of the backbone: which network, its width, and where its starting weights came from."""
+    if config.backbone == "mobilenet_v2":
+        return {
+            "architecture": "MobileNetV2",
+            "alpha": config.alpha,
+            "weights": Path(config.weights).name,
+            "weights_origin": WEIGHTS_ORIGINS.get(config.weights, WEIGHTS_ORIGINS["file"]),
+            "preprocessing_layer": "preprocess",
+            "name": config.backbone,
+        }
+    variant = VARIANTS[variant_of(config.backbone)]
+    origin = (
+        WEIGHTS_ORIGINS["none"]
+        if config.weights == "none"
+        else f"ImageNet-pretrained (float), no top, converted by training.convert_backbone from the PyTorch state "
+        f"dict in {variant.package} 0.1.0 (Apache-2.0; sha256 {variant.sha256})"
+    )
+    return {
+        "architecture": BACKBONES[config.backbone].architecture,
+        "alpha": variant.width,  # EfficientNet's width coefficient
+        "weights": Path(config.weights).name if config.weights not in ("imagenet", "none") else config.weights,
+        "weights_origin": origin,
+        "native_input_size": variant.input_size,
+        "preprocessing_layer": "preprocess",
+        "preprocessing": "x / 255, minus ImageNet's mean (0.485, 0.456, 0.406), over its std (0.229, 0.224, 0.225)",
+        "name": config.backbone,
+    }
+
+
+CHULA_MANIFEST = "manifest.csv"
+CHULA_CREDIT = "WBC_Dataset (singgihbekti, Chulalongkorn University Faculty of Medicine), MIT license"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChulaImage(LabelledImage):
+    sequence: str = ""
+
+
+def read_chula(folder: Path, classes: list[str]) -> list[ChulaImage]:
+    """The Chula crops listed in ``folder``'s manifest (crop, class, sequence, split), in the model's classes.
+
+    Consecutive video frames show the same cell, so the split must keep each sequence whole: a manifest where
+    one sequence falls in two splits is refused (ValueError), as is one without train crops.
+    """
+    with (folder / CHULA_MANIFEST).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"crop", "class", "sequence", "split"} - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{CHULA_MANIFEST} lacks the columns {', '.join(sorted(missing))}")
+    splits_of: dict[str, set[str]] = {}
+    for row in rows:
+        splits_of.setdefault(row["sequence"], set()).add(row["split"])
+    mixed = sorted(sequence for sequence, splits in splits_of.items() if len(splits) > 1)
+    if mixed:
+        raise ValueError(f"sequences in more than one split (split by sequence, never by frame): {', '.join(mixed)}")
+    unknown = sorted({row["class"] for row in rows} - set(classes))
+    if unknown:
+        print(f"note: --chula classes the model does not have, left out: {', '.join(unknown)}", flush=True)
+    items = [
+        ChulaImage(folder / row["crop"], row["class"], row["split"], sequence=row["sequence"])
+        for row in rows
+        if row["class"] in classes
+    ]
+    if not any(item.split == "train" for item in items):
+        raise ValueError(f"{CHULA_MANIFEST} lists no train crops of the model's classes")
+    return items
 
 
 def copy_without_optimizer(model: keras.Model, config: TrainConfig, n_classes: int) -> keras.Model:
@@ -491,9 +594,19 @@ def main(argv: list[str] | None = None) -> int:
     if config.weights not in ("imagenet", "none") and not Path(config.weights).is_file():
         print(f"error: weights file {config.weights} does not exist (or pass --weights imagenet)", file=sys.stderr)
         return 2
+    if config.backbone != "mobilenet_v2":
+        try:
+            backbone_weights(config)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     extra_dir = Path(config.extra_data) if config.extra_data else None
     if extra_dir is not None and not (extra_dir / "train").is_dir():
         print(f"error: --extra-data {extra_dir} has no train/ folder of class folders", file=sys.stderr)
+        return 2
+    chula_dir = Path(config.chula) if config.chula else None
+    if chula_dir is not None and not (chula_dir / CHULA_MANIFEST).is_file():
+        print(f"error: --chula {chula_dir} has no {CHULA_MANIFEST}", file=sys.stderr)
         return 2
     checkpoint_path = args.out / CHECKPOINT_FILE
     sources = {"data": str(args.data), "extra_data": config.extra_data}
@@ -527,6 +640,17 @@ def main(argv: list[str] | None = None) -> int:
     if extra is not None:
         print(f"extra data {extra_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in extra.items()), flush=True)
         fit_splits = {**splits, "train": concatenate(splits["train"], extra["train"], config.extra_repeat)}
+    chula = None
+    if chula_dir is not None:
+        try:
+            chula_items = read_chula(chula_dir, classes)
+        except ValueError as error:
+            print(f"error: --chula: {error}", file=sys.stderr)
+            return 2
+        chula = {name: load_split([i for i in chula_items if i.split == name], classes, config.image_size)
+                 for name in ("train", "test")}  # fmt: skip
+        print(f"chula {chula_dir}: " + ", ".join(f"{k} {len(v.labels)}" for k, v in chula.items()), flush=True)
+        fit_splits = {**fit_splits, "train": concatenate(fit_splits["train"], chula["train"], config.chula_repeat)}
 
     auxiliary = Auxiliary(
         subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None,
@@ -542,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     card = ModelCard(
         classes=classes,
         input_size=config.image_size,
-        gradcam_layer=GRADCAM_LAYER,
+        gradcam_layer=BACKBONES[config.backbone].gradcam_layer,
         logits_layer=LOGITS_LAYER,
         white_cell_classes=[name for name in classes if name in WHITE_CELL_CLASSES],
     )
@@ -550,15 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluation, share_uncertain = calibrate_and_evaluate(
         classifier, splits, extra, extra_dir, config.threshold_target_accuracy
     )
+    if chula is not None and len(chula["test"].labels):
+        evaluation["datasets"]["chula_test"] = evaluate_arrays(classifier, chula["test"].images, chula["test"].labels)
     wall = time.perf_counter() - started
 
-    card.backbone = {
-        "architecture": "MobileNetV2",
-        "alpha": config.alpha,
-        "weights": Path(config.weights).name,
-        "weights_origin": WEIGHTS_ORIGINS.get(config.weights, WEIGHTS_ORIGINS["file"]),
-        "preprocessing_layer": "preprocess",
-    }
+    card.backbone = backbone_card(config)
     credit = dataset_credit(args.data)
     if not credit:
         print(f"note: {args.data} has no {CREDIT_FILE}, so the model card names no data credit", flush=True)
@@ -575,6 +695,15 @@ def main(argv: list[str] | None = None) -> int:
             "counts": {name: len(split.labels) for name, split in extra.items()},
             "train_repeat": config.extra_repeat,
             "crops": crops_info(extra_dir),
+        }
+    if chula is not None:
+        card.data["chula"] = {
+            "source": str(chula_dir),
+            "credit": CHULA_CREDIT,
+            "counts": {name: len(split.labels) for name, split in chula.items()},
+            "sequences": {name: len({i.sequence for i in chula_items if i.split == name}) for name in chula},
+            "train_repeat": config.chula_repeat,
+            "split": f"{CHULA_MANIFEST}'s split column, by whole sequences",
         }
     card.training = {
         "config": dataclasses.asdict(config),
