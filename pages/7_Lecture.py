@@ -8,7 +8,7 @@ and not while typing in the jump list).
 
 import streamlit as st
 
-from hematovision import ui
+from hematovision import glossary, ui
 from hematovision.teaching import LECTURE_STEPS, LectureState, lecture_order
 
 st.set_page_config(
@@ -90,11 +90,15 @@ if lecture.step == 0:
     ui.big_text(text_column, LECTURE_STEPS[0], 2.6)
     text_column.markdown("#### Make your guess, then press Space to reveal the expert's label.")
 if lecture.step >= 1:
-    ui.big_text(text_column, cell.label, 3.0)
+    # "ig" and the like spelled out, each with its definition on hover.
+    ui.big_text(text_column, glossary.spelled_out(cell.label), 3.0, title=glossary.hover(cell.label))
     if cell.subtype_name and cell.subtype_name != cell.label:
-        ui.big_text(text_column, cell.subtype_name, 1.6)
+        ui.big_text(text_column, cell.subtype_name, 1.6, title=glossary.hover(cell.subtype))
+    if glossary.spelled_out(cell.label) != cell.label:  # an abbreviation: what it is, in one line
+        first_sentence = glossary.lookup(cell.label).definition.split(". ")[0].rstrip(".")
+        text_column.markdown(f"{first_sentence[0].upper()}{first_sentence[1:]}.")
     if cell.description:
-        text_column.markdown(f"##### {cell.description}")
+        text_column.markdown(f"##### {cell.description}", help=glossary.help_for(cell.description))
     if cell.hard_case:
         text_column.markdown("A hard case: the model hesitated most between two classes on cells like this one.")
 if lecture.step >= 2:
@@ -102,13 +106,17 @@ if lecture.step >= 2:
     agrees = answer == cell.label
     ui.big_text(
         text_column,
-        f"Model: {answer} · {100 * confidence:.1f}%",
+        f"Model: {answer if agrees else glossary.spelled_out(answer)} · {100 * confidence:.1f}%",
         2.0,
         "#1b7a3a" if agrees else "#b3261e",
+        title=f"The model's calibrated confidence: {glossary.define('confidence')}",
     )
     text_column.markdown("#### " + ("It agrees with the expert." if agrees else "It disagrees with the expert."))
 if small is not None:
-    heatmap_column.markdown("#### ◀ Where the model looked (Grad-CAM): the warmer, the more it counted")
+    heatmap_column.markdown(
+        "#### ◀ Grad-CAM: the warmer, the more it counted",
+        help=glossary.help_for("Grad-CAM heatmap"),
+    )
     heatmap_column.image(small, caption="The cell alone", width="stretch")
 else:
     heatmap_column.markdown(
