@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-requirements
 
 .PHONY: run test lint bench load install
 
-$(STAMP): requirements.txt
+# requirements.txt installs this project's extras (pyproject.toml) at the versions in constraints.txt.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
