@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hematovision.framing import PBC_SPAN, SPAN_RANGE, cell_span, centred_cell, frame_single_cell
-from hematovision.smear import CROP_MARGIN, CellBox
-from tests.test_smear import GLASS, RED_CELL, paint_disc, paint_white_cell
+from hematovision.smear import CellBox, crop_cell, find_white_cells
+from tests.test_smear import GLASS, RED_CELL, paint_disc, paint_white_cell, synthetic_smear
 
 
 def single_cell_image(side: int, radius: int, lobes: int = 3) -> tuple[np.ndarray, CellBox]:
@@ -23,7 +23,15 @@ def single_cell_image(side: int, radius: int, lobes: int = 3) -> tuple[np.ndarra
 
 
 def test_field_crops_show_the_cell_at_the_training_span():
-    assert pytest.approx(PBC_SPAN, abs=0.002) == (1 / (1 + 2 * CROP_MARGIN))
+    image, _ = synthetic_smear(0)
+    boxes = find_white_cells(image)
+    assert len(boxes) == 3
+    for box in boxes:
+        crop = crop_cell(image, box)  # as a cell found in a field of view is cut out
+        assert crop.shape[0] == crop.shape[1]
+        assert cell_span(box, crop.shape) == pytest.approx(PBC_SPAN, abs=0.01)
+        found = centred_cell(crop)  # and the detector, run on the crop, sees the cell at that span
+        assert found is not None and cell_span(found, crop.shape) == pytest.approx(PBC_SPAN, abs=0.06)
 
 
 def test_a_cell_inside_the_training_range_is_left_exactly_as_it_is():

@@ -12,8 +12,6 @@ import pytest
 from hematovision.runtime import LITERT_FILE
 from tests.conftest import synthetic_cell
 
-pytest.importorskip("ai_edge_litert")
-
 
 @pytest.fixture(scope="module")
 def exported_dir(tiny_model_dir, tmp_path_factory):

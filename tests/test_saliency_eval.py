@@ -3,8 +3,9 @@
 import json
 
 from hematovision import paths
+from hematovision.faithfulness import BASELINES
 from tests.conftest import write_subtype_manifest
-from training.saliency_eval import main, sample_test_split
+from training.saliency_eval import main, meets_targets, sample_test_split
 
 
 def test_records_every_method_both_baselines_and_the_sample(tiny_saliency_model_dir, tiny_model_dir):
@@ -23,7 +24,32 @@ def test_records_every_method_both_baselines_and_the_sample(tiny_saliency_model_
         sanity = record["sanity"]["methods"][name]
         assert sanity["rule_layer"] == "block_16_expand" and "logits" in sanity["mean_abs_spearman"]
     assert record["methods"]["random map"]["baseline"] is True
-    assert record["default_meets_targets"] in (True, False)
+    # The verdict on the default method, recomputed from the figures recorded beside it.
+    fast = record["methods"]["Grad-CAM"]
+    for baseline in BASELINES:
+        other = record["methods"][baseline]
+        assert fast["beats"][baseline] == {
+            "deletion": fast["deletion_auc"] < other["deletion_auc"],
+            "insertion": fast["insertion_auc"] > other["insertion_auc"],
+            "road": fast["road_gap"] > other["road_gap"],
+        }
+    expected = all(all(fast["beats"][name].values()) for name in BASELINES)
+    assert record["default_meets_targets"] is (expected and record["sanity"]["methods"]["Grad-CAM"]["passes"])
+
+
+def test_the_default_meets_its_targets_only_beating_both_baselines_on_every_figure_and_passing_sanity():
+    won = {"deletion": True, "insertion": True, "road": True}
+    record = {
+        "methods": {"Grad-CAM": {"beats": {"random map": dict(won), "centred blob": dict(won)}}},
+        "sanity": {"methods": {"Grad-CAM": {"passes": True}}},
+    }
+    assert meets_targets(record, "Grad-CAM") is True
+    record["methods"]["Grad-CAM"]["beats"]["centred blob"]["road"] = False
+    assert meets_targets(record, "Grad-CAM") is False
+    record["methods"]["Grad-CAM"]["beats"]["centred blob"]["road"] = True
+    record["sanity"]["methods"]["Grad-CAM"]["passes"] = False
+    assert meets_targets(record, "Grad-CAM") is False
+    assert meets_targets(record, "LayerCAM") is None  # not measured: no verdict
 
 
 def test_the_sample_is_fixed_by_its_seed(tmp_path):

@@ -1,5 +1,7 @@
 """`python -m hematovision.serve` loads the model into the pages' own cache before anyone asks."""
 
+import shutil
+
 from hematovision import paths
 
 
@@ -17,9 +19,17 @@ def test_preload_fills_the_cache_the_pages_read(monkeypatch, tiny_model_dir):
     assert ui.classifier_or_stop().card.classes  # served from what preload put in the cache
 
 
-def test_preload_of_a_broken_folder_leaves_the_message_to_the_page(monkeypatch, tmp_path):
+def test_preload_of_a_broken_folder_leaves_the_message_to_the_page(monkeypatch, tmp_path, tiny_model_dir):
     from hematovision import serve, ui
 
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
     ui._load_classifier.clear()
     serve.preload()  # no model there: nothing raised here, the page says so when opened
+    shown = []
+    monkeypatch.setattr(ui.st, "error", shown.append)
+    assert ui.classifier_or_stop() is None  # outside a page run st.stop() returns
+    assert len(shown) == 1 and "The model cannot be loaded" in shown[0] and str(tmp_path) in shown[0]
+    # The failure was not cached: once the folder holds a model, the page loads it.
+    shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
+    assert ui.classifier_or_stop().card.classes
+    assert len(shown) == 1

@@ -41,7 +41,7 @@ def test_imitate_saves_the_set_up_s_file():
     assert (tight.mean(axis=-1) > 100).mean() == pytest.approx(4 * (whole.mean(axis=-1) > 100).mean(), rel=0.15)
 
 
-def test_score_setups_reads_the_files_as_evaluate_does(tiny_classifier, tmp_path):
+def test_score_setups_reads_the_files_as_evaluate_does(tiny_classifier, tmp_path, monkeypatch):
     items = []
     for index in range(6):
         path = tmp_path / f"cell{index}.png"
@@ -50,12 +50,24 @@ def test_score_setups_reads_the_files_as_evaluate_does(tiny_classifier, tmp_path
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     unchanged = Setup("unchanged", "", side=120, quality=100)
+    reports = []
+
+    def evaluated(*args, **kwargs):
+        reports.append(evaluate_files(*args, **kwargs))
+        return reports[-1]
+
+    monkeypatch.setattr("training.setups.evaluate_files", evaluated)
     rows = score_setups(tiny_classifier, [*items, LabelledImage(broken, TINY_CLASSES[0], "test")], (unchanged,))
     assert len(rows) == 1 and rows[0]["n"] == 6  # the unreadable file is reported and left out
     # At the images' own size and top JPEG quality the set-up reads them as evaluate reads the originals.
     direct = evaluate_files(tiny_classifier, items, mode="auto")
     assert rows[0]["accuracy"] == pytest.approx(direct["accuracy"], abs=1 / 6 + 1e-9)
-    assert rows[0]["lowest_recall"] <= rows[0]["accuracy"] + 1e-9
+    # The lowest recall, recomputed from the confusion matrix of the imitated files over the classes present.
+    matrix = np.asarray(reports[0]["confusion_matrix"])
+    support = matrix.sum(axis=1)
+    recalls = {name: matrix[i, i] / support[i] for i, name in enumerate(tiny_classifier.classes) if support[i]}
+    assert rows[0]["lowest_recall"] == pytest.approx(min(recalls.values()))
+    assert recalls[rows[0]["lowest_recall_class"]] == pytest.approx(min(recalls.values()))
     # The tiny model has no domain checks: the flag rates are unmeasured, not zero.
     assert tiny_classifier.novelty is None
     assert rows[0]["flagged_not_blood"] is None and rows[0]["flagged_unfamiliar"] is None
