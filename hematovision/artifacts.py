@@ -1,4 +1,4 @@
-"""The artifact folder: model card, evaluation and training history (see DESIGN.md, "artifact contract").
+"""The artifact folder: model card, evaluation and training history (see docs/artifact-contract.md).
 
 Reading the card, metrics and history needs no TensorFlow, so the Model performance page and the
 home page stay light; loading the Keras model itself is in :mod:`hematovision.predict`.

@@ -6,7 +6,7 @@ pooled backbone features the domain checks read (:mod:`hematovision.novelty`):
 would overfit; a correction that starts at zero and is held near it (L2) can only move the model as far
 as the lab's examples push it. On a model trained without any BCCD image, profiles from 5 BCCD training
 cells per class lifted 114 held-out BCCD cells from 51.75% to 77.28% on average over 10 draws
-(`python -m training.lab_profiles`, models/README.md).
+(`python -m training.lab_profiles`, docs/experiments.md).
 
 A profile names the model it was made for (a hash of ``model.keras``), and is refused by any other.
 Its own accuracy is estimated by leave-one-out over its examples: each cell classified by a profile
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: At least this many examples of every class a lab gives.
 MIN_PER_CLASS = 3
 #: How strongly the correction is held near zero. Compared on a PBC-only model's held-out BCCD cells
-#: (models/README.md): 0.001-1 gave 75-79% with the model's probabilities as the prior, 56-74% without
+#: (docs/experiments.md): 0.001-1 gave 75-79% with the model's probabilities as the prior, 56-74% without
 #: them, the differences within the 4-5 point spread between draws; so the figures reported for 0.1 are
 #: not tuned to those cells beyond that noise.
 L2 = 0.1

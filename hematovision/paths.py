@@ -25,7 +25,7 @@ MOBILENET_V2_WEIGHTS = {
     0.35: SHARED_WEIGHTS_DIR / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
 }
 
-# File names inside an artifact folder (the contract in ../shared/DESIGN.md).
+# File names inside an artifact folder (the contract: docs/artifact-contract.md).
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
 EVALUATION_FILE = "evaluation.json"

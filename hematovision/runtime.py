@@ -29,7 +29,7 @@ OUTPUTS = ("features", "logits", "centre_features")
 #: The middle of the features layer's map that the centre features average: the map minus 2/7 of its side at
 #: each edge (the 6x6 middle of MobileNetV2's 14x14 block 13 at 224 px). The framing step puts the cell there;
 #: averaged over the whole map, the nucleus is diluted by the smear around it. Chosen on the validation split
-#: (models/README.md): the attribute heads' mean accuracy 91.99% on the whole map, 93.14% on the 6x6 middle,
+#: (docs/experiments.md): the attribute heads' mean accuracy 91.99% on the whole map, 93.14% on the 6x6 middle,
 #: 93.07% on the 8x8 one.
 CENTRE_MARGIN = 2 / 7
 

@@ -244,7 +244,7 @@ def crop_cell(rgb: np.ndarray, box: CellBox, margin: float = CROP_MARGIN) -> np.
     the single-cell classifier never saw in training, where cells sit in a full field of smear. Filling
     them with the glass colour instead was measured and is worse, although a mirrored cell near the edge
     can look doubled: a model trained on PBC alone read 42.8% of 222 BCCD train and validation crops
-    right with glass fill against 49.5% mirrored (models/README.md).
+    right with glass fill against 49.5% mirrored (docs/experiments.md).
     """
     left, top, side = crop_window(rgb.shape, box, margin)
     height, width = rgb.shape[:2]

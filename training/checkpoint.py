@@ -1,7 +1,7 @@
 """Resumable training: the run's state after phase 1 and after every fine-tuning epoch, in one file.
 
 2-core machines differ several-fold: run 10 trained in 29.4 minutes on one, while on another run 22's
-fine-tuning epochs took 10-16 minutes each (models/README.md), so a run may be stopped by a session limit or
+fine-tuning epochs took 10-16 minutes each (docs/experiments.md), so a run may be stopped by a session limit or
 a reboot. `python -m training.train ... --resume` then continues from the last finished epoch and ends with
 the same model, weight for weight, as a run that was never stopped (tests/test_training_pipeline.py checks
 this). That needs all of the run's state:

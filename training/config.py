@@ -14,7 +14,7 @@ class TrainConfig:
     # fine_tune_from to the backbone's own (native size 224 / 240 / 260) unless they are given.
     backbone: str = "mobilenet_v2"
     # MobileNetV2 width; 0.35 is the small option (2.3 MB, ~2.7x the throughput). Fine-tuned with this
-    # recipe it reaches 98.50% validation accuracy against 99.13% for 1.0 (models/README.md).
+    # recipe it reaches 98.50% validation accuracy against 99.13% for 1.0 (docs/experiments.md).
     alpha: float = 1.0
     # "imagenet" lets Keras download the official weights (an EfficientNet-Lite: reads the converted file in
     # training.backbones.cache_dir()); a path uses a local file (.h5; .weights.h5 for EfficientNet-Lite);
@@ -57,14 +57,14 @@ class TrainConfig:
     # metamyelocytes and band neutrophils (6 of the shipped model's 8 validation errors), which the subtype
     # labels tell apart from the other members of their classes. Images without a subtype (class-folder
     # data, another lab's crops) add nothing to it. Tried at 0.5 on 2026-11-25 (runs 19-21 in
-    # models/README.md): validation accuracy fell (the two-seed average 98.81% against 99.37%), so it is off.
+    # docs/experiments.md): validation accuracy fell (the two-seed average 98.81% against 99.37%), so it is off.
     subtype_loss_weight: float = 0.0
     # Phase 2 weight of an auxiliary loss on the manifest's WBCAtt attributes (0 = off): a training-only
     # head on block 13's activations averaged over the whole map, the layer `training.attributes` fits its
     # heads on. Trained for classes alone, that layer keeps little of nucleus shape and cell size, which the
     # class loss never asks for; the WBCAtt paper's ResNet-50, trained on the attributes themselves, reaches
     # 94.1% mean accuracy. Cells without attributes add nothing to it. Tried at 1.0 on 2026-12-01 (run 27 in
-    # models/README.md, when the shipped heads still read the whole map): attribute val accuracy 91.99% ->
+    # docs/experiments.md, when the shipped heads still read the whole map): attribute val accuracy 91.99% ->
     # 92.98%, short of the rule it was run under, and PBC test 98.26% against 98.36%, so it is off.
     attribute_loss_weight: float = 0.0
 
@@ -106,7 +106,7 @@ class TrainConfig:
     # Share of views shown in grey (luminance in all three channels). Another lab's dyes move a cell's
     # colour, not its shape: grey views make the network read nucleus lobes, granules and chromatin too,
     # not only the colours that tell eosinophils from neutrophils in PBC's stain. Tried at 0.2 on 2026-12-02
-    # (run 37 in models/README.md, leave one lab out): BCCD 67.4% against 77.4% without it, so it is off.
+    # (run 37 in docs/experiments.md, leave one lab out): BCCD 67.4% against 77.4% without it, so it is off.
     grey: float = 0.0
     # Inside the model, before the backbone: each image's stain density set to this (the 99th percentile of
     # its optical density summed over channels, against its own glass colour; PBC's nuclei: about 4.0,

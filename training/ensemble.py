@@ -2,7 +2,7 @@
 
     python -m training.ensemble --members runs/seed1337 runs/seed2 --data ../shared/data --out models
 
-Seed-to-seed spread is as large as any recipe change measured here (models/README.md), and the validation
+Seed-to-seed spread is as large as any recipe change measured here (docs/experiments.md), and the validation
 split cannot tell such models apart, so the shipped model averages seeds instead of picking one. The result
 is still one flat Keras graph that the library loads like any other: the members' backbones side by side on
 the shared input, their last activation maps concatenated into a layer named like a single model's

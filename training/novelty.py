@@ -62,7 +62,7 @@ from training.robustness import CONDITIONS
 
 #: A 14x14 block of the fine-tuned backbone: its pooled activations separate non-blood images from
 #: blood cells far better than the pooled penultimate features, which the label-smoothed head squeezes
-#: down to what tells the classes apart (models/README.md).
+#: down to what tells the classes apart (docs/experiments.md).
 DEFAULT_LAYER = "block_13_expand_relu"
 #: Held-out in-domain shares the unfamiliar threshold may flag.
 PBC_VAL_UNFAMILIAR = 0.005
@@ -91,7 +91,7 @@ def lab_change_for(trained: dict) -> TrainConfig:
     """LAB_CHANGE, widened to cover the views the network itself trained on (its card's training config).
 
     The blood side of the not-a-blood-cell check must hold every cell the network learnt to read: a network
-    trained with blur up to 3.0 and other labs' colours on half its views (run 35 in models/README.md) puts
+    trained with blur up to 3.0 and other labs' colours on half its views (run 35 in docs/experiments.md) puts
     such cells where a fixed, narrower LAB_CHANGE has no positives, and the check then refused 5.7% of BCCD's
     cells as not blood (4.3% once widened)."""
     widened = {name: max(getattr(LAB_CHANGE, name), trained.get(name, 0.0)) for name in WIDER_WHEN_LARGER}

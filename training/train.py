@@ -762,7 +762,7 @@ def distribution_strategy(distribute: bool, cpu_devices: int) -> tf.distribute.S
     """MirroredStrategy over the local GPUs (or logical CPUs) with --distribute, else the default (no change).
 
     Several machines: tf.distribute.MultiWorkerMirroredStrategy with TF_CONFIG set on each worker runs
-    this same code (models/README.md); not tried here, where only single machines were available.
+    this same code (README.md); not tried here, where only single machines were available.
     """
     if cpu_devices > 1:
         physical = tf.config.list_physical_devices("CPU")[0]
