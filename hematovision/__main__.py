@@ -15,8 +15,8 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation
 from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
-from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import CLASSIFY_MODES
+from hematovision.results_schema import csv_columns, csv_row  # hematovision.distributed imports them from here
 
 
 def expanded(paths_given: list[Path]) -> list:
@@ -218,43 +218,6 @@ def already_written(table: Path, columns: list[str]) -> set[str]:
         writer.writeheader()
         writer.writerows(kept)
     return {row["file"] for row in kept}
-
-
-def csv_columns(classes: list[str]) -> list[str]:
-    columns = ["file", "x_min", "y_min", "x_max", "y_max", "predicted_class", "confidence", "uncertain"]
-    columns += ["not_blood_cell", "unfamiliar", "error"]
-    columns += [f"p_{name}" for name in classes] + ["notes"]
-    # The morphology after the notes, so the columns of tables written before it was added keep their places.
-    for name in ATTRIBUTES:
-        columns += [name, f"{name}_confidence"]
-    return [*columns, "morphology_review"]
-
-
-def csv_row(result) -> dict:
-    box = result.box
-    row = {
-        "file": result.source or result.name,
-        # The cell's box in the original image's pixels (right and bottom exclusive); empty for a whole image.
-        "x_min": box.left if box else "",
-        "y_min": box.top if box else "",
-        "x_max": box.right if box else "",
-        "y_max": box.bottom if box else "",
-        "error": result.error or "",
-        "notes": "; ".join(result.notes),
-    }
-    if result.prediction:
-        row.update(
-            predicted_class="" if result.prediction.not_blood_cell else result.prediction.label,
-            confidence=f"{result.prediction.confidence:.4f}",
-            uncertain="yes" if result.prediction.uncertain else "no",
-            not_blood_cell="yes" if result.prediction.not_blood_cell else "no",
-            unfamiliar="yes" if result.prediction.unfamiliar else "no",
-            **{f"p_{name}": f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
-            morphology_review="; ".join(result.prediction.contradictions),
-        )
-        for name, (value, confidence) in result.prediction.attributes.items():
-            row[name], row[f"{name}_confidence"] = value, f"{confidence:.4f}"
-    return row
 
 
 def report(result) -> None:

@@ -16,6 +16,7 @@ from hematovision.lab_profile import LabProfile
 from hematovision.metrics import wilson_interval
 from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import ImageResult, Prediction
+from hematovision.results_schema import ON_SCREEN, csv_columns, csv_row
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
 MUTED = "#90a4ae"
@@ -93,17 +94,15 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
                 "notes": "; ".join(filter(None, [problem, *result.notes])),
             }
         )
-    return pd.DataFrame(rows, columns=["file", "class", "confidence (%)", "uncertain", "notes"])
+    return pd.DataFrame(rows, columns=list(ON_SCREEN))  # the headers, and what each shows: results_schema
 
 
 def results_csv(
     results: Sequence[ImageResult], classes: Sequence[str], reviewed: Mapping[str, list] | None = None
 ) -> str:
-    """Every class probability too, for spreadsheets (the on-screen table keeps to the essentials), and the
-    reviewer's columns where the batch was reviewed."""
-    table = results_table(results)
-    for name in classes:
-        table[f"p_{name}"] = [round(r.prediction.probabilities[name], 5) if r.prediction else None for r in results]
+    """The command line's table (hematovision.results_schema: every class probability, the morphology, the
+    cell's box), then the reviewer's columns where the batch was reviewed."""
+    table = pd.DataFrame([csv_row(result) for result in results], columns=csv_columns(classes))
     for column, values in (reviewed or {}).items():
         table[column] = values
     return table.to_csv(index=False)
