@@ -41,15 +41,9 @@ def classify_command(args: argparse.Namespace) -> int:
     if classifier is None:
         return 2
 
-    profile = None
-    if args.lab:
-        try:
-            profile = LabProfile.load(args.lab)
-            profile.check_model(classifier.model_id, classifier.classes)
-        except (ProfileError, ArtifactError) as exc:
-            print(f"error: {args.lab}: {exc}", file=sys.stderr)
-            return 2
-        print(f"lab profile {args.lab}: {describe_profile(profile)}", file=sys.stderr)
+    profile = lab_profile_for_command(args.lab, classifier)
+    if profile is False:
+        return 2
     if args.shard:
         files = [source for source in files if in_shard(source[0], *args.shard)]
     columns = csv_columns(classifier.classes)
@@ -104,8 +98,11 @@ def report_command(args: argparse.Namespace) -> int:
     except (ArtifactError, ReviewError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    profile = lab_profile_for_command(args.lab, classifier)
+    if profile is False:
+        return 2
     started = time.perf_counter()
-    results = classifier.classify(sources, threshold=args.threshold, keep_images=True, mode=args.mode)
+    results = classifier.classify(sources, threshold=args.threshold, keep_images=True, mode=args.mode, profile=profile)
     digests = {
         name: file_digest(source if isinstance(source, bytes) else Path(source).read_bytes())
         for name, source in sources
@@ -126,13 +123,28 @@ def report_command(args: argparse.Namespace) -> int:
             return gradcam(image[None], [class_index])[0]
 
     pictures = cell_pictures(results, digests, classifier.card.input_size, heatmap_of, classifier.classes)
-    model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id)
+    model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id, results)
     args.pdf.write_bytes(pdf_report(review, model, classifier.card.white_cell_classes, pictures))
     print(
         f"report on {len(review.cells)} images or cells written to {args.pdf} in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
     return 0
+
+
+def lab_profile_for_command(path: Path | None, classifier) -> LabProfile | bool | None:
+    """The profile at ``path`` checked against the model (None without one), or False after saying why not."""
+    if path is None:
+        return None
+    try:
+        profile = LabProfile.load(path)
+        profile.check_model(classifier.model_id, classifier.classes)
+    except (ProfileError, ArtifactError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return False
+    profile.name = profile.name or path.stem
+    print(f"lab profile {path}: {describe_profile(profile)}", file=sys.stderr)
+    return profile
 
 
 def evaluation_or_empty(model_dir: Path | None) -> dict:
@@ -164,7 +176,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         return 2
     examples = [(item.label, str(item.path), item.path) for item in scan.images]
     try:
-        profile, notes = profile_from_examples(classifier, examples)
+        profile, notes = profile_from_examples(classifier, examples, name=args.out.stem)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -305,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--heatmaps", action="store_true", help="add each cell's Grad-CAM heatmap for its class")
     report.add_argument("--reviewer", help="the reviewer's name for the report (default: the review file's)")
     report.add_argument("--mode", choices=CLASSIFY_MODES, default="auto", help="as for classify")
+    report.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to read the cells through")
     report.add_argument("--threshold", type=float, default=None, help="as for classify")
     report.add_argument(
         "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"

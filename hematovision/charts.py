@@ -91,10 +91,32 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
                 "confidence (%)": round(100 * prediction.confidence, 1) if trusted else None,
                 "uncertain": prediction.uncertain if trusted else None,
                 "unfamiliar set-up": prediction.unfamiliar if trusted else None,
+                "lab profile": prediction.lab_profile if prediction else "",
                 "notes": "; ".join(filter(None, [problem, *result.notes])),
             }
         )
-    return pd.DataFrame(rows, columns=list(ON_SCREEN))  # the headers, and what each shows: results_schema
+    table = pd.DataFrame(rows, columns=list(ON_SCREEN))  # the headers, and what each shows: results_schema
+    # A column that says nothing on every row is left off the screen; the CSV keeps every column.
+    return table if table["lab profile"].any() else table.drop(columns="lab profile")
+
+
+#: From this share of a batch's classified cells flagged *unfamiliar set-up*, the page says so once, at the top.
+UNFAMILIAR_BATCH_SHARE = 0.5
+
+
+def unfamiliar_batch_message(results: Sequence[ImageResult]) -> str | None:
+    """The one message for a batch (two or more cells) mostly from a set-up unlike the training labs, or None."""
+    classified = [r.prediction for r in results if r.prediction is not None and not r.prediction.not_blood_cell]
+    flagged = sum(prediction.unfamiliar for prediction in classified)
+    if len(classified) < 2 or flagged < UNFAMILIAR_BATCH_SHARE * len(classified):
+        return None
+    return (
+        f"**{flagged} of {len(classified)} cells come from a set-up unlike the labs the model learned from** "
+        "(another stain, camera or magnification). Each is still classified, marked *unfamiliar set-up*, with its "
+        "confidence lowered to match how much less reliably such cells are read. A lab profile made from 5 "
+        "labelled cells per class from your own microscope corrects the model for your lab, and its cells are "
+        "then no longer flagged."
+    )
 
 
 def results_csv(
@@ -403,36 +425,53 @@ def other_labs_note(metrics: dict[str, Any], extra: dict[str, Any] | None) -> st
 
 
 def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
-    """How often each kind of image is called "not a blood-cell image" or "unfamiliar set-up".
+    """How often each kind of image is called "not a blood-cell image" or "unfamiliar set-up", and for the
+    labelled blood cells how right and how calibrated the app's confidence is, beside the figures of the checks
+    this fit replaced (where the report keeps them, under "before").
 
     From the evaluation JSON's "novelty" section, written by ``python -m training.novelty``: every row is
     data that took no part in fitting the checks or choosing their thresholds.
     """
+    before = novelty.get("before", {})
+    calibration = novelty.get("calibration", {})
 
-    def row(name: str, rates: dict[str, Any]) -> dict[str, Any]:
+    def lookup(report: dict, path: tuple[str, ...]) -> dict | None:
+        for key in path:
+            report = report.get(key) if isinstance(report, dict) else None
+        return report
+
+    def row(name: str, path: tuple[str, ...]) -> dict[str, Any]:
+        rates, earlier = lookup(novelty, path), lookup(before, path)
+        scored = lookup(calibration, path) or {}
         return {
             "images": name,
-            "not a blood cell (%)": round(100 * rates["not_blood"], 2),
-            "unfamiliar set-up (%)": round(100 * rates["unfamiliar"], 2) if "unfamiliar" in rates else None,
+            "not a blood cell (%)": _percent(rates["not_blood"]),
+            "before (%)": _percent(earlier["not_blood"]) if earlier else None,
+            "unfamiliar set-up (%)": _percent(rates.get("unfamiliar")),
+            "accuracy (%)": _percent(scored.get("accuracy")),
+            "ECE (%)": _percent(scored.get("ece")),
             "n": rates["n"],
         }
 
-    rows = [
-        row("PBC test split (blood cells, training lab)", novelty["pbc_test"]),
-        row("BCCD crops, held-out photos (blood cells, another lab)", novelty["bccd_crops_test"]),
-    ]
+    labs = (
+        ("pbc_test", "PBC test split (blood cells, training lab)"),
+        ("bccd_crops_test", "BCCD crops, held-out photos (blood cells, another lab)"),
+        ("chula_test", "Chula test sequences (blood cells, a third lab never trained on)"),
+    )
+    rows = [row(title, (key,)) for key, title in labs if key in novelty]
     rows += [
-        row(f"PBC test, {name} (simulated lab change)", rates)
-        for name, rates in novelty.get("pbc_test_conditions", {}).items()
+        row(f"PBC test, {name} (simulated lab change)", ("pbc_test_conditions", name))
+        for name in novelty.get("pbc_test_conditions", {})
         if name != "as recorded"
     ]
     for key, title in (
         ("non_blood_generated", "generated non-blood images"),
         ("non_blood_photos", "photographs and micrographs never used in fitting"),
     ):
-        rows.append(row(f"{title} (all)", novelty[key]))
+        rows.append(row(f"{title} (all)", (key,)))
         rows += [
-            row(f"  … {name.replace('_', ' ')}", rates) for name, rates in novelty[key].get("by_category", {}).items()
+            row(f"  … {name.replace('_', ' ')}", (key, "by_category", name))
+            for name in novelty[key].get("by_category", {})
         ]
     return pd.DataFrame(rows)
 

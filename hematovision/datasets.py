@@ -18,6 +18,9 @@ import numpy as np
 from hematovision.imaging import IMAGE_SUFFIXES
 
 MANIFEST_NAME = "pbc_manifest.csv"
+#: Chula's crops (../shared/data/chula): columns crop, frame, sequence, class, ..., split (train/test by sequence).
+CHULA_MANIFEST_NAME = "manifest.csv"
+CHULA_CREDIT = "Chula WBC dataset (github.com/singgihbekti/WBC_Dataset), MIT license, (c) 2022 singgihbekti"
 SPLITS = ("train", "val", "test")
 #: A dataset folder may say whom to credit in this file; it is copied into the model card.
 CREDIT_FILE = "CREDIT.txt"
@@ -32,6 +35,8 @@ class LabelledImage:
     label: str
     split: str = ""
     subtype: str = ""  # the manifest's finer cell type (e.g. BNE, SNE within neutrophil), where it has one
+    #: Images of one physical cell (Chula's video sequence): scored and split together, never apart.
+    group: str = ""
 
 
 @dataclass
@@ -43,8 +48,12 @@ class FolderScan:
 
 
 def find_manifest(data_dir: Path) -> Path | None:
-    candidate = data_dir / MANIFEST_NAME
-    return candidate if candidate.is_file() else None
+    """The PBC manifest, or Chula's, in ``data_dir``."""
+    for name in (MANIFEST_NAME, CHULA_MANIFEST_NAME):
+        candidate = data_dir / name
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def dataset_credit(data_dir: Path) -> str:
@@ -52,7 +61,10 @@ def dataset_credit(data_dir: Path) -> str:
     credit_file = data_dir / CREDIT_FILE
     if credit_file.is_file():
         return " ".join(credit_file.read_text(encoding="utf-8").split())
-    return PBC_CREDIT if find_manifest(data_dir) is not None else ""
+    manifest = find_manifest(data_dir)
+    if manifest is None:
+        return ""
+    return CHULA_CREDIT if manifest.name == CHULA_MANIFEST_NAME else PBC_CREDIT
 
 
 def crops_info(data_dir: Path) -> dict:
@@ -62,12 +74,18 @@ def crops_info(data_dir: Path) -> dict:
 
 
 def read_manifest(manifest: Path) -> list[LabelledImage]:
-    """Rows of the manifest, with paths resolved against the manifest's folder."""
+    """Rows of the manifest (PBC's or Chula's), with paths resolved against the manifest's folder."""
     with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "crop" in rows[0]:
         return [
-            LabelledImage(manifest.parent / row["path"], row["label"], row["split"], row.get("subtype") or "")
-            for row in csv.DictReader(handle)
+            LabelledImage(manifest.parent / row["crop"], row["class"], row["split"], group=row["sequence"])
+            for row in rows
         ]
+    return [
+        LabelledImage(manifest.parent / row["path"], row["label"], row["split"], row.get("subtype") or "")
+        for row in rows
+    ]
 
 
 def examples_per_class(data_dir: Path, classes: list[str], split: str = "test") -> list[LabelledImage]:

@@ -11,6 +11,13 @@ cells per class lifted 114 held-out BCCD cells from 51.75% to 77.28% on average 
 A profile names the model it was made for (a hash of ``model.keras``), and is refused by any other.
 Its own accuracy is estimated by leave-one-out over its examples: each cell classified by a profile
 fitted on all the others.
+
+A profile takes over for the cells it knows. It starts from the network's own probabilities (the card's
+temperature, not the temperature grown with the distance from the training labs: the user's lab is far from
+them by design) and carries its own temperature, fitted on its leave-one-out answers. A cell near the
+profile's examples (:meth:`LabProfile.covers`) is the lab's own kind of cell: it is never refused as "not a
+blood-cell image" nor flagged *unfamiliar*. A cell far from them keeps the model's flags and the model's
+distance-grown temperature on top of the profile's.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 
 from hematovision.imaging import ImageLoadError
 from hematovision.inputs import ArchiveError, read_zip
+from hematovision.metrics import fit_temperature, softmax
 from hematovision.regression import fit_softmax_regression
 
 if TYPE_CHECKING:
@@ -41,7 +49,11 @@ MIN_PER_CLASS = 3
 #: them, the differences within the 4-5 point spread between draws; so the figures reported for 0.1 are
 #: not tuned to those cells beyond that noise.
 L2 = 0.1
-PROFILE_FORMAT = 1
+#: Format 2 added the profile's own temperature and the region of its examples (``covers``).
+PROFILE_FORMAT = 2
+#: A cell is like the profile's examples when it lies no farther from the nearest class centre of its examples
+#: than this many times the farthest any example lies from the centres fitted without it.
+COVER_MARGIN = 1.5
 MAX_PROFILE_BYTES = 1_000_000
 
 
@@ -66,18 +78,40 @@ class LabProfile:
     leave_one_out: dict = field(default_factory=dict)
     created: str = ""
     seconds: float = 0.0
+    #: Fitted on the leave-one-out answers: the profile's calibration, in place of the card's.
+    temperature: float = 1.0
+    #: (classes with examples, D) mean standardised features of each class's examples, and how far from the
+    #: nearest of them a cell may lie and still count as one of the lab's own (mean squared difference).
+    centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    radius: float = 0.0
+    #: What results name it by: the file or archive it came from, unless the user renames it.
+    name: str = ""
 
-    def adjust(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """The model's calibrated probabilities, corrected for this lab."""
-        x = (np.asarray(features, np.float64) - self.mean) / self.scale
-        z = np.log(np.maximum(probabilities, 1e-12)) + x @ self.weights + self.bias
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+    def adjust(self, features: np.ndarray, probabilities: np.ndarray, temperature_growth=1.0) -> np.ndarray:
+        """The network's own probabilities, corrected for this lab at the profile's temperature (grown by
+        ``temperature_growth``, one factor per row, for cells unlike the examples)."""
+        z = self.log_odds(features, probabilities)
+        temperature = self.temperature * np.broadcast_to(np.asarray(temperature_growth, np.float64), (len(z),))
+        return softmax(z / temperature[:, None], 1.0)
+
+    def log_odds(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        x = self.standardised(features)
+        return np.log(np.maximum(probabilities, 1e-12)) + x @ self.weights + self.bias
+
+    def standardised(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, np.float64) - self.mean) / self.scale
+
+    def covers(self, features: np.ndarray) -> np.ndarray:
+        """(N,) bool: the cell lies among the profile's examples, so it is the lab's own kind of cell."""
+        if not len(self.centres):
+            return np.zeros(len(features), bool)
+        return nearest_centre_distance(self.standardised(features), self.centres) <= self.radius
 
     def digest(self) -> str:
-        """Changes whenever the correction does: what cached results are keyed on."""
-        return hashlib.sha1(self.weights.tobytes() + self.bias.tobytes() + self.mean.tobytes()).hexdigest()
+        """Changes whenever the correction or the name does: what cached results are keyed on."""
+        parts = (self.weights, self.bias, self.mean, self.centres, np.array([self.temperature, self.radius]))
+        arrays = b"".join(np.ascontiguousarray(part).tobytes() for part in parts)
+        return hashlib.sha1(arrays + self.name.encode()).hexdigest()
 
     def untouched_classes(self) -> list[str]:
         """Classes with no example: the model reads them as it does without a profile."""
@@ -99,6 +133,10 @@ class LabProfile:
             leave_one_out=json.dumps(self.leave_one_out),
             created=self.created,
             seconds=self.seconds,
+            temperature=self.temperature,
+            centres=self.centres.astype(np.float32),
+            radius=self.radius,
+            name=self.name,
         )
         return buffer.getvalue()
 
@@ -109,7 +147,10 @@ class LabProfile:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as stored:
                 if int(stored["format"]) != PROFILE_FORMAT:
-                    raise ProfileError("this lab profile was written by another version of HematoVision")
+                    raise ProfileError(
+                        "this lab profile was written by another version of HematoVision: build it again from "
+                        "your examples (Lab profile page, or python -m hematovision adapt)"
+                    )
                 profile = cls(
                     model_id=str(stored["model_id"]),
                     classes=[str(c) for c in stored["classes"]],
@@ -121,13 +162,22 @@ class LabProfile:
                     leave_one_out=json.loads(str(stored["leave_one_out"])),
                     created=str(stored["created"]),
                     seconds=float(stored["seconds"]),
+                    temperature=float(stored["temperature"]),
+                    centres=stored["centres"].astype(np.float64),
+                    radius=float(stored["radius"]),
+                    name=str(stored["name"]),
                 )
         except ProfileError:
             raise
         except Exception as exc:  # a damaged or foreign file: zip, npz, key and value errors all mean this
             raise ProfileError(f"this is not a readable lab profile ({type(exc).__name__})") from None
         dims, k = profile.weights.shape if profile.weights.ndim == 2 else (0, 0)
-        if k != len(profile.classes) or profile.mean.shape != (dims,) or profile.bias.shape != (k,):
+        shapes_fit = (
+            profile.mean.shape == (dims,)
+            and profile.bias.shape == (k,)
+            and (profile.centres.size == 0 or profile.centres.shape[1:] == (dims,))
+        )
+        if k != len(profile.classes) or not shapes_fit or not profile.temperature > 0:
             raise ProfileError("this lab profile is damaged (its arrays do not fit together)")
         return profile
 
@@ -175,10 +225,31 @@ def fit_correction(
     return mean, scale, weights, bias
 
 
+def nearest_centre_distance(standardised: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Mean squared difference from each row to the nearest centre."""
+    return (((standardised[:, None, :] - centres[None, :, :]) ** 2).mean(axis=2)).min(axis=1)
+
+
+def class_centres(standardised: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.stack([standardised[labels == k].mean(axis=0) for k in np.unique(labels)])
+
+
+def cover_radius(standardised: np.ndarray, labels: np.ndarray) -> float:
+    """COVER_MARGIN times the farthest any example lies from the class centres computed without it: how far
+    the lab's other cells may be expected to lie."""
+    farthest = 0.0
+    for i in range(len(labels)):
+        rest = np.arange(len(labels)) != i
+        distance = nearest_centre_distance(standardised[i : i + 1], class_centres(standardised[rest], labels[rest]))
+        farthest = max(farthest, float(distance[0]))
+    return COVER_MARGIN * farthest
+
+
 def build_profile(
     features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, classes: list[str], model_id: str
 ) -> LabProfile:
-    """A profile from examples (their features, the model's calibrated probabilities, integer labels)."""
+    """A profile from examples (their features, the network's own probabilities at the card's temperature,
+    integer labels)."""
     started = time.perf_counter()
     counts = {classes[k]: int((labels == k).sum()) for k in np.unique(labels)}
     too_few = {name: n for name, n in counts.items() if n < MIN_PER_CLASS}
@@ -191,12 +262,14 @@ def build_profile(
     mean, scale, weights, bias = fit_correction(features, probabilities, labels, k)
     # Each leave-one-out fit starts from the fit on every example, one example away from its own optimum:
     # with a few hundred examples that is minutes faster than starting from zero.
-    predicted = np.empty(len(labels), np.int64)
+    held_out_log_odds = np.empty((len(labels), k))
     for i in range(len(labels)):
         rest = np.arange(len(labels)) != i
         fold = fit_correction(features[rest], probabilities[rest], labels[rest], k, start=(weights, bias))
         held_out = LabProfile("", classes, counts, *fold)
-        predicted[i] = held_out.adjust(features[i : i + 1], probabilities[i : i + 1]).argmax()
+        held_out_log_odds[i] = held_out.log_odds(features[i : i + 1], probabilities[i : i + 1])[0]
+    predicted = held_out_log_odds.argmax(axis=1)
+    standardised = (features - mean) / scale
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     leave_one_out = {
@@ -217,6 +290,9 @@ def build_profile(
         leave_one_out=leave_one_out,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 2),
+        temperature=fit_temperature(held_out_log_odds, labels),
+        centres=class_centres(standardised, labels),
+        radius=cover_radius(standardised, labels),
     )
 
 
@@ -245,7 +321,7 @@ def examples_from_zip(zip_bytes: bytes, classes: list[str]) -> tuple[list[tuple[
 
 
 def profile_from_examples(
-    classifier: Classifier, examples: Sequence[tuple[str, str, bytes | Path]]
+    classifier: Classifier, examples: Sequence[tuple[str, str, bytes | Path]], name: str = ""
 ) -> tuple[LabProfile, list[str]]:
     """A profile for ``classifier`` from (class, name, image) examples, each read as the app reads one
     cell; returns it and a note for each unreadable image. Raises ProfileError (too few examples, ...)."""
@@ -261,6 +337,7 @@ def profile_from_examples(
     if not images:
         raise ProfileError("no readable image among the examples")
     features, logits = classifier.features_and_logits(np.stack(images))
-    probabilities = classifier.judge(features, logits).probabilities
+    probabilities = softmax(logits, classifier.card.temperature)
     profile = build_profile(features, probabilities, np.asarray(labels), classifier.classes, classifier.model_id)
+    profile.name = name
     return profile, notes

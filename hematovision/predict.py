@@ -53,6 +53,8 @@ class Prediction:
     attributes: dict[str, tuple[str, float]] = field(default_factory=dict)
     #: Predicted attribute values that (almost) never occur with the predicted class: review the cell.
     contradictions: list[str] = field(default_factory=list)
+    #: The lab profile that read this cell (its name), or "" for the model alone.
+    lab_profile: str = ""
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Judgement:
     probabilities: np.ndarray  # (N, classes), calibrated
     not_blood: np.ndarray  # (N,) bool: not a blood-cell image
     unfamiliar: np.ndarray  # (N,) bool: a blood cell far from the training images
+    #: (N,) how much the card's temperature grew with the distance from the training images (1: not at all).
+    temperature_growth: np.ndarray
 
 
 class Classifier:
@@ -190,25 +194,34 @@ class Classifier:
         return model_identity(self._model_path)
 
     def judge(self, features: np.ndarray, logits: np.ndarray, profile: LabProfile | None = None) -> Judgement:
-        """Calibrated probabilities (corrected by a lab profile, if given) and the two domain flags."""
+        """Calibrated probabilities and the two domain flags; a lab profile, if given, takes over.
+
+        With a profile, every cell is read through the profile's correction at the profile's own temperature,
+        and a cell among its examples (``profile.covers``) is the lab's own: never refused, never unfamiliar,
+        and its temperature not grown with the distance from the training labs.
+        """
         judged = self._judge(features, logits)
         if profile is not None:
-            judged.probabilities = profile.adjust(features, judged.probabilities)
+            own = profile.covers(features)
+            growth = np.where(own, 1.0, judged.temperature_growth)
+            judged.probabilities = profile.adjust(features, softmax(logits, self.card.temperature), growth)
+            judged.not_blood = judged.not_blood & ~own
+            judged.unfamiliar = judged.unfamiliar & ~own
         return judged
 
     def _judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
         if self.novelty is None:
             nothing = np.zeros(len(logits), bool)
-            return Judgement(softmax(logits, self.card.temperature), nothing, nothing)
+            return Judgement(softmax(logits, self.card.temperature), nothing, nothing, np.ones(len(logits)))
         distances = self.novelty.distance.distances(features)
         far = distances > self.novelty.distance.threshold
-        temperature = self.card.temperature * self.novelty.temperature_factor(distances)
-        probabilities = softmax(logits / temperature[:, None], 1.0)
+        growth = self.novelty.temperature_factor(distances)
+        probabilities = softmax(logits / (self.card.temperature * growth)[:, None], 1.0)
         if self.novelty.blood is None:
             # A check fitted before the two outcomes were split: far meant "not a blood cell".
-            return Judgement(probabilities, far, np.zeros_like(far))
+            return Judgement(probabilities, far, np.zeros_like(far), growth)
         not_blood = self.novelty.blood.flags(features)
-        return Judgement(probabilities, not_blood, far & ~not_blood)
+        return Judgement(probabilities, not_blood, far & ~not_blood, growth)
 
     def predictions(
         self, batch: np.ndarray, threshold: float | None = None, profile: LabProfile | None = None
@@ -227,6 +240,7 @@ class Classifier:
                     uncertain=bool(row[best] < cut),
                     not_blood_cell=bool(not_blood),
                     unfamiliar=bool(unfamiliar),
+                    lab_profile=(profile.name or "unnamed lab profile") if profile is not None else "",
                 )
             )
         self._describe(self.attribute_features(features, centre), out)

@@ -41,9 +41,15 @@ class ModelSummary:
     figures: list[str]
 
     @classmethod
-    def from_artifacts(cls, card: ModelCard, evaluation: Mapping, model_id: str) -> ModelSummary:
+    def from_artifacts(
+        cls, card: ModelCard, evaluation: Mapping, model_id: str, results: Sequence[ImageResult] = ()
+    ) -> ModelSummary:
+        """``results``: the cells reported on, so that the report names any lab profile that read them."""
         backbone = card.backbone.get("architecture", "CNN")
         description = f"{backbone}, {len(card.classes)} classes, trained {card.created[:10] or 'date unknown'}"
+        profiles = sorted({r.prediction.lab_profile for r in results if r.prediction and r.prediction.lab_profile})
+        if profiles:
+            description += f"; read through lab profile {', '.join(profiles)} (the user's own lab's correction)"
         figures = []
         for key, label in (("pbc_test", "PBC test split (training lab)"), ("bccd_crops_test", "BCCD test cells")):
             report = evaluation.get("datasets", {}).get(key)

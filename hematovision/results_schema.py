@@ -23,7 +23,7 @@ LOCATION = ("file", "x_min", "y_min", "x_max", "y_max")
 #: What the network and the domain checks said, then why there is no answer (unreadable files).
 VERDICT = ("predicted_class", "confidence", "uncertain", "not_blood_cell", "unfamiliar", "error")
 #: After the morphology, in the order they were added.
-LATER = ("morphology_review",)
+LATER = ("morphology_review", "lab_profile")
 
 #: The on-screen table: each header in its order, and the CSV columns whose information it shows (the file
 #: with the cell's number in a field of view rather than its box; the error and the not-a-blood-cell verdict
@@ -34,6 +34,7 @@ ON_SCREEN: dict[str, tuple[str, ...]] = {
     "confidence (%)": ("confidence",),
     "uncertain": ("uncertain",),
     "unfamiliar set-up": ("unfamiliar",),
+    "lab profile": ("lab_profile",),
     "notes": ("notes", "error", "not_blood_cell"),
 }
 
@@ -71,6 +72,7 @@ def csv_row(result) -> dict:
             unfamiliar="yes" if result.prediction.unfamiliar else "no",
             **{probability_column(name): f"{p:.4f}" for name, p in result.prediction.probabilities.items()},
             morphology_review="; ".join(result.prediction.contradictions),
+            lab_profile=result.prediction.lab_profile,
         )
         for name, (value, confidence) in result.prediction.attributes.items():
             row[name], row[f"{name}_confidence"] = value, f"{confidence:.4f}"

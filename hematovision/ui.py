@@ -324,11 +324,11 @@ def group_by_source(results: list[ImageResult]) -> list[list[ImageResult]]:
     return list(groups.values())
 
 
-def show_single(result: ImageResult, threshold: float) -> None:
+def show_single(result: ImageResult, threshold: float, unfamiliar_said: bool = False) -> None:
     """One image: the picture beside its verdict and the chart of every class."""
     image_column, chart_column = st.columns([1, 2])
     image_column.image(result.image.rgb, caption=result.name, width="stretch")
-    show_verdict(chart_column, result, threshold)
+    show_verdict(chart_column, result, threshold, unfamiliar_said)
     show_chart(chart_column, result, threshold)
 
 
@@ -353,15 +353,29 @@ UNFAMILIAR_MESSAGE = (
 )
 
 
-def show_verdict(container, result: ImageResult, threshold: float) -> None:
+def show_unfamiliar_notice(results: list[ImageResult]) -> bool:
+    """Say once, above the results, that most of the batch comes from a set-up unlike the training labs and
+    what to do about it; True where it was said (each cell then carries a short flag, not the whole text)."""
+    message = charts.unfamiliar_batch_message(results)
+    if message is None:
+        return False
+    st.warning(message, icon=":material/science:")
+    st.page_link(
+        "pages/4_Lab_profile.py", label="Make a lab profile from 5 labelled cells per class →", icon=":material/tune:"
+    )
+    return True
+
+
+def show_verdict(container, result: ImageResult, threshold: float, unfamiliar_said: bool = False) -> None:
     if result.prediction.not_blood_cell:
         container.error(NOT_BLOOD_MESSAGE)
         return
     verdict = f"**{result.prediction.label}** · {100 * result.prediction.confidence:.1f}% confidence"
-    profile_name, _ = chosen_profile()
-    if profile_name:
-        verdict += f" · lab profile *{profile_name}*"
-    if result.prediction.unfamiliar:
+    if result.prediction.lab_profile:
+        verdict += f" · lab profile *{result.prediction.lab_profile}*"
+    if result.prediction.unfamiliar and unfamiliar_said:
+        verdict += " · unfamiliar set-up"
+    elif result.prediction.unfamiliar:
         container.warning(UNFAMILIAR_MESSAGE)
     if result.prediction.uncertain:
         container.warning(f"Uncertain: {verdict}. Below the {100 * threshold:.0f}% threshold; check by eye.")
@@ -398,6 +412,7 @@ def show_field(
     white_cell_classes: list[str],
     automatic: bool = False,
     count_cut_cells: bool = True,
+    unfamiliar_said: bool = False,
 ) -> None:
     """A field of view: the photo with a labelled box per white cell, its own differential, each cell.
 
@@ -427,7 +442,7 @@ def show_field(
                 caption="pale: the photo mirrored beyond its edge" if any(beyond) else None,
                 width="stretch",
             )
-            show_verdict(chart_column, cell, threshold)
+            show_verdict(chart_column, cell, threshold, unfamiliar_said)
             show_chart(chart_column, cell, threshold)
 
 
@@ -501,6 +516,8 @@ def keep_profile(name: str, profile: LabProfile) -> None:
     profiles = st.session_state.setdefault(PROFILES_KEY, {})
     if profiles.get(name) is profile:
         return
+    # Results name the profile as the sidebar does. The profile object lives in this session's state only.
+    profile.name = name
     profiles[name] = profile
     st.session_state[PROFILE_CHOICE_KEY] = name
     st.rerun()  # so that the sidebar, drawn before this, shows the new choice
@@ -514,7 +531,7 @@ def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
     if key not in built:
         classifier = classifier_or_stop()
         examples, notes = examples_from_zip(zip_bytes, classifier.classes)
-        profile, unreadable = profile_from_examples(classifier, examples)
+        profile, unreadable = profile_from_examples(classifier, examples, name=Path(name).stem)
         built[key] = profile, notes + unreadable
     return built[key]
 
@@ -664,7 +681,9 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
             return gradcam(image[None], [class_index])[0]
 
     pictures = cell_pictures(batch.results, batch.digests, classifier.card.input_size, heatmap_of, classifier.classes)
-    model = ModelSummary.from_artifacts(classifier.card, evaluation_or_none() or {}, classifier.model_id)
+    model = ModelSummary.from_artifacts(
+        classifier.card, evaluation_or_none() or {}, classifier.model_id, batch.results
+    )
     return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures)
 
 

@@ -62,6 +62,7 @@ results = ui.classify(
 )  # fmt: skip
 progress.empty()
 ui.store_results(results, card.input_size)
+unfamiliar_said = ui.show_unfamiliar_notice(results)
 
 if len(results) > 1 or results[0].box is not None:
     st.header("Batch summary")
@@ -90,9 +91,9 @@ for group in ui.group_by_source(results):
         if group[0].error is not None:
             st.error(f"**{group[0].name}**: could not be classified: {group[0].error}")
         elif group[0].box is not None:
-            ui.show_field(group, threshold, card.white_cell_classes, mode == "auto", count_cut_cells)
+            ui.show_field(group, threshold, card.white_cell_classes, mode == "auto", count_cut_cells, unfamiliar_said)
         else:
-            ui.show_single(group[0], threshold)
+            ui.show_single(group[0], threshold, unfamiliar_said)
 
 st.page_link("pages/8_Review.py", label="Review, correct and report these calls →", icon=":material/fact_check:")
 st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")

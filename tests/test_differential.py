@@ -93,6 +93,17 @@ def test_novelty_table_lists_each_set_condition_and_category():
     assert table["images"].tolist()[2] == "PBC test, blur 2 px (simulated lab change)"
     assert table["not a blood cell (%)"].tolist() == [0.2, 0.0, 3.0, 99.0, 100.0, 97.0, 90.0]
     assert table["n"].tolist()[-1] == 80
+    assert table["before (%)"].isna().all() and table["ECE (%)"].isna().all()
+
+    refitted = novelty | {
+        "chula_test": rates(0.01, 0.9, 209),
+        "calibration": {"chula_test": {"accuracy": 0.5, "ece": 0.08}},
+        "before": {"chula_test": rates(0.75, 0.24, 209), "pbc_test": rates(0.001, 0.01, 1894)},
+    }
+    table = charts.novelty_table(refitted).set_index("images")
+    chula = table.loc["Chula test sequences (blood cells, a third lab never trained on)"]
+    assert chula[["not a blood cell (%)", "before (%)", "accuracy (%)", "ECE (%)"]].tolist() == [1.0, 75.0, 50.0, 8.0]
+    assert table["before (%)"].notna().sum() == 2
 
 
 def test_other_labs_tables_read_every_recorded_set():

@@ -124,3 +124,70 @@ def test_lab_profiles_cli_draws_examples_or_takes_them_all(tiny_model_dir, tmp_p
     assert "8 cells of 2 classes, over 1 draws" in capsys.readouterr().out
     summary = load_evaluation(model)["lab_profiles"]["everything"]
     assert summary["per_class"] == "all" and summary["examples"] == 8 and summary["held_out_n"] == 6
+
+
+def test_a_profile_covers_its_labs_cells_and_not_others():
+    features, probabilities, labels = lab_examples(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    held_features, _, _ = lab_examples(1)
+    assert profile.covers(held_features).mean() >= 0.9
+    elsewhere = np.random.default_rng(3).normal(0, 1, held_features.shape) * 6 + 10
+    assert not profile.covers(elsewhere).any()
+    assert 0.05 < profile.temperature < 20
+
+
+def test_the_profile_temperature_calibrates_its_leave_one_out_answers():
+    """An overconfident lab (the model says b at 99.9% for a-cells) gets a temperature that is not 1."""
+    features, probabilities, labels = lab_examples(4, per_class=10)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    at_one = LabProfile("", CLASSES, profile.counts, profile.mean, profile.scale, profile.weights, profile.bias)
+    held_features, held_probabilities, held_labels = lab_examples(5, per_class=40)
+
+    def nll(p):
+        return -np.log(p[np.arange(len(held_labels)), held_labels]).mean()
+
+    assert profile.temperature != pytest.approx(1.0, abs=0.05)
+    assert nll(profile.adjust(held_features, held_probabilities)) < nll(
+        at_one.adjust(held_features, held_probabilities)
+    )
+
+
+def test_with_a_profile_its_labs_cells_are_never_refused_nor_unfamiliar():
+    from hematovision.artifacts import ModelCard
+    from hematovision.novelty import BloodCheck, DomainCheck, fit_novelty
+    from hematovision.predict import Classifier
+
+    features, probabilities, labels = lab_examples(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    held_features, held_probabilities, _ = lab_examples(1)
+    dims = features.shape[1]
+    # A check that refuses and flags everything: only the profile can lift it.
+    refuse_all = BloodCheck(np.zeros(dims), np.ones(dims), np.zeros(dims), -10.0, 0.5)
+    far = fit_novelty({"training": np.random.default_rng(0).normal(0, 1, (50, dims)) + 30}).with_threshold(1.0)
+    card = ModelCard(classes=CLASSES, input_size=8, gradcam_layer="conv")
+    classifier = Classifier(None, card, DomainCheck(far, refuse_all, 1.0, 2.0), forward=lambda batch: None)
+    logits = np.log(held_probabilities)
+    alone = classifier.judge(held_features, logits)
+    assert alone.not_blood.all() and alone.temperature_growth.min() > 1
+    profiled = classifier.judge(held_features, logits, profile)
+    covered = profile.covers(held_features)
+    assert covered.mean() >= 0.9
+    assert not profiled.not_blood[covered].any() and not profiled.unfamiliar[covered].any()
+    np.testing.assert_allclose(
+        profiled.probabilities[covered], profile.adjust(held_features, held_probabilities)[covered]
+    )
+    elsewhere = held_features * 6 + 10
+    assert classifier.judge(elsewhere, logits, profile).not_blood.all()
+
+
+def test_drawn_examples_are_different_cells_before_a_cell_gives_a_second_frame():
+    from training.lab_profiles import draw_examples
+
+    # Class 0: three video sequences of 10, 1 and 1 frames; class 1: one sequence of 6 frames.
+    labels = np.array([0] * 12 + [1] * 6)
+    groups = ["s1"] * 10 + ["s2", "s3"] + ["s4"] * 6
+    for seed in range(5):
+        chosen = draw_examples(np.random.default_rng(seed), labels, groups, per_class=4)
+        first_class = [groups[i] for i in chosen if labels[i] == 0]
+        assert len(first_class) == 4 and {"s2", "s3"} <= set(first_class)
+        assert sum(labels[chosen] == 1) == 4 and len(set(chosen)) == 8

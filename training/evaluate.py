@@ -2,8 +2,8 @@
 
     python -m training.evaluate --model models --data ../shared/data [--json FILE] [--predictions CSV]
 
-DATA is a manifest dataset (its test split is scored, or ``--split val``) or any class-per-folder tree (folder names
-are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
+DATA is a manifest dataset (PBC's or Chula's: its test split is scored, or ``--split``) or any class-per-folder
+tree (folder names are labels, matched case-insensitively; folders of unknown labels are reported and skipped).
 Images go through the dashboard's own decode -> resize -> predict path and, by default, are framed as
 its Automatic mode frames them: a whole field of view is scored by its white cell nearest the centre.
 Where the folder has attribute heads and the manifest the WBCAtt attributes, the report also holds, under
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hematovision import paths
 from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import find_manifest, read_manifest, scan_class_folders
+from hematovision.datasets import MANIFEST_NAME, SPLITS, find_manifest, read_manifest, scan_class_folders
 from hematovision.evaluation import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
 from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.predict import load_for_command
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "cell nearest the centre); single: score every image whole, as one centred cell",
     )
     parser.add_argument(
-        "--split", choices=("test", "val"), default="test", help="the manifest split to score (default: test)"
+        "--split", choices=SPLITS, default="test", help="the manifest split to score (default: test)"
     )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: none of the images could be read", file=sys.stderr)
         return 2
     report["source"] = source
-    attributes = test_scores(classifier, manifest) if manifest is not None and args.split == "test" else None
+    with_attributes = manifest is not None and manifest.name == MANIFEST_NAME and args.split == "test"
+    attributes = test_scores(classifier, manifest) if with_attributes else None
     if attributes is not None:
         report["attributes"] = {**attributes, "source": f"{manifest} (test split, annotated white cells)"}
     print_report(report)

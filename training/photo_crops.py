@@ -8,11 +8,16 @@ every machine and no image is copied into the repository.
 The sources are split in two: :data:`FIT_SOURCES` may be used to fit the not-a-blood-cell check,
 :data:`HELD_OUT_SOURCES` only to measure it, so that a measured rate never comes from a photograph the
 check was fitted on (a new crop of a seen photograph would be a near-duplicate).
+
+:func:`debian_backgrounds` adds a third set, used only to place the check's threshold: the nature photographs
+and abstract wallpapers of Debian's ``mate-backgrounds`` package (``apt-get install mate-backgrounds``), real
+photographs harder than generated images and seen by neither the fit nor the measure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -81,6 +86,32 @@ HELD_OUT_SOURCES: dict[str, tuple[str, Callable]] = {
     "ihc_bottom": ("tissue_micrograph", _IHC_BOTTOM),
     "faces_b": ("face", _faces(slice(50, 100))),
 }
+
+
+#: Where Debian's mate-backgrounds package puts its pictures; the ``desktop`` folder (logos, stripes) is left out.
+DEBIAN_BACKGROUNDS_DIR = Path("/usr/share/backgrounds/mate")
+DEBIAN_BACKGROUND_CATEGORIES = {"nature": "photo", "abstract": "graphic"}
+#: The same picture at other sizes (``Elephants_3840x2160.jpg``) would be a duplicate source.
+_SIZED_COPY = "_"
+
+
+def _load_file(path: Path) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        with Image.open(path) as image:
+            image.thumbnail((1600, 1600))
+            return np.asarray(image.convert("RGB"))
+
+    return load
+
+
+def debian_backgrounds(folder: Path = DEBIAN_BACKGROUNDS_DIR) -> dict[str, tuple[str, Callable]]:
+    """The package's nature photographs and abstract wallpapers as sources; empty where it is not installed."""
+    sources = {}
+    for subfolder, category in DEBIAN_BACKGROUND_CATEGORIES.items():
+        for path in sorted((folder / subfolder).glob("*")):
+            if path.suffix.lower() in {".jpg", ".png"} and _SIZED_COPY not in path.stem:
+                sources[path.stem] = (category, _load_file(path))
+    return sources
 
 
 def views(sources: dict[str, tuple[str, Callable]], per_source: int, seed: int) -> list[OodImage]:
