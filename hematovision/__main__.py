@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation
+from hematovision.differential import count, network_call, platelets_by_field, summary_lines
 from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
 from hematovision.predict import CLASSIFY_MODES
@@ -56,6 +57,7 @@ def classify_command(args: argparse.Namespace) -> int:
     if done:
         print(f"resuming: {len(files) - len(todo)} files already in {args.csv}", file=sys.stderr)
     n_ok = n_results = 0
+    calls, field_platelets = [], {}  # what the differential needs, kept small: no images
     with contextlib.ExitStack() as stack:
         writer = None
         if args.csv:
@@ -69,6 +71,8 @@ def classify_command(args: argparse.Namespace) -> int:
             results = classifier.classify(chunk, threshold=args.threshold, mode=args.mode, profile=profile)
             for result in results:
                 report(result)
+            calls += [network_call(result) for result in results]
+            field_platelets |= platelets_by_field(results)
             if writer is not None:
                 writer.writerows(csv_row(result) for result in results)
                 handle.flush()
@@ -79,6 +83,9 @@ def classify_command(args: argparse.Namespace) -> int:
         + (f"; table written to {args.csv}" if args.csv else ""),
         file=sys.stderr,
     )
+    if n_results:
+        differential = count(calls, classifier.card.white_cell_classes, not args.leave_out_cut_cells, field_platelets)
+        print("\n".join(["differential count (this run's files):", *summary_lines(differential)]), file=sys.stderr)
     return 0 if n_ok or not todo else 1
 
 
@@ -86,7 +93,7 @@ def report_command(args: argparse.Namespace) -> int:
     """Classify a folder unattended and write the review report (with a saved review's corrections, if given)."""
     from hematovision.predict import Classifier
     from hematovision.report import ModelSummary, cell_pictures, pdf_report
-    from hematovision.review import Review, ReviewError, file_digest
+    from hematovision.review import Review, ReviewError, differentials, file_digest
 
     sources = expanded(args.paths)
     if not sources:
@@ -124,7 +131,12 @@ def report_command(args: argparse.Namespace) -> int:
 
     pictures = cell_pictures(results, digests, classifier.card.input_size, heatmap_of, classifier.classes)
     model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id, results)
-    args.pdf.write_bytes(pdf_report(review, model, classifier.card.white_cell_classes, pictures))
+    white = classifier.card.white_cell_classes
+    count_cut_cells = not args.leave_out_cut_cells
+    args.pdf.write_bytes(pdf_report(review, model, white, pictures, count_cut_cells))
+    network, reviewed = differentials(review, white, count_cut_cells)
+    side = "after review" if saved is not None else "by the network"
+    print("\n".join([f"differential count ({side}):", *summary_lines(reviewed if saved else network)]))
     print(
         f"report on {len(review.cells)} images or cells written to {args.pdf} in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
@@ -251,6 +263,11 @@ def shard(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+LEAVE_OUT_CUT_HELP = (
+    "leave white cells cut by a photo's edge out of the differential (listed apart), as some counting protocols do"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hematovision", description="HematoVision command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         help="flag predictions below this confidence as uncertain (default: the model card's)",
     )
     classify.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to correct the model for your lab")
+    classify.add_argument("--leave-out-cut-cells", action="store_true", help=LEAVE_OUT_CUT_HELP)
     adapt = commands.add_parser(
         "adapt",
         help="build a lab profile from a few labelled cells of your own",
@@ -319,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--mode", choices=CLASSIFY_MODES, default="auto", help="as for classify")
     report.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to read the cells through")
     report.add_argument("--threshold", type=float, default=None, help="as for classify")
+    report.add_argument("--leave-out-cut-cells", action="store_true", help=LEAVE_OUT_CUT_HELP)
     report.add_argument(
         "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
     )

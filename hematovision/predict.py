@@ -27,7 +27,7 @@ from hematovision.metrics import softmax
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
 from hematovision.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
-from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_white_cells, is_whole_field
+from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_platelets, find_white_cells, is_whole_field
 
 CLASSIFY_MODES = ("auto", "single", "field")
 NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
@@ -74,6 +74,9 @@ class ImageResult:
     box: CellBox | None = None
     field_image: DecodedImage | None = None
     cut_by_frame: bool = False  # a cell found touching its photo's edge: part of it is outside the photo
+    #: Platelets found in the field of view (hematovision.smear.find_platelets), on every result of a field;
+    #: None for an image classified as one cell.
+    field_platelets: int | None = None
 
 
 @dataclass
@@ -278,9 +281,9 @@ class Classifier:
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
 
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | None]:
+        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | int]:
             """The decoded image; for a field of view the white cells in it (None for one cell); for an
-            image read as one cell, its framed view and framing note (None for a field)."""
+            image read as one cell, its framed view and framing note, for a field the platelets in it."""
             # Decoding, finding cells and framing run in the worker threads: Pillow and SciPy release the GIL.
             try:
                 decoded = decode_image(source)
@@ -288,7 +291,9 @@ class Classifier:
                 return exc, None, None
             boxes = field_boxes(decoded.rgb, mode)
             as_one_cell = boxes is None or (not boxes and mode != "field")
-            return decoded, boxes, frame_single_cell(decoded.rgb) if as_one_cell else None
+            if as_one_cell:
+                return decoded, boxes, frame_single_cell(decoded.rgb)
+            return decoded, boxes, len(find_platelets(decoded.rgb, boxes))
 
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
@@ -297,6 +302,8 @@ class Classifier:
                     results.append(ImageResult(name=name, source=name, error=str(decoded)))
                 elif boxes is not None and (boxes or mode == "field"):
                     cells = self._field_cells(name, decoded, boxes, keep_images)
+                    for cell in cells:
+                        cell.field_platelets = framing  # for a field, the platelets found in it
                     results.extend(cells)
                     for cell in cells:
                         if cell.error is None:

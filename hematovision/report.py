@@ -21,11 +21,13 @@ from fpdf.fonts import FontFace
 from PIL import Image
 
 from hematovision.artifacts import ModelCard
+from hematovision.charts import review_apart_table, review_differential_table
 from hematovision.credits import DATASET_CREDIT, DISCLAIMER, plain
+from hematovision.differential import count_warning
 from hematovision.imaging import centre_square, to_model_input
 from hematovision.overlay import overlay
 from hematovision.predict import ImageResult
-from hematovision.review import Review, cell_key, differential_side_by_side
+from hematovision.review import Review, cell_key, differentials
 
 THUMBNAIL_PIXELS = 160
 FONT = "DejaVu"
@@ -106,6 +108,7 @@ def pdf_report(
     model: ModelSummary,
     white_cell_classes: Sequence[str],
     pictures: Mapping[str, CellPictures],
+    count_cut_cells: bool = True,
     title: str = "HematoVision review report",
 ) -> bytes:
     """The whole report as PDF bytes."""
@@ -138,16 +141,27 @@ def pdf_report(
         _lines(pdf, [f"Comment: {review.comment}"])
 
     _heading(pdf, "Differential count (white cells)")
+    network, reviewed = differentials(review, white_cell_classes, count_cut_cells)
     _lines(
         pdf,
         [
             "Network: its confident calls only. Reviewed: each cell by the reviewer's class where it was "
-            "corrected; uncertain cells count once looked at."
+            "corrected; uncertain cells count once looked at. 95% interval: exact binomial (Clopper-Pearson, as "
+            "Rümke's table). Cells cut by the photo's edge are "
+            + ("counted." if count_cut_cells else "left out (listed apart).")
         ],
         size=8,
     )
-    differential = differential_side_by_side(review, white_cell_classes)
-    _table(pdf, [list(differential.columns)] + [[_text(v) for v in row] for row in differential.itertuples(False)])
+    warning = count_warning(reviewed)
+    if warning:
+        pdf.set_text_color(160, 60, 0)
+        _lines(pdf, [f"Warning: {warning}"], size=8.5)
+        pdf.set_text_color(0)
+    table = review_differential_table(network, reviewed)
+    _table(pdf, [list(table.columns)] + [[_text(v) for v in row] for row in table.itertuples(False)])
+    pdf.ln(2)
+    apart = review_apart_table(network, reviewed)
+    _table(pdf, [list(apart.columns)] + [list(row) for row in apart.itertuples(False)], align=("LEFT",) * 3)
 
     _heading(pdf, "Every cell")
     with_heatmaps = any(picture.heatmap is not None for picture in pictures.values())
@@ -195,11 +209,10 @@ def _lines(pdf: FPDF, lines: Sequence[str], size: float = 9) -> None:
         pdf.multi_cell(0, size * 0.5, line, new_x="LMARGIN", new_y="NEXT")
 
 
-def _table(pdf: FPDF, rows: Sequence[Sequence[str]]) -> None:
+def _table(pdf: FPDF, rows: Sequence[Sequence[str]], align: Sequence[str] | None = None) -> None:
     pdf.set_font(FONT, size=8.5)
-    with pdf.table(
-        width=150, align="LEFT", line_height=4.6, text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT")
-    ) as table:
+    align = align or ("LEFT", *("RIGHT",) * (len(rows[0]) - 1))
+    with pdf.table(width=pdf.epw, align="LEFT", line_height=4.6, text_align=tuple(align)) as table:
         for row in rows:
             table.row([str(value) for value in row])
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from hematovision.differential import Call, Differential, count
 from hematovision.morphology import describe
 from hematovision.predict import ImageResult
 
@@ -82,15 +83,21 @@ class Review:
     comment: str = ""
     created: str = field(default_factory=lambda: _now())
     updated: str = field(default_factory=lambda: _now())
+    #: Platelets the cell finder found in each field of view, by the field file's digest (not reviewed cell by
+    #: cell: the platelet estimate per field).
+    field_platelets: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_results(cls, results: Sequence[ImageResult], digests: Mapping[str, str], model_id: str) -> Review:
         """A fresh review of a classified batch; ``digests`` maps each source file's name to its file_digest."""
-        cells = {}
+        cells, platelets = {}, {}
         for result in results:
-            key = cell_key(digests[result.source or result.name], result)
+            digest = digests[result.source or result.name]
+            key = cell_key(digest, result)
             cells[key] = CellReview(key, result.name, *network_call(result), morphology=morphology_of(result))
-        return cls(model_id, cells)
+            if result.field_platelets is not None:
+                platelets[digest] = result.field_platelets
+        return cls(model_id, cells, field_platelets=platelets)
 
     def correct(self, key: str, reviewed_class: str | None) -> None:
         """Set the reviewer's class (None, or the network's own class, takes the correction back)."""
@@ -120,6 +127,7 @@ class Review:
             "created": self.created,
             "updated": self.updated,
             "cells": [asdict(cell) for cell in self.cells.values()],
+            "field_platelets": self.field_platelets,
         }
         return json.dumps(document, indent=1, ensure_ascii=False)
 
@@ -137,6 +145,7 @@ class Review:
                 document.get("comment", ""),
                 document.get("created", ""),
                 document.get("updated", ""),
+                {str(key): int(n) for key, n in document.get("field_platelets", {}).items()},
             )
         except ReviewError:
             raise
@@ -204,33 +213,37 @@ def morphology_of(result: ImageResult) -> str:
     return describe({name: value for name, (value, _) in prediction.attributes.items()})
 
 
-def differential_side_by_side(review: Review, white_cell_classes: Sequence[str]) -> pd.DataFrame:
-    """The white-cell differential by the network and after review, one row per class plus the total.
+def review_calls(review: Review, reviewed: bool) -> list[Call]:
+    """Each cell as the differential counts it: as the network called it, or (``reviewed``) after review.
 
-    The network's column follows the Classify page's rule (confident calls only, cells cut by the photo's edge
-    and unfamiliar-set-up cells included). The reviewed column counts a cell by its final class once the
-    reviewer has looked at it, or where the network was confident; an uncertain cell nobody has looked at
-    stays out of both.
+    After review a cell counts by its final class once the reviewer has looked at it, or where the network was
+    confident; an uncertain cell nobody has looked at stays out of both sides, as does an unreadable file.
     """
-    network = dict.fromkeys(white_cell_classes, 0)
-    reviewed = dict.fromkeys(white_cell_classes, 0)
+    calls = []
     for cell in review.cells.values():
-        confident = not set(cell.flags) & {FLAG_UNCERTAIN, FLAG_NOT_BLOOD, FLAG_UNREADABLE}
-        if confident and cell.network_class in network:
-            network[cell.network_class] += 1
-        if (confident or cell.reviewed) and cell.final_class in reviewed:
-            reviewed[cell.final_class] += 1
-    rows = [_row(label, network, reviewed) for label in white_cell_classes]
-    rows.append(_row("total white cells", {"x": sum(network.values())}, {"x": sum(reviewed.values())}, "x"))
-    table = pd.DataFrame(rows)
-    for side, counts in (("network", network), ("reviewed", reviewed)):
-        total = sum(counts.values())
-        table[f"{side} %"] = [round(100 * n / total, 1) if total else 0.0 for n in table[f"{side} count"]]
-    return table[["cell type", "network count", "network %", "reviewed count", "reviewed %"]]
+        label = cell.final_class if reviewed else cell.network_class
+        field = cell.key.partition("@")[0] if "@" in cell.key or cell.key in review.field_platelets else ""
+        calls.append(
+            Call(
+                label,
+                unreadable=cell.network_class == UNREADABLE,
+                not_blood_cell=label == NOT_BLOOD,
+                uncertain=FLAG_UNCERTAIN in cell.flags and not (reviewed and cell.reviewed),
+                cut_by_frame=FLAG_CUT in cell.flags,
+                field=field,
+            )
+        )
+    return calls
 
 
-def _row(label: str, network: Mapping[str, int], reviewed: Mapping[str, int], key: str | None = None) -> dict:
-    return {"cell type": label, "network count": network[key or label], "reviewed count": reviewed[key or label]}
+def differentials(
+    review: Review, white_cell_classes: Sequence[str], count_cut_cells: bool = True
+) -> tuple[Differential, Differential]:
+    """The differential by the network and after review, by the one rule (hematovision.differential.count)."""
+    return tuple(
+        count(review_calls(review, reviewed), white_cell_classes, count_cut_cells, review.field_platelets)
+        for reviewed in (False, True)
+    )
 
 
 def cells_table(cells: Iterable[CellReview]) -> pd.DataFrame:

@@ -193,6 +193,33 @@ def find_white_cells(rgb: np.ndarray) -> list[CellBox]:
     return sorted(merge_overlapping(boxes), key=lambda box: (box.top, box.left))
 
 
+#: A stained blob smaller than a nucleus (MIN_NUCLEUS_AREA) but at least this many working pixels, outside every
+#: white cell, is a platelet (or a clump). On the 294 annotated BCCD photos this count is the annotated one in
+#: 190 and within one of it in 267; 309 found against 282 annotated.
+MIN_PLATELET_AREA = 15
+
+
+def find_platelets(rgb: np.ndarray, white_cells: list[CellBox]) -> list[CellBox]:
+    """Boxes around the platelets in a smear photo: the small stained blobs outside the white cells found.
+
+    A count for a lab's platelet estimate per field, not a classification: a clump counts once.
+    """
+    work, scale = reduce_to_work_scale(fill_outside_specimen(rgb))
+    nuclei = nucleus_mask(work)
+    labels, _ = ndi.label(nuclei)
+    boxes = []
+    for index, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
+        area = int(np.count_nonzero(labels[rows, cols] == index))
+        if not MIN_PLATELET_AREA <= area < MIN_NUCLEUS_AREA:
+            continue
+        box = CellBox(round(cols.start * scale), round(rows.start * scale),
+                      round(cols.stop * scale), round(rows.stop * scale))  # fmt: skip
+        centre = ((box.left + box.right) / 2, (box.top + box.bottom) / 2)
+        if not any(cell.contains(*centre) for cell in white_cells):
+            boxes.append(box)
+    return boxes
+
+
 def merge_overlapping(boxes: list[CellBox]) -> list[CellBox]:
     """The boxes, with each pair that shares MERGE_OVERLAP of the smaller one replaced by their union."""
     merged = list(boxes)

@@ -27,7 +27,7 @@ from hematovision.artifacts import (
 )
 from hematovision.credits import DATASET_CREDIT, DISCLAIMER
 from hematovision.datasets import examples_per_class, smear_example
-from hematovision.differential import differential_count
+from hematovision.differential import Differential, count_warning, differential_count
 from hematovision.faithfulness import RemovalCheck, removal_check
 from hematovision.gradcam import AttributeCam
 from hematovision.imaging import centre_square, to_model_input
@@ -316,6 +316,30 @@ CLASSIFY_MODES = {
 }
 
 
+#: The reader's counting protocol for cells cut by a photo's edge, kept across pages (Classify and Review count
+#: by the same choice); a widget's own state is dropped when another page is shown.
+COUNT_CUT_KEY = "count_cut_cells"
+
+
+def count_cut_cells_choice() -> bool:
+    """The sidebar's "Count cells cut by the photo's edge", the same on every page that counts."""
+    chosen = st.sidebar.checkbox(
+        "Count cells cut by the photo's edge", value=st.session_state.get(COUNT_CUT_KEY, True),
+        help="In a field of view, a white cell that touches the frame is partly outside the photo. Some counting "
+        "protocols leave such cells out; unticked, they are listed apart instead of counted.",
+    )  # fmt: skip
+    st.session_state[COUNT_CUT_KEY] = chosen
+    return chosen
+
+
+def show_differential(container, differential: Differential) -> None:
+    """The differential's table, and below 100 white cells the plain warning that it is not a differential yet."""
+    warning = count_warning(differential)
+    if warning:
+        container.warning(warning, icon=":material/functions:")
+    container.dataframe(charts.differential_table(differential), hide_index=True)
+
+
 def group_by_source(results: list[ImageResult]) -> list[list[ImageResult]]:
     """Results in upload order, the cells of one field of view kept together."""
     groups: dict[str, list[ImageResult]] = {}
@@ -423,8 +447,13 @@ def show_field(
     names = [cell_name(cell) for cell in found]
     photo_column, table_column = st.columns([3, 2])
     photo_column.image(draw_cell_boxes(field.rgb, labelled_boxes(found)), caption=cells[0].source, width="stretch")
-    table_column.markdown(f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field")
     differential = differential_count(found, white_cell_classes, count_cut_cells)
+    counted = differential.total_white
+    left_out = len(found) - counted
+    table_column.markdown(
+        f"**{len(found)} white cell{'s' if len(found) != 1 else ''} found** in this field"
+        + (f"; {counted} counted, {left_out} counted apart (see *Counted apart*)" if left_out else "")
+    )
     table_column.dataframe(charts.differential_table(differential), hide_index=True)
     if automatic:
         # A sharp single cell in a wide frame is misread this way (README, limitations).
@@ -654,23 +683,24 @@ def reviewed_class_options(classes: list[str]) -> list[str]:
     return [*classes, NOT_BLOOD]
 
 
-def report_download(container, batch: ReviewedBatch) -> None:
+def report_download(container, batch: ReviewedBatch, count_cut_cells: bool = True) -> None:
     """Make the PDF on request (seconds, with heatmaps) and offer it while it still matches the review."""
     with_heatmaps = container.checkbox("With heatmaps", help="Each cell's Grad-CAM heatmap for its network class")
     if container.button("Make the PDF report"):
         with st.spinner("Writing the report…"):
-            st.session_state[REPORT_KEY] = (id(batch.review), batch.review.updated, review_pdf(batch, with_heatmaps))
+            pdf = review_pdf(batch, with_heatmaps, count_cut_cells)
+            st.session_state[REPORT_KEY] = (id(batch.review), (batch.review.updated, count_cut_cells), pdf)
     made = st.session_state.get(REPORT_KEY)
     if made is None or made[0] != id(batch.review):
         return
-    if made[1] == batch.review.updated:
+    if made[1] == (batch.review.updated, count_cut_cells):
         container.download_button("Download the report (PDF)", made[2], file_name="hematovision_report.pdf",
                                    mime="application/pdf")  # fmt: skip
     else:
         container.caption("The review has changed since the report was made: make it again.")
 
 
-def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
+def review_pdf(batch: ReviewedBatch, with_heatmaps: bool, count_cut_cells: bool = True) -> bytes:
     """The report of the review as it stands (heatmaps by the fast Grad-CAM, for each cell's network class)."""
     classifier = classifier_or_stop()
     heatmap_of = None
@@ -684,7 +714,7 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool) -> bytes:
     model = ModelSummary.from_artifacts(
         classifier.card, evaluation_or_none() or {}, classifier.model_id, batch.results
     )
-    return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures)
+    return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures, count_cut_cells)
 
 
 def test_predictions() -> list[dict]:

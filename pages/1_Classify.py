@@ -20,11 +20,7 @@ mode = st.sidebar.radio(
     "Image type", list(ui.CLASSIFY_MODES), format_func=ui.CLASSIFY_MODES.get,
     help="Automatic treats square single-cell images as one cell and finds the white cells in wider fields of view.",
 )  # fmt: skip
-count_cut_cells = st.sidebar.checkbox(
-    "Count cells cut by the photo's edge", value=True,
-    help="In a field of view, a white cell that touches the frame is partly outside the photo. Some counting "
-    "protocols leave such cells out; unticked, they are listed apart instead of counted.",
-)  # fmt: skip
+count_cut_cells = ui.count_cut_cells_choice()
 uploads = st.file_uploader(
     "Microscope images: single blood cells, or whole fields of view",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "zip"],
@@ -69,13 +65,9 @@ if len(results) > 1 or results[0].box is not None:
     differential = differential_count(results, card.white_cell_classes, count_cut_cells)
     left, right = st.columns(2)
     left.subheader("Differential count")
-    left.dataframe(charts.differential_table(differential), hide_index=True)
+    ui.show_differential(left, differential)
     right.subheader("Counted apart")
-    set_apart = charts.set_apart_table(differential)
-    if set_apart.empty:
-        right.caption("Nothing: every image was read and every cell confidently called a white cell.")
-    else:
-        right.dataframe(set_apart, hide_index=True)
+    right.dataframe(charts.set_apart_table(differential), hide_index=True)
     st.subheader("All images")
     st.dataframe(charts.results_table(results), hide_index=True)
     st.download_button(

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from hematovision import ui
-from hematovision.review import cells_table, differential_side_by_side
+from hematovision import charts, ui
+from hematovision.differential import count_warning
+from hematovision.review import cells_table, differentials
 
 st.set_page_config(page_title="Review · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()
@@ -17,6 +18,7 @@ if batch is None:
     ui.footer()
     st.stop()
 review = batch.review
+count_cut_cells = ui.count_cut_cells_choice()
 
 st.caption(
     "Change any cell's class where the network is wrong: the network's call is kept beside yours, never "
@@ -31,7 +33,12 @@ looked_at, total = review.progress()
 st.progress(looked_at / total, text=f"{looked_at} of {total} cells looked at")
 
 st.header("Differential: network and review")
-st.dataframe(differential_side_by_side(review, card.white_cell_classes), hide_index=True)
+network, reviewed = differentials(review, card.white_cell_classes, count_cut_cells)
+warning = count_warning(reviewed)
+if warning:
+    st.warning(warning, icon=":material/functions:")
+st.dataframe(charts.review_differential_table(network, reviewed), hide_index=True)
+st.dataframe(charts.review_apart_table(network, reviewed), hide_index=True)
 
 st.header("Cells")
 SHOWN = {
@@ -68,5 +75,5 @@ csv_column.download_button(
     "Results with the review (CSV)", batch.csv(classifier.classes), file_name="hematovision_reviewed.csv",
     mime="text/csv",
 )  # fmt: skip
-ui.report_download(pdf_column, batch)
+ui.report_download(pdf_column, batch, count_cut_cells)
 ui.footer()

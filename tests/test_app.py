@@ -8,6 +8,7 @@ import pytest
 import streamlit as st
 
 from hematovision import paths
+from hematovision.differential import count_warning, differential_count
 from tests.conftest import app_on, encode, new_session, synthetic_cell, write_subtype_manifest
 
 
@@ -264,7 +265,9 @@ def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_di
     at = upload(at, [(f"thing_{i}.png", encode(synthetic_cell(i, 60 + i)), "image/png") for i in range(2)])
     assert not at.exception
     assert sum("does not look like a blood-cell image" in e.value for e in at.error) == 2
-    assert not at.success and not at.warning
+    assert not at.success
+    # The one warning: nothing was counted, so there is no differential (no class was given to either image).
+    assert [w.value for w in at.warning] == [count_warning(differential_count([], ["lymphocyte", "neutrophil"]))]
     set_apart = at.dataframe[1].value
     assert set_apart.set_index("group").loc["not a blood-cell image", "count"] == 2
     assert int(at.dataframe[0].value["count"].iloc[-1]) == 0  # nothing in the differential

@@ -1,9 +1,19 @@
 """The differential count and the tables built from results, on hand-made results."""
 
 import pandas as pd
+import pytest
+from scipy.stats import binomtest
 
 from hematovision import charts
-from hematovision.differential import differential_count
+from hematovision.differential import (
+    MIN_WHITE_CELLS,
+    Call,
+    clopper_pearson,
+    count,
+    count_warning,
+    differential_count,
+    summary_lines,
+)
 from hematovision.predict import ImageResult, Prediction
 
 WHITE = ["basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil"]
@@ -44,9 +54,14 @@ def test_tables_account_for_every_input():
     differential = differential_count(RESULTS, WHITE)
     main = charts.differential_table(differential)
     apart = charts.set_apart_table(differential)
-    assert main["count"].iloc[-1] + apart["count"].sum() == len(RESULTS)
-    assert set(apart["group"]) == {"not a white cell", "uncertain (check by eye)", "not a blood-cell image",
-                                   "could not be read"}  # fmt: skip
+    assert main["count"].iloc[-1] + apart["count"].sum() == len(RESULTS) == differential.accounted_for
+    assert set(apart["group"]) == {"nucleated red cells (NRBC)", "platelets", "uncertain (check by eye)",
+                                   "not a blood-cell image", "could not be read"}  # fmt: skip
+    nrbc = apart.set_index("group").loc["nucleated red cells (NRBC)"]
+    assert nrbc["count"] == 1 and nrbc["note"] == "33.3 per 100 white cells"  # 1 erythroblast, 3 white cells
+    assert main.set_index("cell type").loc["neutrophil", "95% interval (%)"] == "9.4–99.2"  # 2 of 3, exact
+    for table in (main, apart):  # words, never a raw None or nan, wherever a value is missing
+        assert not table.isna().any().any() and "None" not in table.to_string() and "nan" not in table.to_string()
     table = charts.results_table(RESULTS)
     row = table.set_index("file").loc["g"]
     assert pd.isna(row["class"]) and "does not look like a blood-cell image" in row["notes"]
@@ -69,6 +84,59 @@ def test_cells_cut_by_the_frame_are_counted_or_listed_apart_as_asked():
 def test_empty_batch_has_no_percentages():
     differential = differential_count([], WHITE)
     assert differential.total_white == 0 and set(differential.percent.values()) == {0.0}
+    assert differential.nrbc_per_100_white is None and differential.interval("ig") is None
+    assert "there is no differential" in count_warning(differential)
+    assert set(charts.differential_table(differential)["95% interval (%)"]) == {"no white cells counted"}
+
+
+@pytest.mark.parametrize("total", [1, 3, 20, 100, 200, 1000])
+def test_the_interval_is_the_exact_binomial_one(total):
+    for k in sorted({0, 1, total // 3, total // 2, total - 1, total}):
+        expected = binomtest(k, total).proportion_ci(confidence_level=0.95, method="exact")
+        assert clopper_pearson(k, total) == pytest.approx((expected.low, expected.high), abs=1e-9)
+
+
+def test_the_interval_agrees_with_ruemkes_table():
+    # Rümke's table for 100 cells counted (the table CLSI H20 prints), to the whole percent: observed % -> 95% limits.
+    table = {0: (0, 4), 1: (0, 5), 2: (0, 7), 5: (2, 11), 10: (5, 18), 20: (13, 29), 50: (40, 60)}
+    for observed, limits in table.items():
+        low, high = clopper_pearson(observed, 100)
+        assert (round(100 * low), round(100 * high)) == limits
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        clopper_pearson(3, 2)
+
+
+def test_fewer_than_100_white_cells_are_not_a_differential_yet():
+    def counted(n):
+        return count([Call("neutrophil")] * (n // 2) + [Call("lymphocyte")] * (n - n // 2), WHITE)
+
+    three = count_warning(counted(3))
+    assert three.startswith("Only 3 white cells counted: these percentages are not a differential yet")
+    assert "lymphocyte at 67% could truly be anywhere from 9% to 99%" in three
+    assert "100 to 200 white cells (ICSH; CLSI H20)" in three
+    assert count_warning(counted(MIN_WHITE_CELLS - 1)) is not None
+    assert count_warning(counted(MIN_WHITE_CELLS)) is None and count_warning(counted(200)) is None
+    assert any(line.startswith("warning: Only 3 white cells") for line in summary_lines(counted(3)))
+    assert not any(line.startswith("warning") for line in summary_lines(counted(100)))
+
+
+def test_nrbc_per_100_white_cells_and_platelets_per_field():
+    calls = [Call("neutrophil", field="f1")] * 30 + [Call("lymphocyte", field="f2")] * 20
+    calls += [Call("erythroblast", field="f1")] * 2 + [Call("platelet", field="f2")]
+    calls += [Call("platelet", uncertain=True, field="f2")]  # uncertain: counted apart, never as a platelet
+    differential = count(calls, WHITE, field_platelets={"f1": 4, "f2": 5, "elsewhere": 99})
+    assert differential.nrbc_per_100_white == pytest.approx(4.0)
+    assert differential.fields == 2 and differential.platelets_found == 9 and differential.platelets == 10
+    assert differential.platelets_per_field == pytest.approx(5.0)
+    lines = summary_lines(differential)
+    assert "  nucleated red cells (erythroblasts): 2 (4.0 per 100 white cells)" in lines
+    assert "  platelets: 10 (9 found in fields, not classified; 5.0 per field, 2 fields)" in lines
+    apart = charts.set_apart_table(differential).set_index("group")
+    assert apart.loc["platelets", "count"] == 1  # the classified one: every count is of the cells given
+    assert apart.loc["platelets", "note"] == "plus 9 found in the fields, not classified; 5.0 per field (2 fields)"
+    assert charts.set_apart_table(count([Call("neutrophil")], WHITE)).set_index("group").loc[
+        "platelets", "note"] == "single-cell images: no count per field"  # fmt: skip
 
 
 def test_probability_chart_highlights_the_prediction():

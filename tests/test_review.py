@@ -17,7 +17,7 @@ from hematovision.review import (
     UNREADABLE,
     Review,
     ReviewError,
-    differential_side_by_side,
+    differentials,
     file_digest,
     reviewed_columns,
 )
@@ -49,9 +49,9 @@ def batch():
     return results, digests
 
 
-def counts(review: Review, side: str) -> dict[str, int]:
-    table = differential_side_by_side(review, WHITE)
-    return dict(zip(table["cell type"], table[f"{side} count"], strict=True))
+def counts(review: Review, side: str, count_cut_cells: bool = True) -> dict[str, int]:
+    differential = differentials(review, WHITE, count_cut_cells)[side == "reviewed"]
+    return {**differential.white_cells, "total white cells": differential.total_white}
 
 
 def test_a_correction_changes_the_reviewed_differential_not_the_networks(batch):
@@ -83,6 +83,24 @@ def test_uncertain_cells_count_once_looked_at_and_come_first(batch):
     uncertain.reviewed = True
     assert counts(review, "reviewed")["lymphocyte"] == 2 and counts(review, "network")["lymphocyte"] == 1
     assert uncertain not in [cell for cell in review.ordered() if cell.needs_a_look]
+
+
+def test_the_review_counts_by_the_one_rule_cut_cells_included(batch):
+    results, digests = batch
+    cut = result("field.jpg · cell 2", "neutrophil", source="field.jpg", box=CellBox(0, 0, 50, 60), cut_by_frame=True)
+    for cell in (results[-1], cut):
+        cell.field_platelets = 3
+    review = Review.from_results([*results, cut], digests, model_id="m1")
+    assert counts(review, "network")["neutrophil"] == counts(review, "reviewed")["neutrophil"] == 3
+    # Leaving cells cut by the edge out applies to the review as to Classify (it was ignored here before).
+    assert counts(review, "network", False)["neutrophil"] == counts(review, "reviewed", False)["neutrophil"] == 2
+    network, reviewed = differentials(review, WHITE, count_cut_cells=False)
+    assert reviewed.cut_by_frame == {"neutrophil": 1} and reviewed.fields == 1 and reviewed.platelets_found == 3
+    from hematovision.differential import differential_count
+
+    assert network == differential_count([*results, cut], WHITE, count_cut_cells=False)
+    saved = Review.from_json(review.to_json())
+    assert saved.field_platelets == review.field_platelets and differentials(saved, WHITE)[1].platelets == 3
 
 
 def test_json_round_trip_and_carrying_on(batch):
@@ -157,7 +175,9 @@ def test_the_pdf_holds_the_counts_the_cells_and_the_disclaimer(batch, tmp_path):
     assert "Dr Ada Lovelace" in text and "abcdef0123456789" in text and "accuracy 99.00%" in text
     assert "not a diagnostic device" in text and "CC BY 4.0" in text
     differential = next(line.split() for line in text.splitlines() if line.startswith("lymphocyte"))
-    assert differential[1:] == ["1", "33.3", "2", "66.7"]  # 1 of 3 white cells by the network, 2 of 3 reviewed
+    # 1 of 3 white cells by the network, 2 of 3 reviewed, with the exact interval of 2 in 3
+    assert differential[1:] == ["1", "33.3", "2", "66.7", "9.4–99.2"]
+    assert "Warning: Only 3 white cells counted: these percentages are not a differential yet" in " ".join(text.split())
     flowing = " ".join(pdf_text(pdf, tmp_path, layout=False).split())  # table cells wrap in narrow columns
     assert "lymphocyte (corrected)" in flowing and "could not be read" in flowing
 
@@ -188,7 +208,11 @@ def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
     report = tmp_path / "reviewed.pdf"
     arguments = ["report", str(folder), "--pdf", str(report), "--review", str(saved), "--reviewer", "Dr Bo"]
     assert main([*arguments, "--heatmaps", "--model", str(tiny_model_dir)]) == 0
-    assert "note:" not in capsys.readouterr().err  # the same files: everything matched
+    printed = capsys.readouterr()
+    assert "note:" not in printed.err  # the same files: everything matched
+    assert "differential count (after review):" in printed.out and "lymphocyte" in printed.out
+    assert "nucleated red cells (erythroblasts): 0 (" in printed.out and "platelets: " in printed.out
+    assert "warning: " in printed.out and "not a differential yet" in printed.out  # 4 files, far from 100 cells
     text = " ".join(pdf_text(report.read_bytes(), tmp_path, layout=False).split())
     assert "Dr Bo" in text and "platelet (corrected)" in text and "a giant platelet" in text
     assert "heatmap" in text
