@@ -92,7 +92,7 @@ def classify_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     """Classify a folder unattended and write the review report (with a saved review's corrections, if given)."""
     from hematovision.predict import Classifier
-    from hematovision.report import ModelSummary, cell_pictures, pdf_report
+    from hematovision.report import ModelSummary, cell_pictures, field_pictures, pdf_report
     from hematovision.review import Review, ReviewError, differentials, file_digest
 
     sources = expanded(args.paths)
@@ -120,6 +120,8 @@ def report_command(args: argparse.Namespace) -> int:
             print(f"note: {problem}", file=sys.stderr)
     if args.reviewer:
         review.reviewer = args.reviewer
+    if args.sample:
+        review.sample = args.sample
     heatmap_of = None
     if args.heatmaps:
         from hematovision.gradcam import GradCam
@@ -133,7 +135,8 @@ def report_command(args: argparse.Namespace) -> int:
     model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id, results)
     white = classifier.card.white_cell_classes
     count_cut_cells = not args.leave_out_cut_cells
-    args.pdf.write_bytes(pdf_report(review, model, white, pictures, count_cut_cells))
+    fields = field_pictures(results, digests)
+    args.pdf.write_bytes(pdf_report(review, model, white, pictures, count_cut_cells, fields))
     network, reviewed = differentials(review, white, count_cut_cells)
     side = "after review" if saved is not None else "by the network"
     print("\n".join([f"differential count ({side}):", *summary_lines(reviewed if saved else network)]))
@@ -334,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--review", type=Path, help="a review saved from the app's Review page (JSON)")
     report.add_argument("--heatmaps", action="store_true", help="add each cell's Grad-CAM heatmap for its class")
     report.add_argument("--reviewer", help="the reviewer's name for the report (default: the review file's)")
+    report.add_argument("--sample", help="the sample's identifier for the report (default: the review file's)")
     report.add_argument("--mode", choices=CLASSIFY_MODES, default="auto", help="as for classify")
     report.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to read the cells through")
     report.add_argument("--threshold", type=float, default=None, help="as for classify")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hematovision.metrics import wilson_interval
 from hematovision.morphology import ATTRIBUTES
 from hematovision.predict import ImageResult, Prediction
 from hematovision.results_schema import ON_SCREEN, csv_columns, csv_row
+from hematovision.review import FLAG_UNCERTAIN, NOT_BLOOD, UNREADABLE, Review
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
 MUTED = "#90a4ae"
@@ -242,6 +244,24 @@ def review_apart_table(network: Differential, reviewed: Differential) -> pd.Data
     ):
         rows.append({"counted apart": name, "network": value(network), "reviewed": value(reviewed)})
     return pd.DataFrame(rows)
+
+
+def review_class_table(review: Review, classes: Sequence[str] = ()) -> pd.DataFrame:
+    """Every class's count (erythroblasts and platelets among them), by the network and after review, with the
+    images that got no class; ``classes`` in the model's order (else those the review holds)."""
+    called = Counter(cell.network_class for cell in review.cells.values())
+    uncertain = Counter(cell.network_class for cell in review.cells.values() if FLAG_UNCERTAIN in cell.flags)
+    final = Counter(cell.final_class for cell in review.cells.values())
+    names = list(classes) or sorted((set(called) | set(final)) - {NOT_BLOOD, UNREADABLE})
+    names += [name for name in (NOT_BLOOD, UNREADABLE) if called[name] or final[name]]
+    return pd.DataFrame(
+        {
+            "class": names,
+            "called by the network": [called[name] for name in names],
+            "of them uncertain": [uncertain[name] for name in names],
+            "after review": [final[name] if name != UNREADABLE else called[name] for name in names],
+        }
+    )
 
 
 def _counts(counts: Mapping[str, int], leave_out: Sequence[str] = ()) -> str:

@@ -81,6 +81,8 @@ class Review:
     cells: dict[str, CellReview]
     reviewer: str = ""
     comment: str = ""
+    #: The sample's identifier (free text, optional): what the report is of.
+    sample: str = ""
     created: str = field(default_factory=lambda: _now())
     updated: str = field(default_factory=lambda: _now())
     #: Platelets the cell finder found in each field of view, by the field file's digest (not reviewed cell by
@@ -122,6 +124,7 @@ class Review:
         document = {
             "format": REVIEW_FORMAT,
             "model_id": self.model_id,
+            "sample": self.sample,
             "reviewer": self.reviewer,
             "comment": self.comment,
             "created": self.created,
@@ -143,6 +146,7 @@ class Review:
                 cells,
                 document.get("reviewer", ""),
                 document.get("comment", ""),
+                document.get("sample", ""),
                 document.get("created", ""),
                 document.get("updated", ""),
                 {str(key): int(n) for key, n in document.get("field_platelets", {}).items()},
@@ -182,6 +186,7 @@ class Review:
                 if cell.reviewed_class == cell.network_class:
                     cell.reviewed_class = None
         self.reviewer, self.comment, self.created = saved.reviewer, saved.comment, saved.created
+        self.sample = saved.sample or self.sample
         self.touch()
         return problems
 

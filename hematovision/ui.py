@@ -35,7 +35,7 @@ from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from
 from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.predict import Classifier, ImageResult
-from hematovision.report import ModelSummary, cell_pictures, pdf_report
+from hematovision.report import ModelSummary, cell_pictures, field_pictures, pdf_report
 from hematovision.review import (
     NOT_BLOOD,
     UNREADABLE,
@@ -610,15 +610,18 @@ def current_review() -> ReviewedBatch | None:
 
 
 def review_details(review: Review) -> None:
-    """The reviewer's name and the batch comment, kept in the review (widgets forget on a page switch)."""
+    """The sample identifier, the reviewer's name (both optional) and the batch comment, kept in the review
+    (widgets forget on a page switch)."""
 
     def keep(attribute: str, widget_key: str) -> None:
         setattr(review, attribute, st.session_state[widget_key])
         review.touch()
 
-    left, right = st.columns([1, 2])
+    sample, left, right = st.columns([1, 1, 2])
+    sample.text_input("Sample identifier", value=review.sample, key="review-sample", on_change=keep,
+                      args=("sample", "review-sample"), placeholder="optional")  # fmt: skip
     left.text_input("Reviewer", value=review.reviewer, key="review-reviewer", on_change=keep,
-                    args=("reviewer", "review-reviewer"))  # fmt: skip
+                    args=("reviewer", "review-reviewer"), placeholder="optional")  # fmt: skip
     right.text_input("Comment on the whole batch", value=review.comment, key="review-comment", on_change=keep,
                      args=("comment", "review-comment"))  # fmt: skip
 
@@ -714,7 +717,8 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool, count_cut_cells: bool 
     model = ModelSummary.from_artifacts(
         classifier.card, evaluation_or_none() or {}, classifier.model_id, batch.results
     )
-    return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures, count_cut_cells)
+    fields = field_pictures(batch.results, batch.digests)
+    return pdf_report(batch.review, model, classifier.card.white_cell_classes, pictures, count_cut_cells, fields)
 
 
 def test_predictions() -> list[dict]:

@@ -182,6 +182,47 @@ def test_the_pdf_holds_the_counts_the_cells_and_the_disclaimer(batch, tmp_path):
     assert "lymphocyte (corrected)" in flowing and "could not be read" in flowing
 
 
+def test_the_pdf_is_ready_to_sign_with_the_sample_every_class_and_the_field(batch, tmp_path):
+    from hematovision.imaging import DecodedImage
+    from hematovision.report import field_pictures
+
+    results, digests = batch
+    results[-1].field_image = DecodedImage(synthetic_cell(1, 5, size=200))
+    review = Review.from_results(results, digests, model_id="m1")
+    model = ModelSummary("m1", "tiny", [], classes=["erythroblast", "lymphocyte", "neutrophil", "platelet"])
+    unsigned = " ".join(pdf_text(pdf_report(review, model, WHITE, {}), tmp_path, layout=False).split())
+    assert "Sample: not given" in unsigned and "Reviewer: not given" in unsigned  # optional, never required
+    assert "Reviewed by Signature Date" in unsigned and "Field of view" not in unsigned
+
+    review.sample, review.reviewer = "S-0412 ward 3", "Dr Ada"
+    fields = field_pictures(results, digests)
+    assert [(field.name, len(field.cells)) for field in fields] == [("field.jpg", 1)]
+    text = pdf_text(pdf_report(review, model, WHITE, {}, fields=fields), tmp_path)
+    assert "Sample: S-0412 ward 3" in text and "Field of view 1 of 1" in text
+    every_class = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.split()[:1] in (
+        ["erythroblast"], ["platelet"], ["unreadable"])}  # fmt: skip
+    assert every_class == {"erythroblast": ["0", "0", "0"], "platelet": ["0", "0", "0"], "unreadable": ["1", "0", "1"]}
+    assert Review.from_json(review.to_json()).sample == "S-0412 ward 3"
+
+
+def test_file_names_wrap_at_path_separators_not_mid_word():
+    from fpdf import FPDF
+
+    from hematovision.report import _FONT_DIR, FONT, wrap_name
+
+    pdf = FPDF()
+    pdf.add_font(FONT, "", _FONT_DIR / "DejaVuSans.ttf")
+    pdf.set_font(FONT, size=7.5)
+    name = "/data/Ward_3_haematology/slide-2026-0412/BloodImage_00001.jpg · cell 2"
+    width = pdf.get_string_width("BloodImage_00001.jpg") + 2  # the file's own name fits, its path does not
+    lines = wrap_name(pdf, name, width).split("\n")
+    assert "".join(lines).replace(" ", "") == name.replace(" ", "")  # nothing lost
+    assert all(pdf.get_string_width(line) <= width for line in lines)
+    assert lines == ["/data/", "Ward_3_haematology/", "slide-2026-0412/", "BloodImage_00001.jpg ·", "cell 2"]
+    # A single word wider than the column breaks after an underscore first, mid-word only as a last resort.
+    assert wrap_name(pdf, "BloodImage_00001_with_a_very_long_suffix.jpg", 20).split("\n")[0].endswith("_")
+
+
 def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
     folder = tmp_path / "cells"
     folder.mkdir()
@@ -206,7 +247,8 @@ def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
     saved.write_text(review.to_json())
 
     report = tmp_path / "reviewed.pdf"
-    arguments = ["report", str(folder), "--pdf", str(report), "--review", str(saved), "--reviewer", "Dr Bo"]
+    arguments = ["report", str(folder), "--pdf", str(report), "--review", str(saved), "--reviewer", "Dr Bo",
+                 "--sample", "S-17"]  # fmt: skip
     assert main([*arguments, "--heatmaps", "--model", str(tiny_model_dir)]) == 0
     printed = capsys.readouterr()
     assert "note:" not in printed.err  # the same files: everything matched
@@ -214,7 +256,7 @@ def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
     assert "nucleated red cells (erythroblasts): 0 (" in printed.out and "platelets: " in printed.out
     assert "warning: " in printed.out and "not a differential yet" in printed.out  # 4 files, far from 100 cells
     text = " ".join(pdf_text(report.read_bytes(), tmp_path, layout=False).split())
-    assert "Dr Bo" in text and "platelet (corrected)" in text and "a giant platelet" in text
+    assert "Dr Bo" in text and "platelet (corrected)" in text and "a giant platelet" in text and "Sample: S-17" in text
     assert "heatmap" in text
 
 
