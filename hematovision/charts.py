@@ -32,16 +32,18 @@ DATASET_NAMES = {
     "bccd_views_test": "BCCD 320x240 views of held-out test photos, turned and flipped (Automatic mode)",
     "bccd_photos_test": "BCCD whole held-out test photos at 320x240 (Automatic mode)",
     "pbc_only_on_bccd_all": "leave one lab out: a model trained on PBC alone, on every BCCD cell",
+    "chula_test": "Chula test sequences (a third lab, never trained on: low-magnification video microscope)",
 }
 OTHER_LABS_EXPECTATION = (
-    "The model learned from one lab's CellaVision images (PBC) and 165 white cells of a second lab (BCCD). On "
-    "a lab it has never seen, expect it to be right far less often than on PBC's own test split, and read every "
-    "result marked *uncertain* or *unfamiliar set-up* by eye. The leave-one-lab-out row is the best guess for a "
-    "new lab: a model trained without any BCCD image, scored on every BCCD cell. A lab profile made from a few "
-    "of your own labelled cells (Lab profile page) corrects the model for your lab and says how well."
+    "The model learned from one lab's CellaVision images (PBC) and a few white cells of a second lab (BCCD); "
+    "the Chula lab's cells it never saw. On a lab it has never seen, expect it to be right far less often than on "
+    "PBC's own test split: such cells are classified, marked *unfamiliar set-up*, with their confidence lowered "
+    "to match. The leave-one-lab-out row is another guess for a new lab: a model trained without any BCCD image, "
+    "scored on every BCCD cell. A lab profile made from a few of your own labelled cells (Lab profile page) "
+    "corrects the model for your lab and says how well."
 )
 #: The sets from labs other than PBC's, in the order the Other labs view lists them.
-OTHER_LAB_SETS = ("bccd_crops_test", "bccd_views_test", "bccd_photos_test", "pbc_only_on_bccd_all")
+OTHER_LAB_SETS = ("bccd_crops_test", "bccd_views_test", "bccd_photos_test", "chula_test", "pbc_only_on_bccd_all")
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:

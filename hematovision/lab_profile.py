@@ -84,6 +84,10 @@ class LabProfile:
     #: nearest of them a cell may lie and still count as one of the lab's own (mean squared difference).
     centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     radius: float = 0.0
+    #: A cell among the examples is lifted out of "not a blood-cell image" only where the domain check finds it
+    #: at least this blood-like: half the least blood-like example's probability. Distance alone let through
+    #: photographs that lie near a video microscope's blurred cells (docs/experiments.md, 2026-12-06).
+    blood_floor: float = 1.0
     #: What results name it by: the file or archive it came from, unless the user renames it.
     name: str = ""
 
@@ -136,6 +140,7 @@ class LabProfile:
             temperature=self.temperature,
             centres=self.centres.astype(np.float32),
             radius=self.radius,
+            blood_floor=self.blood_floor,
             name=self.name,
         )
         return buffer.getvalue()
@@ -165,6 +170,7 @@ class LabProfile:
                     temperature=float(stored["temperature"]),
                     centres=stored["centres"].astype(np.float64),
                     radius=float(stored["radius"]),
+                    blood_floor=float(stored["blood_floor"]),
                     name=str(stored["name"]),
                 )
         except ProfileError:
@@ -246,10 +252,16 @@ def cover_radius(standardised: np.ndarray, labels: np.ndarray) -> float:
 
 
 def build_profile(
-    features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, classes: list[str], model_id: str
+    features: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    model_id: str,
+    blood_probabilities: np.ndarray | None = None,
 ) -> LabProfile:
     """A profile from examples (their features, the network's own probabilities at the card's temperature,
-    integer labels)."""
+    integer labels, and where the model has a blood-cell check, its probabilities for them: without them the
+    profile lifts no refusal)."""
     started = time.perf_counter()
     counts = {classes[k]: int((labels == k).sum()) for k in np.unique(labels)}
     too_few = {name: n for name, n in counts.items() if n < MIN_PER_CLASS}
@@ -293,6 +305,7 @@ def build_profile(
         temperature=fit_temperature(held_out_log_odds, labels),
         centres=class_centres(standardised, labels),
         radius=cover_radius(standardised, labels),
+        blood_floor=1.0 if blood_probabilities is None else 0.5 * float(np.min(blood_probabilities)),
     )
 
 
@@ -338,6 +351,13 @@ def profile_from_examples(
         raise ProfileError("no readable image among the examples")
     features, logits = classifier.features_and_logits(np.stack(images))
     probabilities = softmax(logits, classifier.card.temperature)
-    profile = build_profile(features, probabilities, np.asarray(labels), classifier.classes, classifier.model_id)
+    profile = build_profile(
+        features,
+        probabilities,
+        np.asarray(labels),
+        classifier.classes,
+        classifier.model_id,
+        classifier.blood_probabilities(features),
+    )
     profile.name = name
     return profile, notes

@@ -200,17 +200,28 @@ class Classifier:
         """Calibrated probabilities and the two domain flags; a lab profile, if given, takes over.
 
         With a profile, every cell is read through the profile's correction at the profile's own temperature,
-        and a cell among its examples (``profile.covers``) is the lab's own: never refused, never unfamiliar,
-        and its temperature not grown with the distance from the training labs.
+        and a cell among its examples (``profile.covers``) is the lab's own: never unfamiliar, its temperature not
+        grown with the distance from the training labs, and never refused where it is about as blood-like as the
+        profile's examples (``profile.blood_floor``).
         """
         judged = self._judge(features, logits)
         if profile is not None:
             own = profile.covers(features)
             growth = np.where(own, 1.0, judged.temperature_growth)
             judged.probabilities = profile.adjust(features, softmax(logits, self.card.temperature), growth)
-            judged.not_blood = judged.not_blood & ~own
+            blood_probabilities = self.blood_probabilities(features)
+            blood_like = (
+                np.ones(len(own), bool) if blood_probabilities is None else blood_probabilities >= profile.blood_floor
+            )
+            judged.not_blood = judged.not_blood & ~(own & blood_like)
             judged.unfamiliar = judged.unfamiliar & ~own
         return judged
+
+    def blood_probabilities(self, features: np.ndarray) -> np.ndarray | None:
+        """The blood-cell check's probabilities, or None where the folder has no such check."""
+        if self.novelty is None or self.novelty.blood is None:
+            return None
+        return self.novelty.blood.probabilities(features)
 
     def _judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
         if self.novelty is None:

@@ -158,11 +158,11 @@ def test_with_a_profile_its_labs_cells_are_never_refused_nor_unfamiliar():
     from hematovision.predict import Classifier
 
     features, probabilities, labels = lab_examples(0)
-    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
     held_features, held_probabilities, _ = lab_examples(1)
     dims = features.shape[1]
     # A check that refuses and flags everything: only the profile can lift it.
     refuse_all = BloodCheck(np.zeros(dims), np.ones(dims), np.zeros(dims), -10.0, 0.5)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1", refuse_all.probabilities(features))
     far = fit_novelty({"training": np.random.default_rng(0).normal(0, 1, (50, dims)) + 30}).with_threshold(1.0)
     card = ModelCard(classes=CLASSES, input_size=8, gradcam_layer="conv")
     classifier = Classifier(None, card, DomainCheck(far, refuse_all, 1.0, 2.0), forward=lambda batch: None)
@@ -178,6 +178,15 @@ def test_with_a_profile_its_labs_cells_are_never_refused_nor_unfamiliar():
     )
     elsewhere = held_features * 6 + 10
     assert classifier.judge(elsewhere, logits, profile).not_blood.all()
+    # Examples the check found far more blood-like than these cells: near them is not enough to lift a refusal.
+    wary = build_profile(features, probabilities, labels, CLASSES, "model-1", np.full(len(labels), 0.9))
+    assert wary.blood_floor == pytest.approx(0.45)
+    judged = classifier.judge(held_features, logits, wary)
+    assert judged.not_blood.all() and not judged.unfamiliar[wary.covers(held_features)].any()
+    # Without the check's probabilities a profile lifts no refusal.
+    assert classifier.judge(
+        held_features, logits, build_profile(features, probabilities, labels, CLASSES, "m")
+    ).not_blood.all()
 
 
 def test_drawn_examples_are_different_cells_before_a_cell_gives_a_second_frame():

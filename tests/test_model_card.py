@@ -18,6 +18,7 @@ ROWS = {
     "bccd_crops_val": "BCCD crops, validation photos",
     "bccd_views_test": "BCCD 320x240 views of the test photos",
     "bccd_photos_test": "BCCD whole test photos at 320x240",
+    "chula_test": "Chula test sequences",
     "pbc_only_on_bccd_all": "Leave one lab out",
 }
 

@@ -64,15 +64,19 @@ def test_classifies_a_fixed_sample_of_test_images(shipped):
 
 
 def test_images_that_are_not_blood_cells_are_flagged(shipped):
-    """The generated and package-sample non-blood images (no ../shared needed): at least 95% flagged."""
+    """Generated non-blood images of a seed that neither fitted the check nor placed its threshold (seeds 0 and 1
+    did; the evaluation's own measure uses 2 and 3): at least 95% refused, every category at least 90%."""
     from hematovision.imaging import to_model_input
     from training.ood_images import non_blood_images
 
     assert shipped.novelty is not None, "the shipped folder has no novelty check (python -m training.novelty)"
-    images = non_blood_images(seed=0)
+    images = non_blood_images(seed=4)
     batch = np.stack([to_model_input(image.rgb, shipped.card.input_size) for image in images])
-    flagged = [p.not_blood_cell for p in shipped.predictions(batch)]
-    assert np.mean(flagged) >= 0.95
+    flagged = np.array([p.not_blood_cell for p in shipped.predictions(batch)])
+    assert flagged.mean() >= 0.95
+    categories = np.array([image.category for image in images])
+    by_category = {name: flagged[categories == name].mean() for name in set(categories)}
+    assert min(by_category.values()) >= 0.9, by_category
 
 
 @pytest.mark.shared
@@ -127,11 +131,11 @@ def test_the_shipped_export_runs_in_litert_and_matches_keras(shipped):
 
 
 def test_other_lab_cells_are_classified_not_refused(shipped):
-    """BCCD test crops (another lab), framed as the app frames them: the not-a-blood-cell rate evaluation.json
-    records, re-measured, and no more than the shipped model's 6 of 57 (the target is 5%, which it misses;
-    README). Needs ../shared."""
+    """BCCD test crops and Chula's test sequences (two other labs), framed as the app frames them: at most 2%
+    refused as not blood (issue 36), and BCCD's rate the one evaluation.json records. Needs ../shared."""
     from hematovision.framing import framed_model_input
     from training.bccd import labelled_crops, read_photos
+    from training.novelty import chula_inputs
 
     data = shared_data_or_skip()
     crops = [crop for crop in labelled_crops(read_photos(data / "bccd")) if crop.split == "test"]
@@ -139,4 +143,43 @@ def test_other_lab_cells_are_classified_not_refused(shipped):
     flagged = np.mean([p.not_blood_cell for p in shipped.predictions(images)])
     recorded = load_evaluation(paths.SHIPPED_MODEL_DIR)["novelty"]["bccd_crops_test"]
     assert len(crops) == recorded["n"] and flagged == pytest.approx(recorded["not_blood"], abs=1.5 / len(crops))
-    assert flagged <= 6 / len(crops)
+    assert flagged <= 0.02
+    chula_images, _ = chula_inputs(data, shipped.card.input_size, shipped.classes)["test"]
+    assert np.mean([p.not_blood_cell for p in shipped.predictions(chula_images)]) <= 0.02
+
+
+def test_a_five_cell_profile_of_a_lab_takes_over_its_other_cells(shipped):
+    """Chula (read under 70% by the model alone): 5 train-sequence cells per class, one draw, as a profile, then its
+    test sequences: at most 2% refused (issue 36), most no longer unfamiliar, more of them right; and non-blood
+    images of a seed that chose nothing still refused through the profile. Needs ../shared."""
+    from hematovision.imaging import to_model_input
+    from hematovision.lab_profile import build_profile
+    from hematovision.metrics import softmax
+    from training.lab_profiles import draw_examples
+    from training.novelty import chula_inputs
+    from training.ood_images import non_blood_images
+
+    data = shared_data_or_skip()
+    chula = chula_inputs(data, shipped.card.input_size, shipped.classes)
+    train_images, train_labels = chula["train"]
+    rows = [r for r in read_manifest(data / "chula" / "manifest.csv") if r.split == "train"]
+    groups = [r.group for r in rows if r.path.name != "L-8_0730_1.jpg"]  # the one crop too small to read
+    chosen = draw_examples(np.random.default_rng(0), train_labels, groups, per_class=5)
+    features, logits = shipped.features_and_logits(train_images[chosen])
+    profile = build_profile(
+        features,
+        softmax(logits, shipped.card.temperature),
+        train_labels[chosen],
+        shipped.classes,
+        shipped.model_id,
+        shipped.blood_probabilities(features),
+    )
+    test_images, test_labels = chula["test"]
+    alone = shipped.judge(*shipped.features_and_logits(test_images))
+    profiled = shipped.judge(*shipped.features_and_logits(test_images), profile)
+    assert profiled.not_blood.mean() <= 0.02 and profiled.unfamiliar.mean() <= 0.1
+    assert alone.unfamiliar.mean() >= 0.8  # the model alone says this lab is unlike its own
+    right_alone = (alone.probabilities.argmax(1) == test_labels).mean()
+    assert (profiled.probabilities.argmax(1) == test_labels).mean() > right_alone
+    non_blood = np.stack([to_model_input(image.rgb, shipped.card.input_size) for image in non_blood_images(seed=4)])
+    assert shipped.judge(*shipped.features_and_logits(non_blood), profile).not_blood.mean() >= 0.95

@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             chosen = candidates[picked]
         started = time.perf_counter()
         profile = build_profile(
-            pool_out[0][chosen], pool_probabilities[chosen], pool.labels[chosen], classes, classifier.model_id
+            pool_out[0][chosen],
+            pool_probabilities[chosen],
+            pool.labels[chosen],
+            classes,
+            classifier.model_id,
+            classifier.blood_probabilities(pool_out[0][chosen]),
         )
         seconds.append(time.perf_counter() - started)
         per_draw.append(scores(classifier.judge(held_features, held_logits, profile), held.labels))
