@@ -32,7 +32,7 @@ DATASET_NAMES = {
     "bccd_views_test": "BCCD 320x240 views of held-out test photos, turned and flipped (Automatic mode)",
     "bccd_photos_test": "BCCD whole held-out test photos at 320x240 (Automatic mode)",
     "pbc_only_on_bccd_all": "leave one lab out: a model trained on PBC alone, on every BCCD cell",
-    "chula_test": "Chula test sequences (a third lab, never trained on: low-magnification video microscope)",
+    "chula_test": "Chula test sequences (a third lab, video microscope; never trained on)",
 }
 OTHER_LABS_EXPECTATION = (
     "The model learned from one lab's CellaVision images (PBC) and a few white cells of a second lab (BCCD); "
@@ -572,6 +572,11 @@ def novelty_table(novelty: dict[str, Any]) -> pd.DataFrame:
             for name in novelty[key].get("by_category", {})
         ]
     return pd.DataFrame(rows)
+
+
+def with_words_for_missing(table: pd.DataFrame, word: str = "—") -> pd.DataFrame:
+    """The table as shown: a figure that was not measured reads as a dash, never as "None" or "nan"."""
+    return table.astype(object).where(table.notna(), word)
 
 
 def other_labs_table(evaluation: dict[str, Any]) -> pd.DataFrame:

@@ -111,7 +111,8 @@ if novelty and "pbc_test" in novelty:
     st.caption("*Not a blood cell*: no class is given. *Unfamiliar set-up*: classified, with a warning and a "
                "confidence lowered for the distance. Thresholds were set on validation images; none of these "
                "images took part in fitting or choosing them (`python -m training.novelty`).")  # fmt: skip
-    st.dataframe(charts.novelty_table(novelty), hide_index=True, height="content")
+    st.dataframe(charts.with_words_for_missing(charts.novelty_table(novelty)), hide_index=True, height="content")
+    st.caption("*Before*: the check shipped until 2026-12-06. —: not measured for that set.")
 
 robustness = evaluation.get("robustness")
 if robustness:

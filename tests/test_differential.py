@@ -269,3 +269,11 @@ def test_training_curves_caption_explains_the_loss_floor_of_label_smoothing():
     assert "0.47 for 8 classes" in charts.training_curves_caption({"label_smoothing": 0.1}, 8)
     assert "steps up" not in charts.training_curves_caption({"label_smoothing": 0.0}, 8)
     assert "steps up" not in charts.training_curves_caption({}, 8)
+
+
+def test_missing_figures_read_as_a_dash():
+    import numpy as np
+    import pandas as pd
+
+    table = charts.with_words_for_missing(pd.DataFrame({"a": [1.5, None], "b": [np.nan, 2.0]}))
+    assert table.to_dict("list") == {"a": [1.5, "—"], "b": ["—", 2.0]}
