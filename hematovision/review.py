@@ -113,8 +113,10 @@ class Review:
         self.updated = _now()
 
     def ordered(self, needing_a_look_first: bool = True) -> list[CellReview]:
+        """The cells, flagged ones first (in upload order within each group). The order follows the network's
+        flags only, never the review, so a cell keeps its place when it is corrected or ticked."""
         cells = list(self.cells.values())
-        return sorted(cells, key=lambda cell: not cell.needs_a_look) if needing_a_look_first else cells
+        return sorted(cells, key=lambda cell: not cell.flags) if needing_a_look_first else cells
 
     def progress(self) -> tuple[int, int]:
         """(cells looked at, cells) for the reviewer's progress bar."""

@@ -648,19 +648,54 @@ def carry_on_from_file(review: Review, data: bytes) -> None:
         st.success("The saved review matches this batch: carry on where it was left.")
 
 
-def review_cell(batch: ReviewedBatch, cell: CellReview, options: list[str]) -> None:
-    """One cell's row: picture, the network's call, and the reviewer's class, tick and comment."""
+#: The cell opened large on the Review page (its review key), kept across reruns and page switches.
+FOCUS_KEY = "review_focus"
+#: Widget-key prefixes of a cell's controls: in the list, and in the panel where it is opened large. A change in
+#: one drops the other's widget state, so both show the review as it now stands.
+CONTROL_PREFIXES = ("review-", "review-focus-")
+
+
+def _cell_controls(batch: ReviewedBatch, cell: CellReview, options: list[str], containers, prefix: str,
+                   class_label: str = "Reviewed class") -> None:  # fmt: skip
+    """The reviewer's class, "looked at" tick and comment for one cell, in (choice, note) containers."""
     review = batch.review
-    key = f"review-{cell.key}"
+    key = f"{prefix}{cell.key}"
+
+    def forget_elsewhere() -> None:
+        for other in CONTROL_PREFIXES:
+            if other != prefix:
+                for suffix in ("class", "seen", "comment"):
+                    st.session_state.pop(f"{other}{cell.key}-{suffix}", None)
 
     def keep_class(widget_key: str) -> None:
         review.correct(cell.key, st.session_state[widget_key])
         st.session_state[f"{key}-seen"] = cell.reviewed  # a correction ticks "looked at"; show it
+        forget_elsewhere()
 
     def keep(attribute: str, widget_key: str) -> None:
         setattr(cell, attribute, st.session_state[widget_key])
         review.touch()
+        forget_elsewhere()
 
+    choice, note = containers
+    if cell.network_class == UNREADABLE:
+        choice.caption(batch.result_of(cell).error or "could not be read")
+    else:
+        choice.selectbox(class_label, options, index=options.index(cell.final_class), key=f"{key}-class",
+                         on_change=keep_class, args=(f"{key}-class",))  # fmt: skip
+        choice.checkbox("Looked at", value=cell.reviewed, key=f"{key}-seen", on_change=keep,
+                        args=("reviewed", f"{key}-seen"))  # fmt: skip
+    note.text_input("Comment", value=cell.comment, key=f"{key}-comment", on_change=keep,
+                    args=("comment", f"{key}-comment"), placeholder="optional")  # fmt: skip
+
+
+def open_cell(key: str) -> None:
+    st.session_state[FOCUS_KEY] = key
+
+
+def review_cell(batch: ReviewedBatch, cell: CellReview, options: list[str]) -> None:
+    """One cell's row: picture (and a button to open it large), the network's call, and the reviewer's class,
+    tick and comment."""
     result = batch.result_of(cell)
     picture, call, choice, note = st.columns([1, 2, 2, 3], vertical_alignment="center")
     if result.image is not None:
@@ -671,15 +706,83 @@ def review_cell(batch: ReviewedBatch, cell: CellReview, options: list[str]) -> N
         call.caption(cell.morphology)
     if cell.flags:
         call.caption("⚑ " + "; ".join(cell.flags))
-    if cell.network_class == UNREADABLE:
-        choice.caption(result.error or "could not be read")
-    else:
-        choice.selectbox("Reviewed class", options, index=options.index(cell.final_class), key=f"{key}-class",
-                         on_change=keep_class, args=(f"{key}-class",))  # fmt: skip
-        choice.checkbox("Looked at", value=cell.reviewed, key=f"{key}-seen", on_change=keep,
-                        args=("reviewed", f"{key}-seen"))  # fmt: skip
-    note.text_input("Comment", value=cell.comment, key=f"{key}-comment", on_change=keep,
-                    args=("comment", f"{key}-comment"), placeholder="optional")  # fmt: skip
+    opened = st.session_state.get(FOCUS_KEY) == cell.key
+    call.button("Opened above" if opened else "Open large", key=f"review-open-{cell.key}", on_click=open_cell,
+                args=(cell.key,), disabled=opened, icon=":material/zoom_in:")  # fmt: skip
+    _cell_controls(batch, cell, options, (choice, note), CONTROL_PREFIXES[0])
+
+
+def focused_cell(review: Review) -> CellReview | None:
+    """The cell opened large: the one the reviewer opened, else the first needing a look, else the first."""
+    key = st.session_state.get(FOCUS_KEY)
+    if key in review.cells:
+        return review.cells[key]
+    ordered = review.ordered()
+    return next((cell for cell in ordered if cell.needs_a_look), ordered[0] if ordered else None)
+
+
+def next_needing_a_look(review: Review, after: str) -> CellReview | None:
+    """The next cell still needing a look after the one with key ``after``, in the list's order, wrapping round."""
+    ordered = review.ordered()
+    index = [cell.key for cell in ordered].index(after)
+    return next((cell for cell in ordered[index + 1 :] + ordered[:index] if cell.needs_a_look), None)
+
+
+def review_focus(batch: ReviewedBatch, options: list[str]) -> None:
+    """The opened cell, large: its picture, the network's heatmap for its class (the fast Grad-CAM), its
+    morphology, where it lies in its field, the reviewer's controls, and the next cell needing a look one
+    click away."""
+    review = batch.review
+    cell = focused_cell(review)
+    if cell is None:
+        return
+    st.session_state[FOCUS_KEY] = cell.key
+    ordered = [item.key for item in review.ordered()]
+    following = next_needing_a_look(review, cell.key)
+    with st.container(border=True):
+        title, move = st.columns([3, 1], vertical_alignment="center")
+        title.subheader(f"Cell {ordered.index(cell.key) + 1} of {len(ordered)}: {cell.name}")
+        move.button("Next needing a look", icon=":material/arrow_forward:", key="review-next", type="primary",
+                    disabled=following is None, on_click=open_cell, args=(following.key if following else "",),
+                    help="The next flagged cell not yet looked at, in the list's order")  # fmt: skip
+        if following is None:
+            move.caption("Every flagged cell has been looked at.")
+        result = batch.result_of(cell)
+        picture, heat, details = st.columns([1, 1, 1])
+        stored = explainable([result], classifier_or_stop().card.input_size)
+        if not stored:
+            picture.info(f"No picture: {result.error or 'the image could not be read'}.")
+        else:
+            image = stored[0]
+            caption = "pale: the photo mirrored beyond its edge" if image.mirrored_margin else "as the network saw it"
+            picture.image(image.display, caption=caption, width="stretch")
+            _focus_heatmap(heat, image, cell)
+            if result.field_image is not None and result.box is not None:
+                same_field = [r for r in batch.results if r.source == result.source and r.prediction is not None]
+                field = draw_cell_boxes(result.field_image.rgb, labelled_boxes(same_field))
+                details.image(field, caption=f"its field, boxes numbered as the cells ({cell.name})", width="stretch")
+        confidence = "" if cell.confidence is None else f" · {100 * cell.confidence:.1f}%"
+        details.markdown(f"network: **{cell.network_class}**{confidence}")
+        if cell.flags:
+            details.caption("⚑ " + "; ".join(cell.flags))
+        if result.prediction is not None:
+            show_morphology(details, result)
+        choice, note = st.columns([1, 2])
+        _cell_controls(batch, cell, options, (choice, note), CONTROL_PREFIXES[1], "Reviewed class of this cell")
+
+
+def _focus_heatmap(container, image: StoredImage, cell: CellReview) -> None:
+    """Where the network looked for its class, and, for a corrected cell, for the reviewer's class."""
+    prediction = image.result.prediction
+    if prediction is None or prediction.not_blood_cell:
+        container.caption("No heatmap: no class was given to this image.")
+        return
+    classes = classifier_or_stop().classes
+    shown = [prediction.label] + ([cell.final_class] if cell.corrected and cell.final_class in classes else [])
+    for label in shown:
+        heat = heatmap(FAST_METHOD, image, classes.index(label))
+        container.image(overlay(image.model_input, heat), caption=f"Grad-CAM: where it looked for {label}",
+                        width="stretch")  # fmt: skip
 
 
 def reviewed_class_options(classes: list[str]) -> list[str]:

@@ -22,7 +22,8 @@ count_cut_cells = ui.count_cut_cells_choice()
 
 st.caption(
     "Change any cell's class where the network is wrong: the network's call is kept beside yours, never "
-    "overwritten. Uncertain and flagged cells come first."
+    "overwritten. Uncertain and flagged cells come first, and every cell keeps its place in the list when you "
+    "correct it. *Next needing a look* opens the next flagged cell not yet looked at."
 )
 with st.expander("Carry on from a saved review"):
     saved = st.file_uploader("A review saved here before, with the same images classified (JSON)", type=["json"])
@@ -41,8 +42,10 @@ st.dataframe(charts.review_differential_table(network, reviewed), hide_index=Tru
 st.dataframe(charts.review_apart_table(network, reviewed), hide_index=True)
 
 st.header("Cells")
+options = ui.reviewed_class_options(classifier.classes)
+ui.review_focus(batch, options)
 SHOWN = {
-    "first": "needing a look first",
+    "first": "flagged first",
     "needing": "only those needing a look",
     "corrected": "only the corrected ones",
     "all": "all, in upload order",
@@ -56,7 +59,6 @@ elif shown == "corrected":
 PER_PAGE = 10
 pages = max(1, -(-len(cells) // PER_PAGE))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
-options = ui.reviewed_class_options(classifier.classes)
 for cell in cells[(page - 1) * PER_PAGE : page * PER_PAGE]:
     with st.container(border=True):
         ui.review_cell(batch, cell, options)

@@ -92,6 +92,40 @@ def test_a_review_of_other_images_says_what_does_not_match(app):
     assert "cannot be used" in texts(broken)
 
 
+def listed_names(at) -> list[str]:
+    return [block.value.split("**")[1] for block in at.markdown if block.value.startswith("**cell_")]
+
+
+def test_a_cell_keeps_its_place_opens_large_and_the_next_is_one_click_away(app):
+    at = reviewed_batch(app)
+    before = listed_names(at)
+    assert len(before) == len(FILES)
+    opened = at.session_state[ui.FOCUS_KEY]
+    review = next(iter(at.session_state[ui.REVIEWS_KEY].values()))
+    assert at.subheader[0].value.startswith("Cell 1 of 4: ")  # the first cell needing a look, else the first
+    assert len(at.get("image")) == len(FILES) + 2  # every thumbnail; the opened cell large, and its Grad-CAM
+    # Correct the first listed cell: it is looked at now, and keeps its place in the list.
+    box = class_boxes(at)[0]
+    at = box.set_value("platelet" if box.value != "platelet" else "lymphocyte").run()
+    assert not at.exception and listed_names(at) == before
+    # The panel's own control follows the correction made in the list.
+    if opened == review.ordered()[0].key:
+        panel = next(b for b in at.selectbox if b.label == "Reviewed class of this cell")
+        assert panel.value == review.cells[opened].final_class
+    # Open another cell large from the list, then go on to the next needing a look.
+    at = next(b for b in at.button if b.label == "Open large").click().run()
+    assert not at.exception and at.session_state[ui.FOCUS_KEY] != opened
+    for cell in review.cells.values():
+        cell.flags = ["uncertain"]  # every cell needs a look, so "next" has somewhere to go
+        cell.reviewed = False
+    at = at.run()
+    now = at.session_state[ui.FOCUS_KEY]
+    at = at.button(key="review-next").click().run()
+    assert not at.exception
+    keys = [cell.key for cell in review.ordered()]
+    assert at.session_state[ui.FOCUS_KEY] == keys[(keys.index(now) + 1) % len(keys)]
+
+
 def test_an_image_explained_on_explain_does_not_replace_the_batch_under_review(app):
     at = reviewed_batch(app)
     at = at.switch_page("pages/2_Explain.py").run()

@@ -83,6 +83,11 @@ def test_uncertain_cells_count_once_looked_at_and_come_first(batch):
     uncertain.reviewed = True
     assert counts(review, "reviewed")["lymphocyte"] == 2 and counts(review, "network")["lymphocyte"] == 1
     assert uncertain not in [cell for cell in review.ordered() if cell.needs_a_look]
+    # Looked at, corrected or not, a cell keeps its place: the order follows the network's flags only.
+    before = [cell.name for cell in review.ordered()]
+    review.correct(uncertain.key, "neutrophil")
+    review.correct(next(iter(review.cells)), "lymphocyte")
+    assert [cell.name for cell in review.ordered()] == before
 
 
 def test_the_review_counts_by_the_one_rule_cut_cells_included(batch):
