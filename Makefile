@@ -30,5 +30,6 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.speed
 	$(BIN)/python -m benchmarks.attributes
 
+# 20 sessions; `make load LOAD_ARGS=--hall` for 100 (python -m benchmarks.load --help for the rest).
 load: $(STAMP)
-	$(BIN)/python -m benchmarks.load
+	$(BIN)/python -m benchmarks.load $(LOAD_ARGS)
