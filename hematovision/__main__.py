@@ -15,7 +15,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, load_evaluation
 from hematovision.differential import count, network_call, platelets_by_field, summary_lines
 from hematovision.inputs import expand_paths
-from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError, profile_from_examples
+from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError
 from hematovision.predict import CLASSIFY_MODES
 from hematovision.results_schema import csv_columns, csv_row  # hematovision.distributed imports them from here
 
@@ -191,7 +191,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         return 2
     examples = [(item.label, str(item.path), item.path) for item in scan.images]
     try:
-        profile, notes = profile_from_examples(classifier, examples, name=args.out.stem)
+        profile, notes = classifier.lab_profile_from_examples(examples, name=args.out.stem)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from hematovision import paths
-from hematovision.__main__ import csv_columns, csv_row
 from hematovision.inputs import expand_paths
+from hematovision.results_schema import csv_columns, csv_row
 
 BATCH_FILES = 256
 

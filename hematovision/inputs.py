@@ -289,3 +289,24 @@ def expand_uploads(uploads: Iterable[tuple[str, bytes]]) -> Expansion:
         else:
             expansion.sources.append((name, data))
     return expansion
+
+
+def class_folder_examples(zip_bytes: bytes, classes: list[str]) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """(class, member name, bytes) for each image in a ZIP of class folders (the folder that holds an image
+    names its class, case-insensitively), and a note for each member skipped. Raises ArchiveError for a
+    damaged archive or a folder that names no class: what a lab profile and a teaching deck are made from."""
+    contents = read_zip(zip_bytes)
+    by_lower = {name.lower(): name for name in classes}
+    examples, unknown = [], set()
+    for member, data in contents.images:
+        folder = member.split("/")[-2] if "/" in member else "(no folder)"
+        if folder.lower() in by_lower:
+            examples.append((by_lower[folder.lower()], member, data))
+        else:
+            unknown.add(folder)
+    if unknown:
+        raise ArchiveError(
+            f"folders that name no class of this model: {', '.join(sorted(unknown))}. "
+            f"Folder names must be classes: {', '.join(classes)}"
+        )
+    return examples, [f"skipped {name}: {reason}" for name, reason in contents.skipped]

@@ -27,20 +27,13 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hematovision.imaging import ImageLoadError
-from hematovision.inputs import ArchiveError, read_zip
 from hematovision.metrics import fit_temperature, softmax
 from hematovision.regression import fit_softmax_regression
-
-if TYPE_CHECKING:
-    from hematovision.predict import Classifier
 
 #: At least this many examples of every class a lab gives.
 MIN_PER_CLASS = 3
@@ -307,57 +300,3 @@ def build_profile(
         radius=cover_radius(standardised, labels),
         blood_floor=1.0 if blood_probabilities is None else 0.5 * float(np.min(blood_probabilities)),
     )
-
-
-def examples_from_zip(zip_bytes: bytes, classes: list[str]) -> tuple[list[tuple[str, str, bytes]], list[str]]:
-    """(class, member name, bytes) for each image in a ZIP of class folders (the folder that holds an image
-    names its class, case-insensitively), and a note for each member skipped. Raises ProfileError for a
-    damaged archive or a folder that names no class."""
-    try:
-        contents = read_zip(zip_bytes)
-    except ArchiveError as exc:
-        raise ProfileError(str(exc)) from None
-    by_lower = {name.lower(): name for name in classes}
-    examples, unknown = [], set()
-    for member, data in contents.images:
-        folder = member.split("/")[-2] if "/" in member else "(no folder)"
-        if folder.lower() in by_lower:
-            examples.append((by_lower[folder.lower()], member, data))
-        else:
-            unknown.add(folder)
-    if unknown:
-        raise ProfileError(
-            f"folders that name no class of this model: {', '.join(sorted(unknown))}. "
-            f"Folder names must be classes: {', '.join(classes)}"
-        )
-    return examples, [f"skipped {name}: {reason}" for name, reason in contents.skipped]
-
-
-def profile_from_examples(
-    classifier: Classifier, examples: Sequence[tuple[str, str, bytes | Path]], name: str = ""
-) -> tuple[LabProfile, list[str]]:
-    """A profile for ``classifier`` from (class, name, image) examples, each read as the app reads one
-    cell; returns it and a note for each unreadable image. Raises ProfileError (too few examples, ...)."""
-    images, labels, notes = [], [], []
-    index = {name: i for i, name in enumerate(classifier.classes)}
-    for label, name, source in examples:
-        try:
-            images.append(classifier.model_input(source))
-        except ImageLoadError as exc:
-            notes.append(f"skipped {name}: {exc}")
-            continue
-        labels.append(index[label])
-    if not images:
-        raise ProfileError("no readable image among the examples")
-    features, logits = classifier.features_and_logits(np.stack(images))
-    probabilities = softmax(logits, classifier.card.temperature)
-    profile = build_profile(
-        features,
-        probabilities,
-        np.asarray(labels),
-        classifier.classes,
-        classifier.model_id,
-        classifier.blood_probabilities(features),
-    )
-    profile.name = name
-    return profile, notes

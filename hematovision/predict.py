@@ -22,7 +22,7 @@ from hematovision import paths
 from hematovision.artifacts import ArtifactError, ModelCard, load_card
 from hematovision.framing import frame_single_cell, framed_model_input
 from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
-from hematovision.lab_profile import LabProfile, model_identity
+from hematovision.lab_profile import LabProfile, ProfileError, build_profile, model_identity
 from hematovision.metrics import softmax
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
@@ -222,6 +222,34 @@ class Classifier:
         if self.novelty is None or self.novelty.blood is None:
             return None
         return self.novelty.blood.probabilities(features)
+
+    def lab_profile_from_examples(
+        self, examples: Sequence[tuple[str, str, bytes | Path]], name: str = ""
+    ) -> tuple[LabProfile, list[str]]:
+        """A lab profile named ``name`` from (class, file name, image) examples, each read as the app reads one
+        cell; returns it and a note for each unreadable image. Raises ProfileError (too few examples, ...)."""
+        images, labels, notes = [], [], []
+        index = {label: i for i, label in enumerate(self.classes)}
+        for label, file_name, source in examples:
+            try:
+                images.append(self.model_input(source))
+            except ImageLoadError as exc:
+                notes.append(f"skipped {file_name}: {exc}")
+                continue
+            labels.append(index[label])
+        if not images:
+            raise ProfileError("no readable image among the examples")
+        features, logits = self.features_and_logits(np.stack(images))
+        profile = build_profile(
+            features,
+            softmax(logits, self.card.temperature),
+            np.asarray(labels),
+            self.classes,
+            self.model_id,
+            self.blood_probabilities(features),
+        )
+        profile.name = name
+        return profile, notes
 
     def _judge(self, features: np.ndarray, logits: np.ndarray) -> Judgement:
         if self.novelty is None:

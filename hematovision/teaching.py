@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hematovision.imaging import ImageLoadError, decode_image
-from hematovision.lab_profile import ProfileError, examples_from_zip
+from hematovision.inputs import ArchiveError, class_folder_examples
 from hematovision.metrics import confusion_matrix
 from hematovision.morphology import ATTRIBUTES, describe
 
@@ -169,8 +169,8 @@ def deck_from_zip(zip_bytes: bytes, classes: Sequence[str]) -> tuple[list[DeckCe
     for each file left out (not an image, unreadable, ...); the rest are used. Raises DeckError for a
     damaged archive, a folder naming no class, or no usable image at all."""
     try:
-        examples, notes = examples_from_zip(zip_bytes, list(classes))
-    except ProfileError as exc:
+        examples, notes = class_folder_examples(zip_bytes, list(classes))
+    except ArchiveError as exc:
         raise DeckError(str(exc)) from None
     cells = []
     for label, member, data in examples:

@@ -31,7 +31,8 @@ from hematovision.differential import Differential, count_warning, differential_
 from hematovision.faithfulness import RemovalCheck, removal_check
 from hematovision.gradcam import AttributeCam
 from hematovision.imaging import centre_square, to_model_input
-from hematovision.lab_profile import LabProfile, examples_from_zip, profile_from_examples
+from hematovision.inputs import ArchiveError, class_folder_examples
+from hematovision.lab_profile import LabProfile, ProfileError
 from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.predict import Classifier, ImageResult
@@ -559,8 +560,11 @@ def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
     built: dict = st.session_state.setdefault("built_profiles", {})
     if key not in built:
         classifier = classifier_or_stop()
-        examples, notes = examples_from_zip(zip_bytes, classifier.classes)
-        profile, unreadable = profile_from_examples(classifier, examples, name=Path(name).stem)
+        try:
+            examples, notes = class_folder_examples(zip_bytes, classifier.classes)
+        except ArchiveError as exc:
+            raise ProfileError(str(exc)) from None
+        profile, unreadable = classifier.lab_profile_from_examples(examples, name=Path(name).stem)
         built[key] = profile, notes + unreadable
     return built[key]
 
