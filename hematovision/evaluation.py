@@ -68,7 +68,7 @@ def labelled_view(rgb: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
 
     ``mode`` "single" always takes the whole image, framed as one cell (:func:`frame_single_cell`).
     In "auto" a field of view is cut down to its white cell nearest the centre, cropped as the app
-    crops each cell; a wide frame with no white cell found is taken whole, as the app then classifies it.
+    crops each cell; an image with no white cell found is one cell, taken whole, as the app classifies it.
     """
     boxes = field_boxes(rgb, mode)
     if boxes is None:

@@ -10,7 +10,9 @@ training) frames a cell the same way:
 - a cell found in a field of view is cropped so that it spans :data:`PBC_SPAN` of its crop;
 - a single-cell image whose central white cell spans less or more than PBC's range is re-cut around
   that cell so that it spans :data:`PBC_SPAN`; inside the range it is left exactly as it is, so PBC's
-  own images (and the size differences between classes within one lab) are untouched.
+  own images (and the size differences between classes within one lab) are untouched;
+- a single-cell image that is not square (a 320x240 view centred on its cell) is cut to a square around its
+  central white cell, as a cell found in a field is, rather than to its centre square.
 
 Both are :func:`hematovision.smear.crop_cell` with its margin: where the new frame reaches beyond the
 image, the image is mirrored at its edge, as for a cell at the edge of a field of view.
@@ -21,15 +23,22 @@ from __future__ import annotations
 import numpy as np
 
 from hematovision.imaging import to_model_input
-from hematovision.smear import CellBox, central_cell, crop_cell, find_white_cells
+from hematovision.smear import (
+    CENTRE_TOLERANCE,
+    MAX_SINGLE_CELL_ASPECT,
+    CellBox,
+    central_cell,
+    crop_cell,
+    find_white_cells,
+)
 
 #: Median span of a white cell's box over the shorter side of a PBC training image, pooled over the
 #: white-cell classes (per class 0.31 erythroblast to 0.55 monocyte).
 PBC_SPAN = 0.45
 #: Spans outside this range are not PBC's: the cell is re-cut to PBC_SPAN.
 SPAN_RANGE = (0.22, 0.8)
-#: A single-cell image's cell must be this near the centre (share of the side) to be the one it shows.
-CENTRE_TOLERANCE = 0.2
+#: Said where a wide image of one cell is cut square around it (the network sees the cell, not the centre square).
+WIDE_FRAME_NOTE = "one white cell at the centre of a wide frame: cut square around it"
 
 
 def cell_span(box: CellBox, shape: tuple[int, ...]) -> float:
@@ -55,6 +64,10 @@ def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
         return rgb, None
     span = cell_span(box, rgb.shape)
     low, high = SPAN_RANGE
+    height, width = rgb.shape[:2]
+    wide = max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width)
+    if low <= span <= high and wide:
+        return crop_cell(rgb, box), WIDE_FRAME_NOTE
     if low <= span <= high:
         return rgb, None
     how = "larger" if span > high else "smaller"

@@ -471,12 +471,14 @@ def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
 def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
     """How a mode reads an image: None for one centred cell, else the white cells found in the field.
 
-    "single" and "field" force a reading; "auto" reads any image that is not square as a field.
-    One definition for the app, the CLI and the evaluation, so all three frame images alike.
+    "single" and "field" force a reading; "auto" decides by what the image shows (one white cell at its centre
+    is one cell, whatever the image's size: :func:`hematovision.smear.is_whole_field`). One definition for the
+    app, the CLI and the evaluation, so all three frame images alike.
     """
-    if mode == "single" or (mode == "auto" and not is_whole_field(rgb)):
+    if mode == "single":
         return None
-    return find_white_cells(rgb)
+    boxes = find_white_cells(rgb)
+    return None if mode == "auto" and not is_whole_field(rgb, boxes) else boxes
 
 
 def decode_all(

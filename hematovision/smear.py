@@ -89,8 +89,12 @@ GLASS_MARGIN = 10
 #: Two cell boxes sharing this fraction of the smaller one are one cell whose nucleus came apart (an
 #: eosinophil's two lobes behind its granules); neighbouring cells share at most about 0.3.
 MERGE_OVERLAP = 0.4
-#: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops.
+#: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops. No longer
+#: what decides a field (:func:`is_whole_field` reads the content); a wide single-cell image is cut square
+#: around its cell (hematovision.framing).
 MAX_SINGLE_CELL_ASPECT = 1.15
+#: A white cell whose centre lies this near the frame's centre (share of each side) is the cell the image shows.
+CENTRE_TOLERANCE = 0.2
 #: Context kept around a found cell, as a share of its box's side on each side, when it is cropped
 #: for the single-cell classifier: (1 / 0.45 - 1) / 2, so that the cell spans 0.45 of its crop as
 #: white cells do in the training images (hematovision.framing.PBC_SPAN).
@@ -240,18 +244,43 @@ def cut_by_frame(box: CellBox, shape: tuple[int, ...]) -> bool:
     return box.left <= 0 or box.top <= 0 or box.right >= width or box.bottom >= height
 
 
-def is_whole_field(rgb: np.ndarray) -> bool:
-    """True for a field of view (cells to be found first), False for an image of one centred cell.
+def centre_offset(box: CellBox, shape: tuple[int, ...]) -> float:
+    """How far the box's centre lies from the frame's, as the larger share of the width or the height."""
+    height, width = shape[:2]
+    return max(abs((box.left + box.right) / 2 / width - 0.5), abs((box.top + box.bottom) / 2 / height - 0.5))
 
-    Single-cell images are square crops centred on their cell and camera frames are not square, so
-    the frame's shape decides (all 296 BCCD photos are 4:3). A rule on content was tried as well (a
-    square frame with white cells but none at its centre is a field) and dropped: on the PBC test
-    split it called 8 of 1,894 images fields, mostly platelets with a white cell at the edge, and the
-    Automatic mode then named the neighbour instead of the platelet. Square fields need the
-    "Whole field of view" mode.
+
+def is_whole_field(rgb: np.ndarray, white_cells: list[CellBox] | None = None) -> bool:
+    """True for a field of view (cells to be found and counted one by one), False for an image of one cell.
+
+    Decided by what the image shows, whatever its size or shape: an image of one cell has that cell at its
+    centre, and any other white cell in it is a neighbour cut by the frame. So it is one cell where
+
+    - a white cell lies at the centre (:data:`CENTRE_TOLERANCE`; two boxes there are one cell whose nucleus
+      came apart, as an eosinophil's lobes may) and every white cell away from the centre is cut by the frame;
+    - no white cell is found at all (a platelet, an erythroblast, or nothing the finder knows);
+    - no white cell lies at the centre, those found are all cut by the frame, and a platelet (or another small
+      stained cell) is at the centre: a platelet image with a neighbour at its edge.
+
+    Anything else is a field: a whole white cell away from the centre. On the 558 BCCD 320x240 views (each
+    centred on a labelled white cell) this reads 481 as one cell and 77 as fields (each with a second whole
+    white cell); on the 1,894 PBC test images, 1,879 as one cell and 15 as fields (two whole cells in the
+    frame; scored by the cell nearest the centre, 13 of the 15 are named right, against 14 read whole); of the
+    296 whole BCCD photos, 120 as one cell. The rule it replaces read every image that was not square as a
+    field, so a 320x240 view of one cell had its neighbours boxed and counted. (A rule that called square frames
+    with white cells but none at the centre fields was tried before and dropped: it named a platelet image's
+    neighbour; here a platelet at the centre keeps such an image one cell.) Checked in tests/test_smear.py.
+    ``white_cells``: the cells :func:`find_white_cells` found, where the caller has them.
     """
-    height, width = rgb.shape[:2]
-    return max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width)
+    boxes = find_white_cells(rgb) if white_cells is None else white_cells
+    centred = [box for box in boxes if centre_offset(box, rgb.shape) <= CENTRE_TOLERANCE]
+    whole_others = [box for box in boxes if box not in centred and not cut_by_frame(box, rgb.shape)]
+    if whole_others:
+        return True
+    if centred or not boxes:
+        return False
+    platelets = find_platelets(rgb, boxes)
+    return not any(centre_offset(box, rgb.shape) <= CENTRE_TOLERANCE for box in platelets)
 
 
 def central_cell(boxes: list[CellBox], width: int, height: int) -> CellBox | None:

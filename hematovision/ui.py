@@ -457,10 +457,9 @@ def show_field(
     )
     table_column.dataframe(charts.differential_table(differential), hide_index=True)
     if automatic:
-        # A sharp single cell in a wide frame is misread this way (README, limitations).
         table_column.caption(
-            "Read as a field of view because the image is not square. If it shows one centred "
-            "cell, choose *Single centred cell* in the sidebar."
+            "Read as a field of view: it holds a second whole white cell, or none at its centre. If it shows "
+            "one cell, choose *Single centred cell* in the sidebar."
         )
     for number, (cell, name) in enumerate(zip(found, names, strict=True), start=1):
         confidence = "" if cell.prediction.not_blood_cell else f" ({100 * cell.prediction.confidence:.1f}%)"

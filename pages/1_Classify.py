@@ -18,7 +18,8 @@ threshold_percent = st.sidebar.slider(
 threshold = threshold_percent / 100
 mode = st.sidebar.radio(
     "Image type", list(ui.CLASSIFY_MODES), format_func=ui.CLASSIFY_MODES.get,
-    help="Automatic treats square single-cell images as one cell and finds the white cells in wider fields of view.",
+    help="Automatic reads an image by what it shows, whatever its size: one white cell at its centre (neighbours "
+    "cut by the frame aside) is one cell; anything more is a field of view, whose white cells are found and counted.",
 )  # fmt: skip
 count_cut_cells = ui.count_cut_cells_choice()
 uploads = st.file_uploader(

@@ -224,12 +224,12 @@ def test_whole_field_shows_boxes_and_a_differential(app):
     assert len(at.expander) == len(true_boxes)
     table = at.dataframe[2].value  # differential, set apart, all images, then the field's own differential
     assert list(table["file"]) == [f"smear.png · cell {n}" for n in range(1, len(true_boxes) + 1)]
-    assert any("If it shows one centred cell" in caption.value for caption in at.caption)
+    assert any("If it shows one cell" in caption.value for caption in at.caption)
     at.sidebar.radio[0].set_value("single").run()  # forcing single-cell mode: one verdict, no boxes
     assert not at.exception and len(at.expander) == 0 and len(chart_specs(at)) == 1
     at.sidebar.radio[0].set_value("field").run()  # chosen by the user: no hint on how to undo it
     assert len(at.expander) == len(true_boxes)
-    assert not any("If it shows one centred cell" in caption.value for caption in at.caption)
+    assert not any("If it shows one cell" in caption.value for caption in at.caption)
 
 
 def test_cells_cut_by_the_photos_edge_can_be_left_out_of_the_differential(app):

@@ -8,15 +8,18 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from hematovision import paths
-from hematovision.datasets import crops_info, parse_labels, smear_example, split_photos
+from hematovision.datasets import crops_info, parse_labels, read_manifest, smear_example, split_photos
 from hematovision.evaluation import labelled_view
+from hematovision.framing import WIDE_FRAME_NOTE, frame_single_cell
 from hematovision.overlay import fade_beyond_photo
+from hematovision.predict import field_boxes
 from hematovision.smear import (
     OUTSIDE_SPECIMEN_LEVEL,
     CellBox,
     beyond_photo,
     central_cell,
     crop_cell,
+    cut_by_frame,
     fill_outside_specimen,
     find_white_cells,
     is_whole_field,
@@ -27,6 +30,7 @@ from training.bccd import (
     detection_scores,
     export_crops,
     export_photos,
+    export_views,
     labelled_crops,
     parse_voc_boxes,
     pbc_cell_scale,
@@ -233,19 +237,70 @@ def test_labelled_view_frames_a_field_by_its_central_white_cell():
     view, framing = labelled_view(smear, "auto")
     assert framing == "field_central_cell" and np.array_equal(view, crop_cell(smear, centre))
     assert labelled_view(smear, "single")[1] == "single_cell"
-    blank_wide = np.full((240, 320, 3), 230, np.uint8)  # no white cell to find: scored whole
+    blank_wide = np.full((240, 320, 3), 230, np.uint8)  # no white cell to find: one cell, scored whole
     view, framing = labelled_view(blank_wide, "auto")
-    assert framing == "field_without_cells" and view is blank_wide
+    assert framing == "single_cell" and view is blank_wide
+    assert labelled_view(blank_wide, "field") == (blank_wide, "field_without_cells")
     square_cell = synthetic_single_cell(0)
     assert labelled_view(square_cell, "auto") == (square_cell, "single_cell")
 
 
-def test_a_square_frame_is_one_cell_even_with_white_cells_off_centre():
-    # Like a PBC platelet image with a neutrophil at its edge: the centred object is what it shows.
-    image, _ = synthetic_smear(0)
-    square = image[:, :480]
-    assert find_white_cells(square)
-    assert not is_whole_field(square)
+def wide_single_cell(seed: int = 0, scale: int = 1) -> np.ndarray:
+    """One white cell at the centre of a 4:3 frame, red cells around it, some cut by the frame's edges."""
+    image = np.empty((240, 320, 3), np.float64)
+    image[:] = GLASS
+    scatter_red_cells(image, [(160, 120, 46)], radius=22, count=12, seed=seed)
+    paint_white_cell(image, (160, 120), 46, 3)
+    image = finish(image, seed)
+    return np.asarray(Image.fromarray(image).resize((320 * scale, 240 * scale))) if scale > 1 else image
+
+
+@pytest.mark.parametrize("scale", [1, 3])
+def test_one_centred_white_cell_in_a_wide_frame_of_any_size_is_one_cell(scale):
+    image = wide_single_cell(seed=scale, scale=scale)
+    assert not is_whole_field(image)
+    framed, note = frame_single_cell(image)
+    assert framed.shape[0] == framed.shape[1] and note == WIDE_FRAME_NOTE  # cut square around its cell
+
+
+def test_a_square_frame_is_read_by_what_it_shows():
+    smear, _ = synthetic_smear(0)
+    # Whole white cells away from the centre: a field, whatever the frame's shape.
+    assert is_whole_field(smear[:, :480])
+    # A platelet at the centre, the only white cell cut by the frame: a platelet image with a neighbour.
+    around_platelet = smear[150:450, 100:400]  # platelet (250, 300) at the centre; cell (150, 140) cut at a corner
+    cells = find_white_cells(around_platelet)
+    assert cells and all(cut_by_frame(cell, around_platelet.shape) for cell in cells)
+    assert not is_whole_field(around_platelet)
+    # The same without the platelet: nothing at the centre, a white cell at the edge, so a field.
+    cleared = around_platelet.copy()
+    cleared[140:160, 140:160] = np.median(around_platelet[:20, 200:], axis=(0, 1))
+    assert is_whole_field(cleared)
+    # No white cell found at all: one cell (a platelet, an erythroblast), as before.
+    assert not is_whole_field(np.full((240, 320, 3), GLASS, np.uint8))
+
+
+@pytest.mark.shared
+def test_automatic_mode_reads_bccd_views_as_one_cell_and_pbc_cells_too(tmp_path):
+    """The 320x240 BCCD views of held-out photos, each centred on its labelled white cell, and PBC's single-cell
+    images: read as one cell unless a second whole white cell is in the frame."""
+    bccd, manifest = paths.SHARED_DATA_DIR / "bccd", paths.SHARED_DATA_DIR / "pbc_manifest.csv"
+    if not (bccd / "JPEGImages").is_dir() or not manifest.is_file():
+        pytest.skip(f"needs the BCCD photos and the PBC manifest under {paths.SHARED_DATA_DIR}; not present here")
+    photos = read_photos(bccd, seed=0)
+    crops = [crop for crop in labelled_crops(photos) if crop.split == "test"]
+    export_views(tmp_path, crops, photos)
+    views = sorted(tmp_path.glob("test/*/*.png"))
+    read = {view: field_boxes(np.asarray(Image.open(view).convert("RGB")), "auto") for view in views}
+    fields = [view for view, boxes in read.items() if boxes is not None]
+    assert len(views) == 2 * len(crops) and len(fields) <= 0.25 * len(views)  # 21 of 114 when written
+    for view in fields:  # each read as a field holds a second whole white cell beside the one at its centre
+        rgb = np.asarray(Image.open(view).convert("RGB"))
+        assert sum(not cut_by_frame(box, rgb.shape) for box in read[view]) >= 2
+    test_split = [item.path for item in read_manifest(manifest) if item.split == "test"]
+    sample = [test_split[i] for i in np.random.default_rng(0).choice(len(test_split), 300, replace=False)]
+    as_fields = sum(is_whole_field(np.asarray(Image.open(path).convert("RGB"))) for path in sample)
+    assert as_fields <= 0.02 * len(sample)  # 15 of all 1,894 test images (two whole white cells in the frame)
 
 
 # --- crop_cell -----------------------------------------------------------------------------------

@@ -336,7 +336,8 @@ def print_report(report: dict) -> None:
     if "whole_field" in report:
         rates = report["whole_field"]
         print(
-            f"is_whole_field: {percent(rates['bccd_called_field'])} of {rates['bccd_photos']} BCCD photos are fields,"
+            f"is_whole_field: {percent(rates['bccd_called_field'])} of {rates['bccd_photos']} BCCD photos read as "
+            "fields (the rest show one white cell at the centre, so are one cell),"
             f" {percent(rates['pbc_called_single_cell'])} of {rates['pbc_images']} PBC images single cells"
         )
     scale = report.get("pbc_cell_scale", {})
