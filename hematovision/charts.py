@@ -82,19 +82,27 @@ def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:
     return figure
 
 
+#: What the on-screen table says where a column has no value (never a raw None or nan).
+NO_CLASS_UNREADABLE = "none: could not be read"
+NO_CLASS_NOT_BLOOD = "none: not a blood-cell image"
+NOT_JUDGED = "not judged"
+
+
 def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
+    """One row per image or cell, every value in words or figures: a file without a class says why."""
     rows = []
     for result in results:
         prediction = result.prediction
         trusted = prediction is not None and not prediction.not_blood_cell
         problem = result.error or ("does not look like a blood-cell image" if prediction and not trusted else "")
+        no_class = NO_CLASS_UNREADABLE if prediction is None else NO_CLASS_NOT_BLOOD
         rows.append(
             {
                 "file": result.name,
-                "class": prediction.label if trusted else None,
-                "confidence (%)": round(100 * prediction.confidence, 1) if trusted else None,
-                "uncertain": prediction.uncertain if trusted else None,
-                "unfamiliar set-up": prediction.unfamiliar if trusted else None,
+                "class": prediction.label if trusted else no_class,
+                "confidence (%)": f"{100 * prediction.confidence:.1f}" if trusted else NOT_JUDGED,
+                "uncertain": _yes_no(prediction.uncertain) if trusted else NOT_JUDGED,
+                "unfamiliar set-up": _yes_no(prediction.unfamiliar) if trusted else NOT_JUDGED,
                 "lab profile": prediction.lab_profile if prediction else "",
                 "notes": "; ".join(filter(None, [problem, *result.notes])),
             }
@@ -102,6 +110,10 @@ def results_table(results: Sequence[ImageResult]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(ON_SCREEN))  # the headers, and what each shows: results_schema
     # A column that says nothing on every row is left off the screen; the CSV keeps every column.
     return table if table["lab profile"].any() else table.drop(columns="lab profile")
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 #: From this share of a batch's classified cells flagged *unfamiliar set-up*, the page says so once, at the top.

@@ -260,8 +260,8 @@ def cells_table(cells: Iterable[CellReview]) -> pd.DataFrame:
             {
                 "file": cell.name,
                 "network class": cell.network_class,
-                "confidence (%)": None if cell.confidence is None else round(100 * cell.confidence, 1),
-                "flags": "; ".join(cell.flags),
+                "confidence (%)": "not judged" if cell.confidence is None else f"{100 * cell.confidence:.1f}",
+                "flags": "; ".join(cell.flags) or "none",
                 "reviewed class": cell.final_class,
                 "corrected": cell.corrected,
                 "reviewed": cell.reviewed,

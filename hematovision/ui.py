@@ -333,6 +333,17 @@ def count_cut_cells_choice() -> bool:
     return chosen
 
 
+def nothing_classified_message(results: list[ImageResult]) -> str:
+    """Why a batch offers nothing to count, review or explain: none of its files gave a cell to classify."""
+    files = len(group_by_source(results))
+    reasons = sorted({result.error for result in results if result.error})
+    return (
+        f"**Nothing was classified**, so there is no differential and nothing to review: "
+        f"{'the file' if files == 1 else f'none of the {files} files'} gave a cell to classify"
+        + (f" ({'; '.join(reasons[:3])}{'; …' if len(reasons) > 3 else ''})." if reasons else ".")
+    )
+
+
 def show_differential(container, differential: Differential) -> None:
     """The differential's table, and below 100 white cells the plain warning that it is not a differential yet."""
     warning = count_warning(differential)

@@ -61,14 +61,18 @@ progress.empty()
 ui.store_results(results, card.input_size)
 unfamiliar_said = ui.show_unfamiliar_notice(results)
 
+classified = [result for result in results if result.prediction is not None]
+if not classified:
+    st.error(ui.nothing_classified_message(results))
 if len(results) > 1 or results[0].box is not None:
     st.header("Batch summary")
-    differential = differential_count(results, card.white_cell_classes, count_cut_cells)
-    left, right = st.columns(2)
-    left.subheader("Differential count")
-    ui.show_differential(left, differential)
-    right.subheader("Counted apart")
-    right.dataframe(charts.set_apart_table(differential), hide_index=True)
+    if classified:
+        differential = differential_count(results, card.white_cell_classes, count_cut_cells)
+        left, right = st.columns(2)
+        left.subheader("Differential count")
+        ui.show_differential(left, differential)
+        right.subheader("Counted apart")
+        right.dataframe(charts.set_apart_table(differential), hide_index=True)
     st.subheader("All images")
     st.dataframe(charts.results_table(results), hide_index=True)
     st.download_button(
@@ -88,6 +92,7 @@ for group in ui.group_by_source(results):
         else:
             ui.show_single(group[0], threshold, unfamiliar_said)
 
-st.page_link("pages/8_Review.py", label="Review, correct and report these calls →", icon=":material/fact_check:")
-st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")
+if classified:  # nothing to review or explain where nothing was classified (said above)
+    st.page_link("pages/8_Review.py", label="Review, correct and report these calls →", icon=":material/fact_check:")
+    st.page_link("pages/2_Explain.py", label="See where the network looked →", icon=":material/visibility:")
 ui.footer()

@@ -17,6 +17,11 @@ if batch is None:
     st.page_link("pages/1_Classify.py", label="Classify →", icon=":material/biotech:")
     ui.footer()
     st.stop()
+if not any(result.prediction is not None for result in batch.results):
+    st.info(ui.nothing_classified_message(batch.results) + " Classify other images on the **Classify** page.")
+    st.page_link("pages/1_Classify.py", label="Classify →", icon=":material/biotech:")
+    ui.footer()
+    st.stop()
 review = batch.review
 count_cut_cells = ui.count_cut_cells_choice()
 

@@ -108,6 +108,22 @@ def test_batch_with_a_bad_file_shows_table_differential_and_error(app):
     assert at.get("download_button")
 
 
+def test_a_batch_with_nothing_classified_offers_nothing_to_review_and_says_why(app):
+    files = [("broken.jpg", b"definitely not a jpeg", "image/jpeg"), ("empty.png", b"", "image/png")]
+    at = upload(app.switch_page("pages/1_Classify.py").run(), files)
+    assert not at.exception
+    assert any("Nothing was classified" in e.value and "none of the 2 files" in e.value for e in at.error)
+    frames = [frame.value for frame in at.dataframe]
+    assert [list(frame.columns)[:2] for frame in frames] == [["file", "class"]]  # no all-zero differential
+    table = frames[0]
+    assert set(table["class"]) == {"none: could not be read"} and "None" not in table.to_string()
+    links = [link.proto.label for link in at.get("page_link")]
+    assert not any("Review" in label for label in links if "→" in label)
+    at = at.switch_page("pages/8_Review.py").run()
+    assert not at.exception and "Nothing was classified" in at.info[0].value
+    assert not [box for box in at.selectbox if box.label == "Reviewed class"]
+
+
 def test_moving_a_widget_after_an_upload_keeps_the_results(app):
     """Every widget reruns the page; the batch is not classified again, and nothing it drew is replayed."""
     files = [(f"cell_{i}.png", encode(synthetic_cell(i, 40 + i)), "image/png") for i in range(2)]
@@ -116,7 +132,7 @@ def test_moving_a_widget_after_an_upload_keeps_the_results(app):
     at.sidebar.slider[0].set_value(0).run()  # nothing is uncertain below 0% confidence
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "uncertain" in frame.value.columns)
-    assert list(table["file"]) == ["cell_0.png", "cell_1.png"] and not table["uncertain"].any()
+    assert list(table["file"]) == ["cell_0.png", "cell_1.png"] and (table["uncertain"] == "no").all()
 
 
 def test_explain_uses_classified_images(app):

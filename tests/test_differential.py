@@ -1,6 +1,5 @@
 """The differential count and the tables built from results, on hand-made results."""
 
-import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
@@ -64,7 +63,10 @@ def test_tables_account_for_every_input():
         assert not table.isna().any().any() and "None" not in table.to_string() and "nan" not in table.to_string()
     table = charts.results_table(RESULTS)
     row = table.set_index("file").loc["g"]
-    assert pd.isna(row["class"]) and "does not look like a blood-cell image" in row["notes"]
+    assert row["class"] == "none: not a blood-cell image" and "does not look like a blood-cell image" in row["notes"]
+    assert table.set_index("file").loc["h", "class"] == "none: could not be read"
+    assert (table.set_index("file").loc[["g", "h"], ["confidence (%)", "uncertain"]] == "not judged").all().all()
+    assert not table.isna().any().any() and "None" not in table.to_string()
     assert table.set_index("file").loc["h", "notes"] == "the file is empty (0 bytes)"
 
 

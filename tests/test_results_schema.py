@@ -91,11 +91,11 @@ def test_the_screen_shows_schema_columns_under_its_own_headers():
         assert all(part in shown["notes"] for part in (row["error"], row["notes"]))
         if row["predicted_class"]:
             assert shown["class"] == row["predicted_class"]
-            assert shown["confidence (%)"] == round(100 * float(row["confidence"]), 1)
-            assert shown["uncertain"] == (row["uncertain"] == "yes")
-            assert shown["unfamiliar set-up"] == (row["unfamiliar"] == "yes")
-        else:  # refused or unreadable: no class, no confidence on screen
-            assert shown[["class", "confidence (%)", "uncertain", "unfamiliar set-up"]].isna().all()
+            assert shown["confidence (%)"] == f"{100 * float(row['confidence']):.1f}"
+            assert shown["uncertain"] == row["uncertain"] and shown["unfamiliar set-up"] == row["unfamiliar"]
+        else:  # refused or unreadable: no class, no confidence on screen, and words that say so
+            assert shown["class"].startswith("none: ")
+            assert (shown[["confidence (%)", "uncertain", "unfamiliar set-up"]] == "not judged").all()
 
 
 def test_the_real_command_line_and_the_app_write_the_same_file(tiny_model_dir, tiny_classifier, tmp_path):
