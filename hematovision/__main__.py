@@ -116,7 +116,12 @@ def report_command(args: argparse.Namespace) -> int:
     }
     review = Review.from_results(results, digests, classifier.model_id)
     if saved is not None:
-        for problem in review.carry_on_from(saved):
+        try:
+            problems = review.carry_on_from(saved, classifier.classes)
+        except ReviewError as exc:
+            print(f"error: {args.review}: this review cannot be used: {exc}", file=sys.stderr)
+            return 2
+        for problem in problems:
             print(f"note: {problem}", file=sys.stderr)
     if args.reviewer:
         review.reviewer = args.reviewer

@@ -142,7 +142,10 @@ class Review:
             document = json.loads(text)
             if document.get("format") != REVIEW_FORMAT:
                 raise ReviewError(f"not a HematoVision review file (expected format {REVIEW_FORMAT!r})")
-            cells = {item["key"]: CellReview(**item) for item in document["cells"]}
+            cells = {cell.key: cell for cell in map(_checked_cell, document["cells"])}
+            for name in ("model_id", "reviewer", "comment", "sample"):
+                if not isinstance(document.get(name, ""), str):
+                    raise ReviewError(f"the review file cannot be read ({name} is not text)")
             return cls(
                 document["model_id"],
                 cells,
@@ -158,19 +161,33 @@ class Review:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReviewError(f"the review file cannot be read ({exc.__class__.__name__}: {exc})") from exc
 
-    def carry_on_from(self, saved: Review) -> list[str]:
+    def carry_on_from(self, saved: Review, classes: Sequence[str] = ()) -> list[str]:
         """Take the reviewer's work from a saved review of the same images; return what does not match.
 
-        The network's calls stay this batch's own (they are recomputed, and may differ under another model);
-        only the reviewer's classes, ticks and comments are taken, for the images found in both.
+        Only the reviewer's classes, ticks and comments are taken, for the images found in both (matched by
+        their content, whatever their names); the network's calls stay this batch's own. Raises ReviewError,
+        changing nothing, for a review made with another model (its corrections answered other calls), one
+        that holds none of this batch's images, or one naming a class that ``classes`` (the model's) lacks.
         """
-        problems = []
         if saved.model_id != self.model_id:
-            problems.append(
-                f"The review was made with another model ({saved.model_id[:12]}, this one is "
-                f"{self.model_id[:12]}): the network's calls shown are this model's, and may differ from the ones "
-                "the reviewer saw."
+            raise ReviewError(
+                f"it was made with another model ({saved.model_id[:12]}; this one is {self.model_id[:12]}), so "
+                "its corrections answer calls this model did not make. Nothing was changed: classify the images "
+                "with the model the review was made with, or review them afresh."
             )
+        if not set(saved.cells) & set(self.cells):
+            raise ReviewError(
+                f"it is a review of other images: none of its {len(saved.cells)} cell(s) is among this batch's "
+                f"{len(self.cells)} (images are matched by their content, not their names). Nothing was changed."
+            )
+        known = {*classes, NOT_BLOOD}
+        foreign = sorted({c.reviewed_class for c in saved.cells.values() if c.reviewed_class and c.reviewed_class
+                          not in known}) if classes else []  # fmt: skip
+        if foreign:
+            raise ReviewError(
+                f"it names class(es) this model does not have ({', '.join(foreign)}). Nothing was changed."
+            )
+        problems = []
         missing = [cell.name for key, cell in saved.cells.items() if key not in self.cells]
         if missing:
             problems.append(f"{len(missing)} reviewed image(s) are not in this batch: {_names(missing)}.")
@@ -191,6 +208,40 @@ class Review:
         self.sample = saved.sample or self.sample
         self.touch()
         return problems
+
+
+#: Each field of a saved cell and the types it may hold.
+_CELL_TYPES = {
+    "key": (str,),
+    "name": (str,),
+    "network_class": (str,),
+    "confidence": (float, int, type(None)),
+    "flags": (list,),
+    "reviewed_class": (str, type(None)),
+    "reviewed": (bool,),
+    "comment": (str,),
+    "morphology": (str,),
+}
+
+
+def _checked_cell(item: dict) -> CellReview:
+    """A saved cell, refused (ReviewError) where a field is missing, unknown or of the wrong type: a hand-edited or
+    damaged file must not put a number where a class goes."""
+    if not isinstance(item, dict):
+        raise ReviewError("the review file cannot be read (a cell is not a record)")
+    unknown = set(item) - set(_CELL_TYPES)
+    missing = {"key", "name", "network_class", "confidence", "flags"} - set(item)
+    wrong = [name for name, value in item.items() if name in _CELL_TYPES and not isinstance(value, _CELL_TYPES[name])]
+    if isinstance(item.get("flags"), list) and not all(isinstance(flag, str) for flag in item["flags"]):
+        wrong.append("flags")
+    if unknown or missing or wrong:
+        what = (
+            [f"unknown {', '.join(sorted(unknown))}"] * bool(unknown)
+            + [f"missing {', '.join(sorted(missing))}"] * bool(missing)
+            + [f"wrong type of {', '.join(sorted(set(wrong)))}"] * bool(wrong)
+        )
+        raise ReviewError(f"the review file cannot be read (a cell has {'; '.join(what)})")
+    return CellReview(**item)
 
 
 def network_call(result: ImageResult) -> tuple[str, float | None, list[str]]:

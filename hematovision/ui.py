@@ -646,7 +646,7 @@ def carry_on_from_file(review: Review, data: bytes) -> None:
     key = (id(review), file_digest(data))
     if key not in applied:
         try:
-            applied[key] = review.carry_on_from(Review.from_json(data)), None
+            applied[key] = review.carry_on_from(Review.from_json(data), classifier_or_stop().classes), None
         except ReviewError as exc:
             applied[key] = [], str(exc)
         # The review widgets keep what they showed before; drop them so they show the loaded review.
@@ -654,7 +654,8 @@ def carry_on_from_file(review: Review, data: bytes) -> None:
             del st.session_state[widget_key]
     problems, error = applied[key]
     if error:
-        st.error(f"**This review file cannot be used:** {error}")
+        st.error(f"**This review file cannot be used:** {error}" + ("" if "Nothing was changed" in error else
+                 " Nothing was changed."))  # fmt: skip
     elif problems:
         st.warning("**The saved review does not match this batch everywhere.** Applied where it matches.\n\n- "
                    + "\n- ".join(problems))  # fmt: skip

@@ -92,6 +92,25 @@ def test_a_review_of_other_images_says_what_does_not_match(app):
     assert "cannot be used" in texts(broken)
 
 
+def test_a_corrupt_review_or_one_from_another_model_is_refused_and_changes_nothing(app):
+    at = reviewed_batch(app)
+    box = class_boxes(at)[0]
+    at = box.set_value("platelet" if box.value != "platelet" else "lymphocyte").run()
+    saved = json.loads(saved_review(at))
+    fresh = reviewed_batch(new_session())
+    before = differential(fresh), [box.value for box in class_boxes(fresh)]
+    for data, why in (
+        (json.dumps(saved | {"model_id": "0123456789abcdef"}).encode(), "made with another model"),
+        (json.dumps(saved | {"cells": [cell | {"reviewed": "yes"} for cell in saved["cells"]]}).encode(), "wrong type"),
+        (saved_review(at)[: len(saved_review(at)) // 2], "cannot be read"),  # cut off half way
+    ):
+        fresh = upload_review(fresh, data)
+        assert not fresh.exception
+        message = next(e.value for e in fresh.error if "cannot be used" in e.value)
+        assert why in message and "Nothing was changed" in message
+        assert (differential(fresh), [box.value for box in class_boxes(fresh)]) == before
+
+
 def listed_names(at) -> list[str]:
     return [block.value.split("**")[1] for block in at.markdown if block.value.startswith("**cell_")]
 

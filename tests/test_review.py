@@ -121,21 +121,74 @@ def test_json_round_trip_and_carrying_on(batch):
     assert json.loads(review.to_json())["cells"][0]["network_class"] == "neutrophil"
 
 
-def test_a_review_of_other_images_or_another_model_says_what_does_not_match(batch):
+def test_a_review_of_partly_other_images_is_applied_where_it_matches_and_says_what_does_not(batch):
     results, digests = batch
-    saved = Review.from_results(results[:3], digests, model_id="model-one")
+    saved = Review.from_results(results[:3], digests, model_id="m1")
+    saved.correct(next(iter(saved.cells)), "lymphocyte")  # a.png, whose file is replaced below
+    saved.correct(list(saved.cells)[1], "lymphocyte")  # b.png, still in the batch
     other = dict(digests, **{"a.png": file_digest(b"another image under the same name")})
-    problems = Review.from_results(results, other, model_id="model-two").carry_on_from(saved)
-    text = " ".join(problems)
-    assert "another model" in text
+    fresh = Review.from_results(results, other, model_id="m1")
+    text = " ".join(fresh.carry_on_from(saved, ["lymphocyte", "neutrophil"]))
     assert "1 reviewed image(s) are not in this batch: a.png" in text
     assert "3 image(s) of this batch are not in the review" in text
+    assert [cell.final_class for cell in fresh.cells.values()][:2] == ["neutrophil", "lymphocyte"]
 
 
-@pytest.mark.parametrize("text", [b"{}", b"not json", json.dumps({"format": "hematovision-review/1"}).encode()])
-def test_unusable_review_files_get_a_clear_error(text):
-    with pytest.raises(ReviewError):
+def untouched(review: Review) -> str:
+    return json.dumps({key: (cell.reviewed_class, cell.reviewed, cell.comment) for key, cell in review.cells.items()}
+                      | {"who": (review.reviewer, review.comment, review.sample)})  # fmt: skip
+
+
+def test_a_review_from_another_model_or_of_other_images_is_refused_and_changes_nothing(batch):
+    results, digests = batch
+    saved = Review.from_results(results, digests, model_id="model-one")
+    saved.reviewer, saved.sample = "Dr Ada", "S-1"
+    saved.correct(next(iter(saved.cells)), "lymphocyte")
+    fresh = Review.from_results(results, digests, model_id="model-two")
+    before = untouched(fresh)
+    with pytest.raises(ReviewError, match=r"made with another model .*Nothing was changed"):
+        fresh.carry_on_from(saved)
+    assert untouched(fresh) == before
+
+    others = {name: file_digest(b"other " + name.encode()) for name in digests}
+    elsewhere = Review.from_results(results, others, model_id="model-one")
+    before = untouched(elsewhere)
+    with pytest.raises(ReviewError, match=r"review of other images: none of its 5 cell.* Nothing was changed"):
+        elsewhere.carry_on_from(saved)
+    assert untouched(elsewhere) == before
+
+    same = Review.from_results(results, digests, model_id="model-one")
+    with pytest.raises(ReviewError, match=r"class\(es\) this model does not have \(lymphocyte\)"):
+        same.carry_on_from(saved, classes=["neutrophil", "platelet"])
+    assert untouched(same) == untouched(Review.from_results(results, digests, model_id="model-one"))
+
+
+def damaged(cell_changes: dict, **document) -> bytes:
+    cell = {"key": "k", "name": "a.png", "network_class": "neutrophil", "confidence": 0.9, "flags": []}
+    return json.dumps({"format": "hematovision-review/1", "model_id": "m1", "cells": [cell | cell_changes],
+                       **document}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        (b"{}", "not a HematoVision review file"),
+        (b"not json", "cannot be read"),
+        (b"\xff\xfe\x00garbage", "cannot be read"),
+        (b"[1, 2]", "cannot be read"),
+        (json.dumps({"format": "hematovision-review/1"}).encode(), "cannot be read"),
+        (damaged({"reviewed_class": 7}), "wrong type of reviewed_class"),
+        (damaged({"reviewed": "yes"}), "wrong type of reviewed"),
+        (damaged({"flags": [1]}), "wrong type of flags"),
+        (damaged({"surprise": 1}), "unknown surprise"),
+        (damaged({}, model_id=None), "cannot be read"),
+        (json.dumps({"format": "hematovision-review/1", "model_id": "m1", "cells": ["x"]}).encode(), "not a record"),
+    ],
+)
+def test_unusable_review_files_get_a_clear_error(text, why):
+    with pytest.raises(ReviewError, match=why):
         Review.from_json(text)
+    assert Review.from_json(damaged({"reviewed_class": "lymphocyte", "reviewed": True})).cells["k"].reviewed
 
 
 def test_csv_columns_follow_the_results(batch):
@@ -272,6 +325,10 @@ def test_report_cli_refuses_an_unusable_review(tiny_model_dir, tmp_path, capsys)
     assert main([*arguments, "--review", str(tmp_path / "review.json"), "--model", str(tiny_model_dir)]) == 2
     assert "not a HematoVision review file" in capsys.readouterr().err
     assert not (tmp_path / "r.pdf").exists()
+    # A review made with another model is refused too, with the reason, and no report is written.
+    (tmp_path / "review.json").write_text(Review("another-model", {}).to_json())
+    assert main([*arguments, "--review", str(tmp_path / "review.json"), "--model", str(tiny_model_dir)]) == 2
+    assert "made with another model" in capsys.readouterr().err and not (tmp_path / "r.pdf").exists()
 
 
 def test_thumbnails_are_square_and_small():
