@@ -18,6 +18,7 @@ from hematovision.inputs import expand_paths
 from hematovision.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError
 from hematovision.predict import CLASSIFY_MODES
 from hematovision.results_schema import csv_columns, csv_row  # hematovision.distributed imports them from here
+from hematovision.saliency import FAST_METHOD, METHODS
 
 
 def expanded(paths_given: list[Path]) -> list:
@@ -150,6 +151,65 @@ def report_command(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    """Each image's heatmap in its own pixels (.npy), its overlay (.png) and a row of explain.csv."""
+    import numpy as np
+
+    from hematovision.explain_export import CSV_COLUMNS, peak, to_image_coordinates, unique_stem
+    from hematovision.framing import frame_single_cell_with_window
+    from hematovision.imaging import ImageLoadError, decode_image, to_model_input
+    from hematovision.overlay import overlay, png_bytes
+    from hematovision.predict import load_for_command
+    from hematovision.saliency import AttributionMethods
+
+    classifier = load_for_command(args.model)
+    if classifier is None:
+        return 2
+    target = None
+    if args.target is not None:
+        by_lower = {name.lower(): name for name in classifier.classes}
+        target = by_lower.get(args.target.lower())
+        if target is None:
+            args.error(f"unknown --target {args.target!r}; the classes are: {', '.join(classifier.classes)}")
+    files = expanded(args.paths)
+    if not files:
+        print("error: nothing to explain", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    card = classifier.card
+    methods = AttributionMethods(classifier.model, card.gradcam_layer, card.logits_layer)
+    taken: set[str] = set()
+    n_ok = 0
+    with (args.out / "explain.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for name, source in files:
+            try:
+                rgb = decode_image(source).rgb
+            except ImageLoadError as exc:
+                print(f"{name}\tERROR: {exc}", file=sys.stderr)
+                continue
+            # Read as one cell, framed as classify frames it; the map goes back onto the image's own pixels.
+            framed, _, window = frame_single_cell_with_window(rgb)
+            model_input = to_model_input(framed, card.input_size)
+            prediction = classifier.predictions(model_input[None], args.threshold)[0]
+            chosen = target or prediction.label
+            heat = methods.heatmap(args.method, model_input, classifier.classes.index(chosen))
+            mapped = to_image_coordinates(heat, window, rgb.shape)
+            stem = unique_stem(name, taken)
+            np.save(args.out / f"{stem}.npy", mapped)
+            (args.out / f"{stem}.png").write_bytes(png_bytes(overlay(rgb, mapped)))
+            x, y = peak(mapped)
+            writer.writerow(
+                {"file": name, "predicted": prediction.label, "confidence": f"{prediction.confidence:.4f}",
+                 "target": chosen, "method": args.method, "peak_x": x, "peak_y": y, "map": f"{stem}.npy"}
+            )  # fmt: skip
+            print(f"{name}\t{prediction.label}\t{prediction.confidence:.3f}\t{chosen}\tpeak {x},{y}")
+            n_ok += 1
+    print(f"explained {n_ok} of {len(files)} images; maps, overlays and explain.csv in {args.out}", file=sys.stderr)
+    return 0 if n_ok else 1
 
 
 def lab_profile_for_command(path: Path | None, classifier) -> LabProfile | bool | None:
@@ -350,8 +410,27 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
     )
+    explain = commands.add_parser(
+        "explain",
+        help="write each image's heatmap (.npy, in the image's own pixels), its overlay and explain.csv",
+        description="Explain single-cell images: for each, OUT/<stem>.npy (float32, the image's height x width, "
+        "0-1; re-framed cells mapped back onto the image), OUT/<stem>.png (the overlay) and a row of "
+        "OUT/explain.csv (file, predicted class, confidence, target, method, the peak's x and y). Unreadable "
+        "images are named with the reason and the rest explained.",
+    )
+    explain.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images")
+    explain.add_argument("--out", type=Path, required=True, help="the folder to write maps, overlays and CSV to")
+    explain.add_argument("--method", choices=list(METHODS), default=FAST_METHOD, help="default: %(default)s")
+    explain.add_argument("--target", help="the class to explain (default: each image's predicted class)")
+    explain.add_argument("--threshold", type=float, default=None, help=argparse.SUPPRESS)
+    explain.add_argument(
+        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
+    )
+    explain.set_defaults(error=explain.error)
     args = parser.parse_args(argv)
-    commands_by_name = {"adapt": adapt_command, "classify": classify_command, "report": report_command}
+    commands_by_name = {
+        "adapt": adapt_command, "classify": classify_command, "explain": explain_command, "report": report_command
+    }  # fmt: skip
     return commands_by_name[args.command](args)
 
 

@@ -29,6 +29,7 @@ from hematovision.smear import (
     CellBox,
     central_cell,
     crop_cell,
+    crop_window,
     find_white_cells,
 )
 
@@ -59,23 +60,32 @@ def centred_cell(rgb: np.ndarray) -> CellBox | None:
 
 def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
     """The image as the network should see it, and a note for the user where it was re-cut."""
+    framed, note, _ = frame_single_cell_with_window(rgb)
+    return framed, note
+
+
+def frame_single_cell_with_window(rgb: np.ndarray) -> tuple[np.ndarray, str | None, tuple[int, int, int]]:
+    """:func:`frame_single_cell`, plus the square the network sees as (left, top, side) in the image's own
+    pixels (it may reach beyond the image, where the image is mirrored): how to map a heatmap back onto it."""
+    height, width = rgb.shape[:2]
+    side = min(height, width)  # unframed: imaging.to_model_input's centre square
+    unframed = (width - side) // 2, (height - side) // 2, side
     box = centred_cell(rgb)
     if box is None:
-        return rgb, None
+        return rgb, None, unframed
     span = cell_span(box, rgb.shape)
     low, high = SPAN_RANGE
-    height, width = rgb.shape[:2]
     wide = max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width)
     if low <= span <= high and wide:
-        return crop_cell(rgb, box), WIDE_FRAME_NOTE
+        return crop_cell(rgb, box), WIDE_FRAME_NOTE, crop_window(rgb.shape, box)
     if low <= span <= high:
-        return rgb, None
+        return rgb, None, unframed
     how = "larger" if span > high else "smaller"
     note = (
         f"the cell spans {span:.2f} of the frame, {how} than in the training images ({low}-{high}): "
         f"re-cut so that it spans {PBC_SPAN}"
     )
-    return crop_cell(rgb, box), note
+    return crop_cell(rgb, box), note, crop_window(rgb.shape, box)
 
 
 def framed_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
