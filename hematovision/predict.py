@@ -27,7 +27,15 @@ from hematovision.metrics import softmax
 from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
 from hematovision.novelty import NOVELTY_FILE, DomainCheck
 from hematovision.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
-from hematovision.smear import CellBox, crop_cell, cut_by_frame, find_platelets, find_white_cells, is_whole_field
+from hematovision.smear import (
+    MAX_SINGLE_CELL_ASPECT,
+    CellBox,
+    crop_cell,
+    cut_by_frame,
+    find_platelets,
+    find_white_cells,
+    is_whole_field,
+)
 
 CLASSIFY_MODES = ("auto", "single", "field")
 NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
@@ -478,7 +486,11 @@ def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
     if mode == "single":
         return None
     boxes = find_white_cells(rgb)
-    return None if mode == "auto" and not is_whole_field(rgb, boxes) else boxes
+    if mode == "field" or is_whole_field(rgb, boxes):
+        return boxes
+    # One cell. A wide frame with no white cell at all gets [] so that the reader is told none was found.
+    height, width = rgb.shape[:2]
+    return [] if not boxes and max(height, width) > MAX_SINGLE_CELL_ASPECT * min(height, width) else None
 
 
 def decode_all(

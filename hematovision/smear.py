@@ -90,8 +90,8 @@ GLASS_MARGIN = 10
 #: eosinophil's two lobes behind its granules); neighbouring cells share at most about 0.3.
 MERGE_OVERLAP = 0.4
 #: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops. No longer
-#: what decides a field (:func:`is_whole_field` reads the content); a wide single-cell image is cut square
-#: around its cell (hematovision.framing).
+#: what decides a field (:func:`is_whole_field` reads the content): a wide single-cell image is cut square
+#: around its cell (hematovision.framing), and a wide one with no white cell is said to have none.
 MAX_SINGLE_CELL_ASPECT = 1.15
 #: A white cell whose centre lies this near the frame's centre (share of each side) is the cell the image shows.
 CENTRE_TOLERANCE = 0.2
