@@ -8,6 +8,7 @@ model to load and warm up. Here a thread loads it into the same process-wide cac
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 
@@ -18,6 +19,11 @@ def preload() -> None:
     from hematovision import ui
 
     ui.preload_classifier()
+    # Streamlit collects garbage after every script run, and each collection walks every object the model
+    # and its libraries hold, which never die: frozen, they are skipped. A probe with 10 browser sessions
+    # measured the server's CPU per session fall from 1.07 s (0.70 s of it collecting) to 0.36 s.
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> None:
