@@ -102,3 +102,17 @@ def test_lab_change_widens_to_the_networks_own_training_views_and_never_narrows(
     assert (change.zoom, change.stain, change.hue) == (LAB_CHANGE.zoom, LAB_CHANGE.stain, LAB_CHANGE.hue)
     # The default recipe trains inside LAB_CHANGE, so a network trained with it changes nothing.
     assert lab_change_for(dataclasses.asdict(TrainConfig())) == LAB_CHANGE
+
+
+def test_the_refusal_threshold_sits_midway_in_the_gap_or_on_the_blood_side():
+    from training.novelty import gap_threshold
+
+    blood = [np.full(100, 0.99), np.linspace(0.9, 1.0, 100)]
+    non_blood = [np.full(100, 0.01)]
+    threshold, blood_side, non_blood_side = gap_threshold(blood, non_blood)
+    assert blood_side == pytest.approx(np.quantile(blood[1], 0.02)) and non_blood_side == pytest.approx(0.01)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert logit(threshold) == pytest.approx((logit(blood_side) + logit(non_blood_side)) / 2)
+    # Overlapping sides: refusing a real cell is the worse mistake, so the blood side stays.
+    threshold, blood_side, _ = gap_threshold([np.full(50, 0.3)], [np.full(50, 0.6)])
+    assert threshold == blood_side == pytest.approx(0.3)
