@@ -28,6 +28,7 @@ from hematovision.smear import (
     MAX_SINGLE_CELL_ASPECT,
     CellBox,
     central_cell,
+    centre_offset,
     crop_cell,
     crop_window,
     find_white_cells,
@@ -51,11 +52,7 @@ def centred_cell(rgb: np.ndarray) -> CellBox | None:
     """The white cell a single-cell image is about: the one found nearest its centre, if near enough."""
     height, width = rgb.shape[:2]
     box = central_cell(find_white_cells(rgb), width, height)
-    if box is None:
-        return None
-    off_x = abs((box.left + box.right) / 2 / width - 0.5)
-    off_y = abs((box.top + box.bottom) / 2 / height - 0.5)
-    return box if max(off_x, off_y) <= CENTRE_TOLERANCE else None
+    return box if box is not None and centre_offset(box, rgb.shape) <= CENTRE_TOLERANCE else None
 
 
 def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:

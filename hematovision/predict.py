@@ -328,29 +328,31 @@ class Classifier:
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
 
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | int]:
-            """The decoded image; for a field of view the white cells in it (None for one cell); for an
-            image read as one cell, its framed view and framing note, for a field the platelets in it."""
+        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | None, int | None]:
+            """The decoded image; for a field of view the white cells in it (None for one cell); for an image
+            read as one cell its framed view and framing note, for a field the platelets found in it (else None).
+            """
             # Decoding, finding cells and framing run in the worker threads: Pillow and SciPy release the GIL.
             try:
                 decoded = decode_image(source)
             except ImageLoadError as exc:
-                return exc, None, None
+                return exc, None, None, None
             boxes = field_boxes(decoded.rgb, mode)
-            as_one_cell = boxes is None or (not boxes and mode != "field")
-            if as_one_cell:
-                return decoded, boxes, frame_single_cell(decoded.rgb)
-            return decoded, boxes, len(find_platelets(decoded.rgb, boxes))
+            if boxes is None or (not boxes and mode != "field"):
+                return decoded, boxes, frame_single_cell(decoded.rgb), None
+            return decoded, boxes, None, len(find_platelets(decoded.rgb, boxes))
 
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
-            for done, ((name, _), (decoded, boxes, framing)) in enumerate(zip(sources, inspected, strict=True), 1):
+            for done, ((name, _), (decoded, boxes, framing, platelets)) in enumerate(
+                zip(sources, inspected, strict=True), 1
+            ):
                 if isinstance(decoded, ImageLoadError):
                     results.append(ImageResult(name=name, source=name, error=str(decoded)))
-                elif boxes is not None and (boxes or mode == "field"):
+                elif framing is None:
                     cells = self._field_cells(name, decoded, boxes, keep_images)
                     for cell in cells:
-                        cell.field_platelets = framing  # for a field, the platelets found in it
+                        cell.field_platelets = platelets
                     results.extend(cells)
                     for cell in cells:
                         if cell.error is None:
