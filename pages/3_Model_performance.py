@@ -96,9 +96,9 @@ st.header("Other labs")
 st.markdown(charts.OTHER_LABS_EXPECTATION)
 other_labs = charts.other_labs_table(evaluation)
 if not other_labs.empty:
-    st.dataframe(other_labs, hide_index=True)
+    st.dataframe(charts.with_words_for_missing(other_labs), hide_index=True)
     st.caption("Recall per class on each set:")
-    st.dataframe(charts.other_labs_recall_table(evaluation), hide_index=True)
+    st.dataframe(charts.with_words_for_missing(charts.other_labs_recall_table(evaluation)), hide_index=True)
 if evaluation.get("detection"):
     st.subheader("Finding the white cells in a whole photo")
     st.caption("`python -m training.bccd --record models`: the cells found against the annotated BCCD boxes "
@@ -129,7 +129,7 @@ setups = evaluation.get("setups")
 if setups:
     st.subheader("Other cameras and stains, imitated")
     st.caption(charts.setups_caption(setups))
-    st.dataframe(charts.setups_table(setups), hide_index=True, height="content")
+    st.dataframe(charts.with_words_for_missing(charts.setups_table(setups)), hide_index=True, height="content")
 
 if card and card.data.get("class_counts"):
     st.header("Data: images per class and split")
