@@ -20,8 +20,9 @@ def preload() -> None:
 
     ui.preload_classifier()
     # Streamlit collects garbage after every script run, and each collection walks every object the model
-    # and its libraries hold, which never die: frozen, they are skipped. A probe with 10 browser sessions
-    # measured the server's CPU per session fall from 1.07 s (0.70 s of it collecting) to 0.36 s.
+    # and its libraries hold, which never die: frozen, they are skipped. `make load` (20 sessions) measured
+    # 1.12 s of server CPU per session before and 1.05 s after: little, because TensorFlow, which holds most of
+    # those objects, is loaded later, by the first Explain (README, speed).
     gc.collect()
     gc.freeze()
 
