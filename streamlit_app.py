@@ -16,9 +16,10 @@ st.info(ui.DISCLAIMER)
 INTRODUCTION = """
 Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell), or photos
 of a whole field of view, and HematoVision tells you which of eight cell types each cell most likely is,
-how sure it is, and where in the image the network looked. A square image is read as one centred cell;
-a wider photo as a field of view, in which every white cell is found, boxed and classified (the Classify
-sidebar can force either reading). Every cell is shown to the network at the size white cells have in
+how sure it is, and where in the image the network looked. An image with one white cell at its centre
+is read as that cell, whatever its size; one holding more whole white cells as a field of view, in which
+every white cell is found, boxed and classified (the Classify sidebar can force either reading). Every cell
+is shown to the network at the size white cells have in
 the training images (about two-fifths of the frame): a cell that fills far more or far less of its
 image is re-cut, and the result says so. Images from a set-up unlike the training lab's are classified
 with a visible *unfamiliar set-up* warning and a lowered confidence; images that are not blood cells at
