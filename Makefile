@@ -16,7 +16,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m hematovision.serve
+	$(BIN)/python -m hematovision.cli.serve
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,7 +5,8 @@ import re
 
 import streamlit as st
 
-from hematovision import charts, glossary, ui
+from hematovision import charts, ui
+from hematovision.workflows import glossary
 
 st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

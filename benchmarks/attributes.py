@@ -12,7 +12,7 @@ import statistics
 import time
 
 from benchmarks.speed import sample_images
-from hematovision.predict import Classifier
+from hematovision.core.predict import Classifier
 
 ROUNDS = 15
 

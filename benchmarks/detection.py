@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from hematovision import paths
-from hematovision.smear import find_white_cells
+from hematovision.core import paths
+from hematovision.core.smear import find_white_cells
 
 TARGET_SECONDS = 0.3
 BCCD_DIR = paths.SHARED_DATA_DIR / "bccd"

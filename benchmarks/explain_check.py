@@ -13,10 +13,10 @@ import argparse
 import statistics
 import time
 
-from hematovision import paths
-from hematovision.faithfulness import removal_check
-from hematovision.predict import Classifier
-from hematovision.saliency import METHODS, AttributionMethods
+from hematovision.core import paths
+from hematovision.core.predict import Classifier
+from hematovision.explain.faithfulness import removal_check
+from hematovision.explain.saliency import METHODS, AttributionMethods
 from tests.conftest import encode, synthetic_cell
 
 TARGET_SECONDS = 1.0
@@ -25,7 +25,7 @@ TARGET_SECONDS = 1.0
 def sample_inputs(classifier: Classifier, n: int) -> list:
     manifest = paths.SHARED_DATA_DIR / "pbc_manifest.csv"
     if manifest.is_file():
-        from hematovision.datasets import read_manifest
+        from hematovision.core.datasets import read_manifest
 
         items = [item for item in read_manifest(manifest) if item.split == "test"][:n]
         return [classifier.model_input(item.path) for item in items]

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.speed import sample_images
-from hematovision import paths
-from hematovision.predict import Classifier
-from hematovision.runtime import DEFAULT_THREADS, LITERT_FILE, OUTPUTS, LiteRTForward
+from hematovision.core import paths
+from hematovision.core.predict import Classifier
+from hematovision.core.runtime import DEFAULT_THREADS, LITERT_FILE, OUTPUTS, LiteRTForward
 
 IMAGES = 64
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision import paths
-from hematovision.gradcam import GradCam
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.predict import Classifier
+from hematovision.explain.gradcam import GradCam
 from tests.browser import chromium_path, classify_in_browser, running_app
 from tests.conftest import encode, synthetic_cell
 
@@ -31,7 +31,7 @@ def sample_images(n: int) -> list[tuple[str, bytes]]:
     """Real test-split JPEGs when ../shared is here (their decode cost is the real one), else generated."""
     manifest = paths.SHARED_DATA_DIR / "pbc_manifest.csv"
     if manifest.is_file():
-        from hematovision.datasets import read_manifest
+        from hematovision.core.datasets import read_manifest
 
         items = [item for item in read_manifest(manifest) if item.split == "test"][:n]
         return [(item.path.name, item.path.read_bytes()) for item in items]

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hematovision.differential import NRBC_CLASS, PLATELET_CLASS, Differential, interval_text
-from hematovision.lab_profile import LabProfile
-from hematovision.metrics import wilson_interval
-from hematovision.morphology import ATTRIBUTES
-from hematovision.predict import ImageResult, Prediction
-from hematovision.results_schema import ON_SCREEN, csv_columns, csv_row
-from hematovision.review import FLAG_UNCERTAIN, NOT_BLOOD, UNREADABLE, Review
+from hematovision.core.predict import ImageResult, Prediction
+from hematovision.core.results_schema import ON_SCREEN, csv_columns, csv_row
+from hematovision.heads.lab_profile import LabProfile
+from hematovision.heads.metrics import wilson_interval
+from hematovision.heads.morphology import ATTRIBUTES
+from hematovision.workflows.differential import NRBC_CLASS, PLATELET_CLASS, Differential, interval_text
+from hematovision.workflows.review import FLAG_UNCERTAIN, NOT_BLOOD, UNREADABLE, Review
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
 MUTED = "#90a4ae"
@@ -138,7 +138,7 @@ def unfamiliar_batch_message(results: Sequence[ImageResult]) -> str | None:
 def results_csv(
     results: Sequence[ImageResult], classes: Sequence[str], reviewed: Mapping[str, list] | None = None
 ) -> str:
-    """The command line's table (hematovision.results_schema: every class probability, the morphology, the
+    """The command line's table (hematovision.core.results_schema: every class probability, the morphology, the
     cell's box), then the reviewer's columns where the batch was reviewed."""
     table = pd.DataFrame([csv_row(result) for result in results], columns=csv_columns(classes))
     for column, values in (reviewed or {}).items():

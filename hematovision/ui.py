@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from hematovision import charts, paths
-from hematovision.artifacts import (
+from hematovision import charts
+from hematovision.core import paths
+from hematovision.core.artifacts import (
     ArtifactError,
     ModelCard,
     load_card,
@@ -25,19 +26,21 @@ from hematovision.artifacts import (
     load_history,
     load_test_predictions,
 )
-from hematovision.credits import DATASET_CREDIT, DISCLAIMER
-from hematovision.datasets import examples_per_class, smear_example
-from hematovision.differential import Differential, count_warning, differential_count
-from hematovision.faithfulness import RemovalCheck, removal_check
-from hematovision.gradcam import AttributeCam
-from hematovision.imaging import centre_square, to_model_input
-from hematovision.inputs import ArchiveError, class_folder_examples
-from hematovision.lab_profile import LabProfile, ProfileError
-from hematovision.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
-from hematovision.overlay import draw_cell_boxes, fade_beyond_photo, overlay
-from hematovision.predict import Classifier, ImageResult
-from hematovision.report import ModelSummary, cell_pictures, field_pictures, pdf_report
-from hematovision.review import (
+from hematovision.core.credits import DATASET_CREDIT, DISCLAIMER
+from hematovision.core.datasets import examples_per_class, smear_example
+from hematovision.core.imaging import centre_square, to_model_input
+from hematovision.core.inputs import ArchiveError, class_folder_examples
+from hematovision.core.predict import Classifier, ImageResult
+from hematovision.core.smear import beyond_photo
+from hematovision.explain.faithfulness import RemovalCheck, removal_check
+from hematovision.explain.gradcam import AttributeCam
+from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo, overlay
+from hematovision.explain.saliency import FAST_METHOD, AttributionMethods
+from hematovision.heads.lab_profile import LabProfile, ProfileError
+from hematovision.heads.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
+from hematovision.workflows.differential import Differential, count_warning, differential_count
+from hematovision.workflows.report import ModelSummary, cell_pictures, field_pictures, pdf_report
+from hematovision.workflows.review import (
     NOT_BLOOD,
     UNREADABLE,
     CellReview,
@@ -47,9 +50,7 @@ from hematovision.review import (
     file_digest,
     reviewed_columns,
 )
-from hematovision.saliency import FAST_METHOD, AttributionMethods
-from hematovision.smear import beyond_photo
-from hematovision.teaching import (
+from hematovision.workflows.teaching import (
     AttributeCounts,
     DeckCell,
     DeckError,
@@ -83,7 +84,7 @@ def _load_classifier(model_dir: str) -> Classifier:
 
 
 def preload_classifier() -> None:
-    """Load and warm the shared classifier outside any page run (hematovision.serve, at server start).
+    """Load and warm the shared classifier outside any page run (hematovision.cli.serve, at server start).
 
     A model that cannot load is left for the first page to report, with its message.
     """

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from hematovision import charts, inputs, ui
-from hematovision.differential import differential_count
+from hematovision import charts, ui
+from hematovision.core import inputs
+from hematovision.workflows.differential import differential_count
 
 st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

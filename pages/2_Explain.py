@@ -4,9 +4,9 @@ import numpy as np
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
-from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
-from hematovision.saliency import FAST_METHOD, METHODS
+from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
+from hematovision.explain.saliency import FAST_METHOD, METHODS
+from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 
 st.set_page_config(page_title="Explain · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.teaching import confused_pairs
+from hematovision.workflows.teaching import confused_pairs
 
 st.set_page_config(page_title="Model performance · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.lab_profile import MIN_PER_CLASS, ProfileError
+from hematovision.heads.lab_profile import MIN_PER_CLASS, ProfileError
 
 st.set_page_config(page_title="Lab profile · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from hematovision import ui
-from hematovision.morphology import ANNOTATED_CLASSES
-from hematovision.teaching import annotated_cells, confused_pairs, distinguishing_features, pair_comparison
+from hematovision.heads.morphology import ANNOTATED_CLASSES
+from hematovision.workflows.teaching import annotated_cells, confused_pairs, distinguishing_features, pair_comparison
 
 GRID_COLUMNS = 8
 PAIR_CELLS = 4

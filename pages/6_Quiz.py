@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.teaching import (
+from hematovision.workflows.teaching import (
     DIFFICULTIES,
     NO_EXPERT_ATTRIBUTES,
     QuizState,

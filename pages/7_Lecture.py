@@ -8,8 +8,9 @@ and not while typing in the jump list).
 
 import streamlit as st
 
-from hematovision import glossary, ui
-from hematovision.teaching import LECTURE_STEPS, LectureState, lecture_order
+from hematovision import ui
+from hematovision.workflows import glossary
+from hematovision.workflows.teaching import LECTURE_STEPS, LectureState, lecture_order
 
 st.set_page_config(
     page_title="Lecture · HematoVision",

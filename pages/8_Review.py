@@ -3,8 +3,8 @@
 import streamlit as st
 
 from hematovision import charts, ui
-from hematovision.differential import count_warning
-from hematovision.review import cells_table, differentials
+from hematovision.workflows.differential import count_warning
+from hematovision.workflows.review import cells_table, differentials
 
 st.set_page_config(page_title="Review · HematoVision", page_icon=":material/bloodtype:", layout="wide")
 ui.navigation()

@@ -13,7 +13,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from hematovision import paths
+from hematovision.core import paths
 
 #: Without the background-networking flags Chromium keeps dialling out, which this network refuses.
 CHROMIUM_ARGS = [

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision import paths
-from hematovision.datasets import CREDIT_FILE, MANIFEST_NAME, scan_class_folders, stratified_split
+from hematovision.core import paths
+from hematovision.core.datasets import CREDIT_FILE, MANIFEST_NAME, scan_class_folders, stratified_split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -108,7 +108,7 @@ def tiny_model_dir(tmp_path_factory, tiny_dataset, tiny_other_lab) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_model_dir):
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     return Classifier.load(tiny_model_dir)
 
@@ -164,7 +164,7 @@ TINY_ATTRIBUTES = {
 
 def write_attribute_manifest(root: Path) -> Path:
     """Tiny class folders and a manifest with the WBCAtt attribute columns (empty for platelets)."""
-    from hematovision.morphology import ATTRIBUTES
+    from hematovision.heads.morphology import ATTRIBUTES
 
     write_class_folders(root, per_class=24, seed=5)
     images = stratified_split(scan_class_folders(root).images, seed=1)

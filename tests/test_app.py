@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import streamlit as st
 
-from hematovision import paths
-from hematovision.differential import count_warning, differential_count
+from hematovision.core import paths
+from hematovision.workflows.differential import count_warning, differential_count
 from tests.conftest import app_on, encode, new_session, synthetic_cell, write_subtype_manifest
 
 
@@ -266,11 +266,11 @@ def test_cells_cut_by_the_photos_edge_can_be_left_out_of_the_differential(app):
 
 
 def test_image_that_is_not_a_blood_cell_gets_no_class(monkeypatch, tiny_model_dir, tmp_path):
-    from hematovision.novelty import NOVELTY_FILE, NoveltyModel
+    from hematovision.heads.novelty import NOVELTY_FILE, NoveltyModel
 
     # A novelty check whose threshold every image exceeds: the page must refuse to name a class.
     shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     width = Classifier.load(tiny_model_dir).features_and_logits(np.zeros((1, 96, 96, 3), np.uint8))[0].shape[1]
     NoveltyModel(np.eye(width, dtype=np.float32), np.zeros((1, width), np.float32), -1.0).save(tmp_path / NOVELTY_FILE)
@@ -334,7 +334,7 @@ def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):
     at = at.run()
     assert not at.exception
     assert any("monocytes" in e.value and "name no class" in e.value for e in at.error)
-    from hematovision.lab_profile import LabProfile
+    from hematovision.heads.lab_profile import LabProfile
 
     foreign = LabProfile("another-model", ["lymphocyte", "neutrophil", "platelet"], {"lymphocyte": 3},
                          np.zeros(4), np.ones(4), np.zeros((4, 3)), np.zeros(3))  # fmt: skip
@@ -350,7 +350,7 @@ def app_with_attributes(monkeypatch, tiny_attribute_model_dir):
 
 
 def test_classify_describes_white_cells_and_says_why_not_others(app_with_attributes):
-    from hematovision.morphology import NOT_ANNOTATED_REASON, describe
+    from hematovision.heads.morphology import NOT_ANNOTATED_REASON, describe
     from tests.conftest import TINY_ATTRIBUTES
 
     at = app_with_attributes.switch_page("pages/1_Classify.py").run()

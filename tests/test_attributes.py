@@ -5,11 +5,11 @@ import csv
 import numpy as np
 import pytest
 
-from hematovision import paths
-from hematovision.artifacts import load_card, load_evaluation
-from hematovision.datasets import read_attribute_rows
-from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES, ATTRIBUTES_FILE, AttributeHeads
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.artifacts import load_card, load_evaluation
+from hematovision.core.datasets import read_attribute_rows
+from hematovision.core.predict import Classifier
+from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES, ATTRIBUTES_FILE, AttributeHeads
 from tests.conftest import TINY_ATTRIBUTES, encode, shared_data_or_skip, synthetic_cell
 
 
@@ -49,7 +49,7 @@ def test_attributes_ride_only_on_annotated_classes(tiny_with_attributes):
 def test_a_folder_whose_heads_do_not_fit_its_features_is_refused(tiny_attribute_model_dir, tmp_path):
     import shutil
 
-    from hematovision.artifacts import ArtifactError
+    from hematovision.core.artifacts import ArtifactError
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_attribute_model_dir, folder)
@@ -74,7 +74,7 @@ def test_heads_saved_before_the_centre_features_keep_reading_the_whole_map(tiny_
 
 
 def test_csv_has_a_column_per_attribute(tiny_attribute_model_dir, tmp_path):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
 
     folder = tmp_path / "cells"
     folder.mkdir()
@@ -135,7 +135,7 @@ def test_attribute_heatmap_of_the_shipped_heads_is_the_closed_form_cam():
     (over the scale) applied to the map at each position: the gradient path must agree with that."""
     import keras
 
-    from hematovision.gradcam import AttributeCam, normalise, upsample
+    from hematovision.explain.gradcam import AttributeCam, normalise, upsample
 
     shipped = Classifier.load(paths.SHIPPED_MODEL_DIR)
     cam = AttributeCam(shipped.model, shipped.attributes, shipped.card.gradcam_layer)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision import paths
-from hematovision.artifacts import load_card, load_evaluation
+from hematovision.core import paths
+from hematovision.core.artifacts import load_card, load_evaluation
 from tests.conftest import TINY_CLASSES, synthetic_cell
 from training import backbones
 from training.backbones import (

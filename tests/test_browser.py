@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from hematovision import paths
-from hematovision.datasets import read_manifest
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.datasets import read_manifest
+from hematovision.core.predict import Classifier
 from tests.browser import chromium_path, classify_in_browser, lecture_with_keys, running_app
 from tests.conftest import encode, synthetic_cell
 

@@ -4,7 +4,8 @@ import pytest
 from scipy.stats import binomtest
 
 from hematovision import charts
-from hematovision.differential import (
+from hematovision.core.predict import ImageResult, Prediction
+from hematovision.workflows.differential import (
     MIN_WHITE_CELLS,
     Call,
     clopper_pearson,
@@ -13,7 +14,6 @@ from hematovision.differential import (
     differential_count,
     summary_lines,
 )
-from hematovision.predict import ImageResult, Prediction
 
 WHITE = ["basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil"]
 

@@ -11,8 +11,8 @@ ray = pytest.importorskip("ray", reason="the cluster extra is not installed (pip
 
 
 def test_ray_local_cluster_writes_the_single_process_table(tiny_model_dir, tmp_path):
-    from hematovision.__main__ import main as classify
-    from hematovision.distributed import main as distributed
+    from hematovision.cli.distributed import main as distributed
+    from hematovision.cli.main import main as classify
 
     folder = tmp_path / "archive"
     for i in range(300):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.__main__ import main
-from hematovision.explain_export import peak, to_image_coordinates, unique_stem
-from hematovision.framing import frame_single_cell_with_window
-from hematovision.imaging import to_model_input
+from hematovision.cli.main import main
+from hematovision.core.framing import frame_single_cell_with_window
+from hematovision.core.imaging import to_model_input
+from hematovision.explain.export import peak, to_image_coordinates, unique_stem
 from tests.conftest import synthetic_cell, write_class_folders
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hematovision import faithfulness as fm
-from hematovision.sanity import PASS_CORRELATION, cascading_correlations, randomised_from, verdict
+from hematovision.explain import faithfulness as fm
+from hematovision.explain.sanity import PASS_CORRELATION, cascading_correlations, randomised_from, verdict
 
 SIZE = 32
 RED = np.array([255, 0, 0], np.float64)
@@ -166,7 +166,7 @@ def test_randomisation_resets_the_layers_above_the_cut_only(tiny_keras_model):
 def test_gradcam_passes_the_sanity_check_and_an_edge_map_fails(tiny_keras_model):
     from scipy.ndimage import sobel
 
-    from hematovision.gradcam import GradCam
+    from hematovision.explain.gradcam import GradCam
 
     def edges(image, _class_index):
         # Depends on the image alone: the kind of map the check exists to catch.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.framing import PBC_SPAN, SPAN_RANGE, cell_span, centred_cell, frame_single_cell
-from hematovision.smear import CellBox, crop_cell, find_white_cells
+from hematovision.core.framing import PBC_SPAN, SPAN_RANGE, cell_span, centred_cell, frame_single_cell
+from hematovision.core.smear import CellBox, crop_cell, find_white_cells
 from tests.test_smear import GLASS, RED_CELL, paint_disc, paint_white_cell, synthetic_smear
 
 

@@ -2,11 +2,12 @@
 
 import pytest
 
-from hematovision import glossary, paths
-from hematovision.artifacts import load_card
-from hematovision.morphology import ATTRIBUTES
-from hematovision.teaching import SUBTYPE_NAMES, load_deck
+from hematovision.core import paths
+from hematovision.core.artifacts import load_card
+from hematovision.heads.morphology import ATTRIBUTES
 from hematovision.ui import PAGES
+from hematovision.workflows import glossary
+from hematovision.workflows.teaching import SUBTYPE_NAMES, load_deck
 
 
 @pytest.fixture(scope="module")

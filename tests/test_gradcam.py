@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hematovision.gradcam import GradCam
-from hematovision.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
-from hematovision.saliency import METHODS, AttributionMethods
+from hematovision.explain.gradcam import GradCam
+from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
+from hematovision.explain.saliency import METHODS, AttributionMethods
 from tests.conftest import TINY_SIZE, synthetic_cell
 
 
@@ -74,8 +74,8 @@ def test_overlay_blends_and_resizes():
 
 
 def test_a_label_at_the_photos_right_edge_slides_back_into_the_picture():
-    from hematovision.overlay import draw_cell_boxes
-    from hematovision.smear import CellBox
+    from hematovision.core.smear import CellBox
+    from hematovision.explain.overlay import draw_cell_boxes
 
     photo = np.full((480, 640, 3), 255, np.uint8)
     drawn = draw_cell_boxes(photo, [(CellBox(590, 100, 640, 160), "not a blood cell", True)])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.imaging import (
+from hematovision.core.imaging import (
     MAX_PIXELS,
     ImageLoadError,
     centre_square,

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from hematovision import inputs
-from hematovision.inputs import ArchiveError, expand_paths, expand_uploads, read_zip, scan_folder
+from hematovision.core import inputs
+from hematovision.core.inputs import ArchiveError, expand_paths, expand_uploads, read_zip, scan_folder
 from tests.conftest import encode, synthetic_cell
 
 
@@ -229,7 +229,7 @@ def test_uploads_keep_images_and_open_zips():
 
 
 def test_classify_cli_names_what_it_skips_and_classifies_zip_members(tiny_model_dir, tmp_path, capsys):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
 
     folder = tmp_path / "cells"
     folder.mkdir()
@@ -258,7 +258,7 @@ def test_classify_streams_shards_and_resumes(tiny_model_dir, tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
     from tests.conftest import synthetic_cell
 
     folder = tmp_path / "cells"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.lab_profile import LabProfile, ProfileError, build_profile
-from hematovision.metrics import softmax
+from hematovision.heads.lab_profile import LabProfile, ProfileError, build_profile
+from hematovision.heads.metrics import softmax
 from tests.conftest import TINY_CLASSES, write_class_folders
 
 CLASSES = ["a", "b", "c", "d"]
@@ -68,7 +68,7 @@ def test_too_few_examples_or_one_class_are_refused():
 
 
 def test_adapt_classify_and_evaluate_with_a_profile(tiny_model_dir, tmp_path, capsys):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
     from training.evaluate import main as evaluate
 
     examples = write_class_folders(tmp_path / "examples", per_class=4, classes=[c.upper() for c in TINY_CLASSES])
@@ -92,7 +92,7 @@ def test_adapt_classify_and_evaluate_with_a_profile(tiny_model_dir, tmp_path, ca
 
 
 def test_leave_one_out_started_from_the_full_fit_finds_the_same_answers():
-    from hematovision.lab_profile import fit_correction
+    from hematovision.heads.lab_profile import fit_correction
 
     features, probabilities, labels = lab_examples(2, per_class=8)
     profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
@@ -111,7 +111,7 @@ def test_leave_one_out_started_from_the_full_fit_finds_the_same_answers():
 def test_lab_profiles_cli_draws_examples_or_takes_them_all(tiny_model_dir, tmp_path, capsys):
     import shutil
 
-    from hematovision.artifacts import load_evaluation
+    from hematovision.core.artifacts import load_evaluation
     from training.lab_profiles import main
 
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # --record writes into the folder
@@ -153,9 +153,9 @@ def test_the_profile_temperature_calibrates_its_leave_one_out_answers():
 
 
 def test_with_a_profile_its_labs_cells_are_never_refused_nor_unfamiliar():
-    from hematovision.artifacts import ModelCard
-    from hematovision.novelty import BloodCheck, DomainCheck, fit_novelty
-    from hematovision.predict import Classifier
+    from hematovision.core.artifacts import ModelCard
+    from hematovision.core.predict import Classifier
+    from hematovision.heads.novelty import BloodCheck, DomainCheck, fit_novelty
 
     features, probabilities, labels = lab_examples(0)
     held_features, held_probabilities, _ = lab_examples(1)

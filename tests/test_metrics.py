@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hematovision.metrics import (
+from hematovision.heads.metrics import (
     choose_confidence_threshold,
     classification_report,
     confusion_matrix,
@@ -98,7 +98,7 @@ def test_report_has_the_contract_keys():
 
 
 def test_ece_if_calibrated_shrinks_with_the_number_of_images():
-    from hematovision.metrics import ece_if_calibrated, expected_calibration_error
+    from hematovision.heads.metrics import ece_if_calibrated, expected_calibration_error
 
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(4) * 0.3, size=2000)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hematovision import paths
+from hematovision.core import paths
 
 ROOT = paths.PROJECT_ROOT
 CARD = ROOT / "MODEL_CARD.md"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hematovision.morphology import (
+from hematovision.heads.morphology import (
     ANNOTATED_CLASSES,
     ATTRIBUTES,
     ATTRIBUTES_FILE,

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hematovision.novelty import NoveltyModel, fit_novelty, threshold_at
+from hematovision.heads.novelty import NoveltyModel, fit_novelty, threshold_at
 
 
 def clusters(seed: int, n: int = 400):
@@ -47,7 +47,7 @@ def test_round_trip(tmp_path):
 
 
 def test_blood_check_separates_the_two_sides_and_keeps_its_threshold(tmp_path):
-    from hematovision.novelty import BloodCheck, DomainCheck, fit_blood_check
+    from hematovision.heads.novelty import BloodCheck, DomainCheck, fit_blood_check
 
     rng = np.random.default_rng(5)
     blood = rng.normal(0, 1, (300, 8)) + 2.0
@@ -65,14 +65,14 @@ def test_blood_check_separates_the_two_sides_and_keeps_its_threshold(tmp_path):
 
 
 def test_temperature_grows_only_beyond_the_reference_distance():
-    from hematovision.novelty import DomainCheck
+    from hematovision.heads.novelty import DomainCheck
 
     domain = DomainCheck(fit_novelty(clusters(0)), None, distance_reference=10.0, temperature_slope=2.0)
     np.testing.assert_allclose(domain.temperature_factor(np.array([0.0, 10.0, 20.0, 30.0])), [1.0, 1.0, 3.0, 5.0])
 
 
 def test_fitted_slope_softens_overconfident_far_predictions_and_not_near_ones():
-    from hematovision.novelty import fit_temperature_slope
+    from hematovision.heads.novelty import fit_temperature_slope
 
     rng = np.random.default_rng(7)
     n = 2000

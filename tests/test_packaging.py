@@ -6,7 +6,7 @@ import inspect
 import re
 import tomllib
 
-from hematovision import paths
+from hematovision.core import paths
 
 ROOT = paths.PROJECT_ROOT
 NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -61,7 +61,7 @@ def test_make_and_ci_install_the_extras_under_the_pins():
 def test_the_console_script_is_the_command_line():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     module, _, function = project["scripts"]["hematovision"].partition(":")
-    assert module == "hematovision.__main__" and function == "main"
-    from hematovision.__main__ import main
+    assert module == "hematovision.cli.main" and function == "main"
+    from hematovision.cli.main import main
 
     assert list(inspect.signature(main).parameters) == ["argv"]

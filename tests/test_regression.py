@@ -1,6 +1,6 @@
 import numpy as np
 
-from hematovision.regression import fit_softmax_regression
+from hematovision.heads.regression import fit_softmax_regression
 
 
 def test_separable_classes_are_learned_and_masked_columns_stay_zero():

@@ -6,9 +6,9 @@ import csv
 import io
 
 from hematovision import charts
-from hematovision.predict import ImageResult, Prediction
-from hematovision.results_schema import LATER, ON_SCREEN, csv_columns, csv_row
-from hematovision.smear import CellBox
+from hematovision.core.predict import ImageResult, Prediction
+from hematovision.core.results_schema import LATER, ON_SCREEN, csv_columns, csv_row
+from hematovision.core.smear import CellBox
 from tests.conftest import encode, synthetic_cell
 
 CLASSES = ["lymphocyte", "neutrophil"]
@@ -37,7 +37,7 @@ def batch() -> list[ImageResult]:
 
 
 def cli_csv(results: list[ImageResult], classes: list[str]) -> str:
-    """The table as `classify --csv` writes it (hematovision.__main__.classify_command)."""
+    """The table as `classify --csv` writes it (hematovision.cli.main.classify_command)."""
     handle = io.StringIO()
     writer = csv.DictWriter(handle, fieldnames=csv_columns(classes), restval="")
     writer.writeheader()
@@ -99,8 +99,8 @@ def test_the_screen_shows_schema_columns_under_its_own_headers():
 
 
 def test_the_real_command_line_and_the_app_write_the_same_file(tiny_model_dir, tiny_classifier, tmp_path):
-    from hematovision.__main__ import main
-    from hematovision.inputs import expand_paths
+    from hematovision.cli.main import main
+    from hematovision.core.inputs import expand_paths
     from tests.test_smear import synthetic_smear
 
     folder = tmp_path / "images"

@@ -7,7 +7,7 @@ import io
 import pandas as pd
 
 from hematovision import charts
-from hematovision.predict import ImageResult, Prediction
+from hematovision.core.predict import ImageResult, Prediction
 
 CLASSES = ["lymphocyte", "neutrophil"]
 

@@ -8,10 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from hematovision.__main__ import main
-from hematovision.predict import ImageResult, Prediction
-from hematovision.report import CellPictures, ModelSummary, pdf_report
-from hematovision.review import (
+from hematovision.cli.main import main
+from hematovision.core.predict import ImageResult, Prediction
+from hematovision.core.smear import CellBox
+from hematovision.workflows.report import CellPictures, ModelSummary, pdf_report
+from hematovision.workflows.review import (
     FLAG_UNCERTAIN,
     NOT_BLOOD,
     UNREADABLE,
@@ -21,7 +22,6 @@ from hematovision.review import (
     file_digest,
     reviewed_columns,
 )
-from hematovision.smear import CellBox
 from tests.conftest import encode, synthetic_cell
 
 WHITE = ["lymphocyte", "neutrophil"]
@@ -101,7 +101,7 @@ def test_the_review_counts_by_the_one_rule_cut_cells_included(batch):
     assert counts(review, "network", False)["neutrophil"] == counts(review, "reviewed", False)["neutrophil"] == 2
     network, reviewed = differentials(review, WHITE, count_cut_cells=False)
     assert reviewed.cut_by_frame == {"neutrophil": 1} and reviewed.fields == 1 and reviewed.platelets_found == 3
-    from hematovision.differential import differential_count
+    from hematovision.workflows.differential import differential_count
 
     assert network == differential_count([*results, cut], WHITE, count_cut_cells=False)
     saved = Review.from_json(review.to_json())
@@ -241,8 +241,8 @@ def test_the_pdf_holds_the_counts_the_cells_and_the_disclaimer(batch, tmp_path):
 
 
 def test_the_pdf_is_ready_to_sign_with_the_sample_every_class_and_the_field(batch, tmp_path):
-    from hematovision.imaging import DecodedImage
-    from hematovision.report import field_pictures
+    from hematovision.core.imaging import DecodedImage
+    from hematovision.workflows.report import field_pictures
 
     results, digests = batch
     results[-1].field_image = DecodedImage(synthetic_cell(1, 5, size=200))
@@ -266,7 +266,7 @@ def test_the_pdf_is_ready_to_sign_with_the_sample_every_class_and_the_field(batc
 def test_file_names_wrap_at_path_separators_not_mid_word():
     from fpdf import FPDF
 
-    from hematovision.report import _FONT_DIR, FONT, wrap_name
+    from hematovision.workflows.report import _FONT_DIR, FONT, wrap_name
 
     pdf = FPDF()
     pdf.add_font(FONT, "", _FONT_DIR / "DejaVuSans.ttf")
@@ -292,7 +292,7 @@ def test_report_cli_applies_a_saved_review(tiny_model_dir, tmp_path, capsys):
     assert first.read_bytes().startswith(b"%PDF")
 
     # A review made elsewhere (as the app saves it) for the same files, one cell corrected.
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     classifier = Classifier.load(tiny_model_dir)
     sources = [(str(path), path.read_bytes()) for path in sorted(folder.iterdir())]
@@ -332,8 +332,8 @@ def test_report_cli_refuses_an_unusable_review(tiny_model_dir, tmp_path, capsys)
 
 
 def test_thumbnails_are_square_and_small():
-    from hematovision.imaging import DecodedImage
-    from hematovision.report import THUMBNAIL_PIXELS, cell_pictures
+    from hematovision.core.imaging import DecodedImage
+    from hematovision.workflows.report import THUMBNAIL_PIXELS, cell_pictures
 
     pictures = cell_pictures(
         [ImageResult("x.png", image=DecodedImage(np.zeros((90, 150, 3), np.uint8)))], {"x.png": "d"}, 96
@@ -342,7 +342,7 @@ def test_thumbnails_are_square_and_small():
 
 
 def test_morphology_rides_along_and_a_contradiction_asks_for_a_look(tmp_path):
-    from hematovision.review import FLAG_MORPHOLOGY
+    from hematovision.workflows.review import FLAG_MORPHOLOGY
 
     cell = result("odd.png", "neutrophil")
     cell.prediction.attributes = {"nucleus_shape": ("unsegmented-round", 0.8), "granularity": ("no", 0.9)}

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hematovision.artifacts import load_evaluation
+from hematovision.core.artifacts import load_evaluation
 from tests.conftest import synthetic_cell
 from training.robustness import (
     CONDITIONS,

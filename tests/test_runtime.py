@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from hematovision.runtime import LITERT_FILE
+from hematovision.core.runtime import LITERT_FILE
 from tests.conftest import synthetic_cell
 
 
@@ -24,7 +24,7 @@ def exported_dir(tiny_model_dir, tmp_path_factory):
 
 
 def test_export_gives_the_keras_probabilities_and_features(exported_dir):
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     lite = Classifier.load(exported_dir)
     reference = Classifier.load(exported_dir, runtime="keras")
@@ -40,7 +40,7 @@ def test_export_gives_the_keras_probabilities_and_features(exported_dir):
 def test_an_export_for_another_features_layer_is_not_used(exported_dir, tmp_path):
     import json
 
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     folder = tmp_path / "model"
     shutil.copytree(exported_dir, folder)
@@ -53,7 +53,7 @@ def test_an_export_for_another_features_layer_is_not_used(exported_dir, tmp_path
 def test_a_two_output_export_from_before_the_centre_features_is_left_to_keras(exported_dir, tmp_path):
     import json
 
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     folder = tmp_path / "model"
     shutil.copytree(exported_dir, folder)
@@ -67,7 +67,7 @@ def test_a_two_output_export_from_before_the_centre_features_is_left_to_keras(ex
 def test_centre_features_average_the_middle_of_the_map():
     import keras
 
-    from hematovision.runtime import centre_cropping, network_outputs_model
+    from hematovision.core.runtime import centre_cropping, network_outputs_model
 
     assert [centre_cropping(side) for side in (14, 7, 3, 2, 1)] == [4, 2, 1, 0, 0]
     image = keras.Input((14, 14, 2))
@@ -82,7 +82,7 @@ def test_centre_features_average_the_middle_of_the_map():
 def test_classifying_with_the_export_never_imports_tensorflow(exported_dir):
     script = (
         "import sys, numpy as np\n"
-        "from hematovision.predict import Classifier\n"
+        "from hematovision.core.predict import Classifier\n"
         f"c = Classifier.load(__import__('pathlib').Path({str(exported_dir)!r}))\n"
         "c.probabilities(np.zeros((2, c.card.input_size, c.card.input_size, 3), np.uint8))\n"
         "print('tensorflow' in sys.modules, c.runtime)\n"

@@ -2,8 +2,8 @@
 
 import json
 
-from hematovision import paths
-from hematovision.faithfulness import BASELINES
+from hematovision.core import paths
+from hematovision.explain.faithfulness import BASELINES
 from tests.conftest import write_subtype_manifest
 from training.saliency_eval import main, meets_targets, sample_test_split
 
@@ -69,7 +69,7 @@ def test_unknown_method_or_missing_data_is_refused(tmp_path, capsys):
 def test_saliency_is_scored_on_the_networks_own_probabilities(tiny_classifier):
     import numpy as np
 
-    from hematovision.metrics import softmax
+    from hematovision.heads.metrics import softmax
     from tests.conftest import TINY_SIZE, synthetic_cell
 
     batch = np.stack([synthetic_cell(i, 70 + i, TINY_SIZE) for i in range(3)])

@@ -1,12 +1,13 @@
-"""`python -m hematovision.serve` loads the model into the pages' own cache before anyone asks."""
+"""`python -m hematovision.cli.serve` loads the model into the pages' own cache before anyone asks."""
 
 import shutil
 
-from hematovision import paths
+from hematovision.core import paths
 
 
 def test_preload_fills_the_cache_the_pages_read(monkeypatch, tiny_model_dir):
-    from hematovision import serve, ui
+    from hematovision import ui
+    from hematovision.cli import serve
 
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
     ui._load_classifier.clear()
@@ -20,7 +21,8 @@ def test_preload_fills_the_cache_the_pages_read(monkeypatch, tiny_model_dir):
 
 
 def test_preload_of_a_broken_folder_leaves_the_message_to_the_page(monkeypatch, tmp_path, tiny_model_dir):
-    from hematovision import serve, ui
+    from hematovision import ui
+    from hematovision.cli import serve
 
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
     ui._load_classifier.clear()

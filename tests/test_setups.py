@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.artifacts import load_evaluation
-from hematovision.datasets import LabelledImage
-from hematovision.evaluation import evaluate_files
+from hematovision.core.artifacts import load_evaluation
+from hematovision.core.datasets import LabelledImage
 from tests.conftest import TINY_CLASSES, encode, synthetic_cell
+from training.scoring import evaluate_files
 from training.setups import SETUPS, Setup, imitate, main, restain, score_setups
 
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from hematovision import paths
-from hematovision.artifacts import load_card, load_evaluation
-from hematovision.datasets import read_manifest
-from hematovision.evaluation import evaluate_files
-from hematovision.gradcam import GradCam
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.artifacts import load_card, load_evaluation
+from hematovision.core.datasets import read_manifest
+from hematovision.core.predict import Classifier
+from hematovision.explain.gradcam import GradCam
 from tests.conftest import shared_data_or_skip, synthetic_cell
+from training.scoring import evaluate_files
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_classifies_a_fixed_sample_of_test_images(shipped):
 def test_images_that_are_not_blood_cells_are_flagged(shipped):
     """Generated non-blood images of a seed that neither fitted the check nor placed its threshold (seeds 0 and 1
     did; the evaluation's own measure uses 2 and 3): at least 95% refused, every category at least 90%."""
-    from hematovision.imaging import to_model_input
+    from hematovision.core.imaging import to_model_input
     from training.ood_images import non_blood_images
 
     assert shipped.novelty is not None, "the shipped folder has no novelty check (python -m training.novelty)"
@@ -91,9 +91,9 @@ def test_real_cells_are_rarely_flagged(shipped):
 
 def test_bccd_test_crops_score_what_the_evaluation_records(shipped):
     """The other-lab figure in models/evaluation.json, re-measured from the smear photos (needs ../shared)."""
-    from hematovision.evaluation import evaluate_arrays
-    from hematovision.imaging import to_model_input
+    from hematovision.core.imaging import to_model_input
     from training.bccd import labelled_crops, read_photos
+    from training.scoring import evaluate_arrays
 
     data = shared_data_or_skip()
     crops = [crop for crop in labelled_crops(read_photos(data / "bccd")) if crop.split == "test"]
@@ -108,7 +108,7 @@ def test_bccd_test_crops_score_what_the_evaluation_records(shipped):
 
 def test_whole_bccd_photos_score_what_the_evaluation_records(shipped, tmp_path):
     """Whole held-out smear photos, framed by the Automatic mode, re-measured (needs ../shared)."""
-    from hematovision.datasets import scan_class_folders
+    from hematovision.core.datasets import scan_class_folders
     from training.bccd import export_photos, read_photos
 
     data = shared_data_or_skip()
@@ -133,7 +133,7 @@ def test_the_shipped_export_runs_in_litert_and_matches_keras(shipped):
 def test_other_lab_cells_are_classified_not_refused(shipped):
     """BCCD test crops and Chula's test sequences (two other labs), framed as the app frames them: at most 2%
     refused as not blood (issue 36), and BCCD's rate the one evaluation.json records. Needs ../shared."""
-    from hematovision.framing import framed_model_input
+    from hematovision.core.framing import framed_model_input
     from training.bccd import labelled_crops, read_photos
     from training.novelty import chula_inputs
 
@@ -152,9 +152,9 @@ def test_a_five_cell_profile_of_a_lab_takes_over_its_other_cells(shipped):
     """Chula (read under 70% by the model alone): 5 train-sequence cells per class, one draw, as a profile, then its
     test sequences: at most 2% refused (issue 36), most no longer unfamiliar, more of them right; and non-blood
     images of a seed that chose nothing still refused through the profile. Needs ../shared."""
-    from hematovision.imaging import to_model_input
-    from hematovision.lab_profile import build_profile
-    from hematovision.metrics import softmax
+    from hematovision.core.imaging import to_model_input
+    from hematovision.heads.lab_profile import build_profile
+    from hematovision.heads.metrics import softmax
     from training.lab_profiles import draw_examples
     from training.novelty import chula_inputs
     from training.ood_images import non_blood_images

@@ -7,13 +7,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-from hematovision import paths
-from hematovision.datasets import crops_info, parse_labels, read_manifest, smear_example, split_photos
-from hematovision.evaluation import labelled_view
-from hematovision.framing import WIDE_FRAME_NOTE, frame_single_cell
-from hematovision.overlay import fade_beyond_photo
-from hematovision.predict import field_boxes
-from hematovision.smear import (
+from hematovision.core import paths
+from hematovision.core.datasets import crops_info, parse_labels, read_manifest, smear_example, split_photos
+from hematovision.core.framing import WIDE_FRAME_NOTE, frame_single_cell
+from hematovision.core.predict import field_boxes
+from hematovision.core.smear import (
     OUTSIDE_SPECIMEN_LEVEL,
     CellBox,
     beyond_photo,
@@ -24,6 +22,7 @@ from hematovision.smear import (
     find_white_cells,
     is_whole_field,
 )
+from hematovision.explain.overlay import fade_beyond_photo
 from training.bccd import (
     SmearPhoto,
     count_matches,
@@ -36,6 +35,7 @@ from training.bccd import (
     pbc_cell_scale,
     read_photos,
 )
+from training.scoring import labelled_view
 
 GLASS = (222, 220, 214)
 RED_CELL = (205, 150, 150)

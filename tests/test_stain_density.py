@@ -6,7 +6,7 @@ import keras  # a pinned dependency: a broken install fails here rather than ski
 import numpy as np
 import pytest
 
-from hematovision.stain_density import StainDensity
+from hematovision.explain.stain_density import StainDensity
 from tests.test_framing import single_cell_image
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision import paths, ui
-from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES
-from hematovision.teaching import (
+from hematovision import ui
+from hematovision.core import paths
+from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES
+from hematovision.workflows.teaching import (
     DeckCell,
     DeckError,
     LectureState,

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from hematovision import paths
-from hematovision.artifacts import load_card, load_evaluation, load_history, write_json
-from hematovision.datasets import (
+from hematovision.core import paths
+from hematovision.core.artifacts import load_card, load_evaluation, load_history, write_json
+from hematovision.core.datasets import (
     CREDIT_FILE,
     MANIFEST_NAME,
     PBC_CREDIT,
@@ -18,8 +18,8 @@ from hematovision.datasets import (
     scan_class_folders,
     stratified_split,
 )
-from hematovision.metrics import softmax
-from hematovision.smear import CellBox
+from hematovision.core.smear import CellBox
+from hematovision.heads.metrics import softmax
 from tests.conftest import (
     TINY_CLASSES,
     TINY_SIZE,
@@ -146,7 +146,7 @@ def test_evaluate_cli_reports_a_missing_model(tmp_path, tiny_dataset, capsys):
 
 
 def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, tmp_path, capsys):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
 
     good = tmp_path / "cells"
     good.mkdir()
@@ -168,7 +168,7 @@ def test_classify_cli_reports_bad_files_and_classifies_the_rest(tiny_model_dir, 
 
 
 def test_classify_cli_fails_only_when_nothing_could_be_done(tiny_model_dir, tmp_path, capsys):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
 
     (tmp_path / "empty").mkdir()
     assert main(["classify", str(tmp_path / "empty"), "--model", str(tiny_model_dir)]) == 2
@@ -185,7 +185,7 @@ def test_train_cli_refuses_missing_data(tmp_path, capsys):
 
 
 def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
-    from hematovision.__main__ import main
+    from hematovision.cli.main import main
     from tests.test_smear import synthetic_smear
 
     smear, true_boxes = synthetic_smear(seed=1)
@@ -203,7 +203,7 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
 
 
 def test_a_cell_cut_by_the_frame_says_so(tiny_classifier):
-    from hematovision.predict import CUT_BY_FRAME_NOTE
+    from hematovision.core.predict import CUT_BY_FRAME_NOTE
     from tests.test_smear import synthetic_smear
 
     smear, _ = synthetic_smear(seed=0)
@@ -215,8 +215,8 @@ def test_a_cell_cut_by_the_frame_says_so(tiny_classifier):
 def test_classify_cli_table_carries_each_cells_notes(tiny_model_dir, tmp_path):
     import csv
 
-    from hematovision.__main__ import main
-    from hematovision.predict import CUT_BY_FRAME_NOTE
+    from hematovision.cli.main import main
+    from hematovision.core.predict import CUT_BY_FRAME_NOTE
     from tests.test_smear import synthetic_smear
 
     smear, _ = synthetic_smear(seed=0)
@@ -229,7 +229,7 @@ def test_classify_cli_table_carries_each_cells_notes(tiny_model_dir, tmp_path):
 
 
 def test_automatic_mode_classifies_a_wide_frame_without_white_cells_as_one_cell(tiny_classifier):
-    from hematovision.predict import NO_CELL_FOUND_NOTE
+    from hematovision.core.predict import NO_CELL_FOUND_NOTE
 
     wide = encode(np.full((240, 320, 3), 230, np.uint8))
     [result] = tiny_classifier.classify([("wide.png", wide)], mode="auto")
@@ -395,8 +395,8 @@ def test_a_stopped_run_resumes_to_the_same_model(tiny_dataset, tiny_other_lab, t
 
 def test_ensemble_is_one_flat_model_averaging_its_members(tiny_model_dir, tiny_dataset, tiny_other_lab, tmp_path):
     """training.ensemble: a second tiny model (same split, another learning rate), averaged with the first."""
-    from hematovision.gradcam import GradCam
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
+    from hematovision.explain.gradcam import GradCam
     from tests.conftest import tiny_training_args
     from training.ensemble import main as ensemble_main
     from training.train import main as train_main
@@ -456,7 +456,7 @@ def test_ensemble_cli_refuses_what_it_cannot_average(tiny_model_dir, tiny_datase
 
 
 def test_subtype_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab):
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
     from tests.conftest import tiny_training_args
     from training.train import main
 
@@ -474,7 +474,7 @@ def test_subtype_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab
 
 
 def test_attribute_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_lab):
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
     from tests.conftest import tiny_training_args, write_attribute_manifest
     from training.train import main
 
@@ -492,10 +492,10 @@ def test_attribute_head_trains_alongside_and_is_not_saved(tmp_path, tiny_other_l
 
 
 def test_attribute_targets_lay_the_attributes_side_by_side(tmp_path):
-    from hematovision.evaluation import LabelledBatch
-    from hematovision.morphology import ATTRIBUTES
+    from hematovision.heads.morphology import ATTRIBUTES
     from tests.conftest import TINY_ATTRIBUTES
     from training.data import AttributeTargets
+    from training.scoring import LabelledBatch
 
     paths_ = [tmp_path / name for name in ("neutrophil.png", "platelet.png")]
     batch = LabelledBatch(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1]), paths_, [])
@@ -524,8 +524,8 @@ def test_grouped_cross_entropy_is_each_groups_softmax_loss_averaged():
 
 
 def test_subtype_targets_weigh_images_without_a_subtype_zero(tmp_path):
-    from hematovision.evaluation import LabelledBatch
     from training.data import SubtypeTargets
+    from training.scoring import LabelledBatch
 
     paths_ = [tmp_path / name for name in ("a.png", "b.png", "crop.png")]
     batch = LabelledBatch(np.zeros((3, 4, 4, 3), np.uint8), np.array([0, 0, 1]), paths_, [])

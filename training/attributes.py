@@ -30,11 +30,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, read_json, write_json
-from hematovision.datasets import AttributeRow, find_manifest, read_attribute_rows
-from hematovision.metrics import confusion_matrix, fit_temperature, macro_f1
-from hematovision.morphology import (
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, read_json, write_json
+from hematovision.core.datasets import AttributeRow, find_manifest, read_attribute_rows
+from hematovision.core.predict import Classifier, load_for_command
+from hematovision.heads.metrics import confusion_matrix, fit_temperature, macro_f1
+from hematovision.heads.morphology import (
     ANNOTATED_CLASSES,
     ATTRIBUTES,
     ATTRIBUTES_FILE,
@@ -45,7 +46,6 @@ from hematovision.morphology import (
     fit_head,
     score_attributes,
 )
-from hematovision.predict import Classifier, load_for_command
 
 #: From strong to weak: each fit starts from the previous one.
 L2_GRID = (3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4)

@@ -3,9 +3,9 @@
     python -m training.bccd --data ../shared/data [--seed 0] [--pbc-sample 200] [--json FILE]
         [--export-crops DIR [--margin M] [--train-margins M ...]] [--export-photos DIR]
 
-Prints how well :func:`hematovision.smear.find_white_cells` finds the white cells of each split,
+Prints how well :func:`hematovision.core.smear.find_white_cells` finds the white cells of each split,
 how many labelled single-cell crops each split yields for testing the PBC-trained classifier, and
-how often :func:`hematovision.smear.is_whole_field` tells BCCD fields from PBC single-cell images.
+how often :func:`hematovision.core.smear.is_whole_field` tells BCCD fields from PBC single-cell images.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import BCCD_SPLIT_SEED, CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
-from hematovision.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import BCCD_SPLIT_SEED, CREDIT_FILE, CROPS_INFO_FILE, SPLITS, labelled_bccd_photos
+from hematovision.core.smear import CROP_MARGIN, CellBox, crop_cell, find_white_cells, is_whole_field
 
 #: The photo-level labels that name one white-cell type, lowercased to the PBC class names.
 WHITE_CELL_LABELS = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hematovision.datasets import (
+from hematovision.core.datasets import (
     LabelledImage,
     find_manifest,
     read_manifest,
     scan_class_folders,
     stratified_split,
 )
-from hematovision.evaluation import LabelledBatch, decode_labelled
-from hematovision.morphology import ATTRIBUTES
+from hematovision.heads.morphology import ATTRIBUTES
 from training.config import TrainConfig
+from training.scoring import LabelledBatch, decode_labelled
 
 
 def find_images(data_dir: Path, seed: int) -> tuple[list[LabelledImage], str]:

@@ -2,7 +2,7 @@
 
     python -m training.deck --data ../shared/data --model models [--out hematovision/deck]
 
-Selection rule (hematovision.teaching.select_deck), per class of the manifest's test split:
+Selection rule (hematovision.workflows.teaching.select_deck), per class of the manifest's test split:
 1. 12 cells taken in turn from each subtype of the class (so MY, MMY, PMY and IG all appear among the
    immature granulocytes, SNE, BNE and NEUTROPHIL among the neutrophils), each subtype's cells in the order
    of the SHA-256 of the file name, a fixed order unrelated to how the model reads them;
@@ -24,14 +24,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from hematovision import paths
-from hematovision.artifacts import ArtifactError
-from hematovision.datasets import LabelledImage, find_manifest
-from hematovision.evaluation import predictions_on_files
-from hematovision.imaging import ImageLoadError, decode_image
-from hematovision.morphology import ATTRIBUTES
-from hematovision.predict import Classifier
-from hematovision.teaching import (
+from hematovision.core import paths
+from hematovision.core.artifacts import ArtifactError
+from hematovision.core.datasets import LabelledImage, find_manifest
+from hematovision.core.imaging import ImageLoadError, decode_image
+from hematovision.core.predict import Classifier
+from hematovision.heads.morphology import ATTRIBUTES
+from hematovision.workflows.teaching import (
     ATTRIBUTE_COUNTS_FILE,
     CELLS_FOLDER,
     CREDITS_FILE,
@@ -43,6 +42,7 @@ from hematovision.teaching import (
     select_deck,
     write_attribute_counts,
 )
+from training.scoring import predictions_on_files
 
 CREDITS = """# Teaching deck: credits and licences
 

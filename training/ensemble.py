@@ -28,9 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from hematovision import paths
-from hematovision.artifacts import ArtifactError, ModelCard, load_card, load_history
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.artifacts import ArtifactError, ModelCard, load_card, load_history
+from hematovision.core.predict import Classifier
 from training.config import TrainConfig
 from training.data import find_images, load_split_folders, load_splits
 from training.model import FEATURES_LAYER, GRADCAM_LAYER, LOGITS_LAYER, STAIN_DENSITY_LAYER, preprocessed_input

@@ -18,13 +18,13 @@ import csv
 import sys
 from pathlib import Path
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import MANIFEST_NAME, SPLITS, find_manifest, read_manifest, scan_class_folders
-from hematovision.evaluation import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
-from hematovision.lab_profile import LabProfile, ProfileError
-from hematovision.predict import load_for_command
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import MANIFEST_NAME, SPLITS, find_manifest, read_manifest, scan_class_folders
+from hematovision.core.predict import load_for_command
+from hematovision.heads.lab_profile import LabProfile, ProfileError
 from training.attributes import print_scores, test_scores
+from training.scoring import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
 
 
 def print_report(report: dict) -> None:

@@ -21,12 +21,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision import paths
-from hematovision.artifacts import ArtifactError, write_json
-from hematovision.datasets import find_manifest, read_manifest
-from hematovision.metrics import softmax
-from hematovision.predict import Classifier
-from hematovision.runtime import LITERT_FILE, OUTPUTS, LiteRTForward, keras_forward, network_outputs_model
+from hematovision.core import paths
+from hematovision.core.artifacts import ArtifactError, write_json
+from hematovision.core.datasets import find_manifest, read_manifest
+from hematovision.core.predict import Classifier
+from hematovision.core.runtime import LITERT_FILE, OUTPUTS, LiteRTForward, keras_forward, network_outputs_model
+from hematovision.heads.metrics import softmax
 from training.data import load_split
 
 #: Largest calibrated-probability difference accepted between the export and the Keras model.

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import SPLITS, find_manifest, read_manifest, scan_class_folders
-from hematovision.evaluation import decode_labelled
-from hematovision.lab_profile import MIN_PER_CLASS, build_profile
-from hematovision.metrics import expected_calibration_error, softmax
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import SPLITS, find_manifest, read_manifest, scan_class_folders
+from hematovision.core.predict import Classifier
+from hematovision.heads.lab_profile import MIN_PER_CLASS, build_profile
+from hematovision.heads.metrics import expected_calibration_error, softmax
+from training.scoring import decode_labelled
 
 
 def labelled(folder: Path, classes: list[str], split: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from hematovision.stain_density import StainDensity
+from hematovision.explain.stain_density import StainDensity
 from training import backbones
 from training.config import TrainConfig
 
@@ -106,7 +106,7 @@ def with_auxiliary_heads(
     from the same (dropped-out) pooled features, and attribute logits (the attributes' values side by side)
     from the activations of ``attribute_features_layer`` (MobileNetV2's :data:`ATTRIBUTE_FEATURES_LAYER`; the
     backbone's own in :data:`BACKBONES`) averaged over the whole map (as in run 27; the
-    shipped heads now read its middle, ``hematovision.runtime.CENTRE_MARGIN``).
+    shipped heads now read its middle, ``hematovision.core.runtime.CENTRE_MARGIN``).
 
     The models share every layer, so training this one trains ``model``, which is what gets saved; the extra
     heads never reach the artifact folder.

@@ -2,7 +2,7 @@
 
     python -m training.novelty --model models --data ../shared/data
 
-Three things, all from the pooled activations of one layer (hematovision.novelty.DomainCheck):
+Three things, all from the pooled activations of one layer (hematovision.heads.novelty.DomainCheck):
 
 - *not a blood-cell image*: a logistic regression, fitted with PBC training cells, the same cells
   changed the way other labs' images differ (stain, camera, magnification: the training augmentation,
@@ -43,13 +43,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import CHULA_MANIFEST_NAME, read_manifest
-from hematovision.framing import framed_model_input
-from hematovision.imaging import ImageLoadError, decode_image, to_model_input
-from hematovision.metrics import expected_calibration_error
-from hematovision.novelty import (
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import CHULA_MANIFEST_NAME, read_manifest
+from hematovision.core.framing import framed_model_input
+from hematovision.core.imaging import ImageLoadError, decode_image, to_model_input
+from hematovision.core.predict import Classifier
+from hematovision.heads.metrics import expected_calibration_error
+from hematovision.heads.novelty import (
     NOVELTY_FILE,
     DomainCheck,
     fit_blood_check,
@@ -57,7 +58,6 @@ from hematovision.novelty import (
     fit_temperature_slope,
     threshold_at,
 )
-from hematovision.predict import Classifier
 from training.bccd import labelled_crops, read_photos
 from training.config import TrainConfig
 from training.data import augment, load_split

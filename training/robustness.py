@@ -25,11 +25,11 @@ from PIL import Image, ImageFilter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import LabelledImage, find_manifest, read_manifest
-from hematovision.metrics import confusion_matrix, per_class_scores
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import LabelledImage, find_manifest, read_manifest
+from hematovision.core.predict import Classifier
+from hematovision.heads.metrics import confusion_matrix, per_class_scores
 from training.data import load_split
 from training.ood_images import jpeg_round_trip
 

@@ -2,10 +2,10 @@
 
     python -m training.saliency_eval --model models --data ../shared/data [--n 200] [--seed 0]
 
-For every method of the Explain page (hematovision.saliency.METHODS) and the two baselines (a random
+For every method of the Explain page (hematovision.explain.saliency.METHODS) and the two baselines (a random
 coarse map, a centred blob): deletion and insertion AUC, ROAD (most- and least-relevant-first removal
-with noisy linear imputation) and the time per image (hematovision.faithfulness); then the sanity check
-(hematovision.sanity): cascading randomisation of the weights from the logits down, and the Spearman
+with noisy linear imputation) and the time per image (hematovision.explain.faithfulness); then the sanity check
+(hematovision.explain.sanity): cascading randomisation of the weights from the logits down, and the Spearman
 correlation of each method's maps with the original ones. Images reach the network as in the app
 (``Classifier.model_input``), the explained class is the one predicted for the untouched image, and the
 probabilities are the network's own at the card's temperature (``Classifier.network_probabilities``:
@@ -26,14 +26,14 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision import faithfulness as fm
-from hematovision import paths
-from hematovision.artifacts import load_evaluation, write_json
-from hematovision.datasets import find_manifest, read_manifest
-from hematovision.imaging import ImageLoadError
-from hematovision.predict import Classifier
-from hematovision.saliency import FAST_METHOD, METHODS, AttributionMethods
-from hematovision.sanity import PASS_CORRELATION, cascading_correlations, verdict
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import find_manifest, read_manifest
+from hematovision.core.imaging import ImageLoadError
+from hematovision.core.predict import Classifier
+from hematovision.explain import faithfulness as fm
+from hematovision.explain.saliency import FAST_METHOD, METHODS, AttributionMethods
+from hematovision.explain.sanity import PASS_CORRELATION, cascading_correlations, verdict
 
 #: Cut points of the cascade on MobileNetV2, top first: the head, the last 1x1 convolution (Grad-CAM's
 #: layer's source), then the last three inverted-residual stages.

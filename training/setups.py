@@ -26,12 +26,12 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hematovision.datasets import LabelledImage
-from hematovision.evaluation import evaluate_files
-from hematovision.imaging import ImageLoadError, decode_image
-from hematovision.predict import Classifier
+from hematovision.core.datasets import LabelledImage
+from hematovision.core.imaging import ImageLoadError, decode_image
+from hematovision.core.predict import Classifier
 from training.data import RGB_FROM_STAINS, STAINS_FROM_RGB
 from training.robustness import keep_result, parse_split_request
+from training.scoring import evaluate_files
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hematovision import paths
-from hematovision.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
-from hematovision.datasets import (
+from hematovision.core import paths
+from hematovision.core.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
+from hematovision.core.datasets import (
     CREDIT_FILE,
     LabelledImage,
     class_counts_by_split,
@@ -45,10 +45,9 @@ from hematovision.datasets import (
     find_manifest,
     read_attribute_rows,
 )
-from hematovision.evaluation import LabelledBatch, evaluate_arrays
-from hematovision.metrics import choose_confidence_threshold, fit_temperature, softmax
-from hematovision.morphology import ATTRIBUTES
-from hematovision.predict import Classifier
+from hematovision.core.predict import Classifier
+from hematovision.heads.metrics import choose_confidence_threshold, fit_temperature, softmax
+from hematovision.heads.morphology import ATTRIBUTES
 from training.backbones import VARIANTS, variant_of
 from training.checkpoint import (
     CHECKPOINT_FILE,
@@ -87,6 +86,7 @@ from training.model import (
     set_trainable,
     with_auxiliary_heads,
 )
+from training.scoring import LabelledBatch, evaluate_arrays
 
 OPTION_HELP = {
     "backbone": "the ImageNet-pretrained network under the head (EfficientNet-Lite: convert it first with "

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision import paths
-from hematovision.datasets import read_manifest, scan_class_folders
-from hematovision.evaluation import decode_labelled
-from hematovision.predict import Classifier
+from hematovision.core import paths
+from hematovision.core.datasets import read_manifest, scan_class_folders
+from hematovision.core.predict import Classifier
+from training.scoring import decode_labelled
 
 TURNS = (
     lambda x: x,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hematovision.faithfulness import rank_correlation
+from hematovision.explain.faithfulness import rank_correlation
 
 #: The rule: a method passes when its maps' mean absolute Spearman correlation with the original maps falls
 #: below this once every layer from the last convolutional block up is randomised. Absolute, as Adebayo et al.

@@ -1,4 +1,4 @@
-"""Start the dashboard with the model loaded before the first visitor: ``python -m hematovision.serve``.
+"""Start the dashboard with the model loaded before the first visitor: ``python -m hematovision.cli.serve``.
 
 ``streamlit run`` executes a page only when someone opens it, so the first visitor would wait for the
 model to load and warm up. Here a thread loads it into the same process-wide cache the pages use
@@ -12,7 +12,7 @@ import gc
 import sys
 import threading
 
-from hematovision import paths
+from hematovision.core import paths
 
 
 def preload() -> None:

@@ -1,9 +1,9 @@
 """Classify a lab archive of millions of cells on a Ray cluster, with the same runtime and the same CSV.
 
-    python -m hematovision.distributed PATH... --csv results.csv [--workers 8] [--address auto]
+    python -m hematovision.cli.distributed PATH... --csv results.csv [--workers 8] [--address auto]
 
 An optional extra (``pip install -r requirements-cluster.txt``); the base install does not need it.
-Ray Data reads the list of files, and ``map_batches`` runs one :class:`~hematovision.predict.Classifier`
+Ray Data reads the list of files, and ``map_batches`` runs one :class:`~hematovision.core.predict.Classifier`
 per worker (LiteRT on the exported model, loaded once per worker) over batches of files; the rows come
 back and are written in the order of the files, so the table is exactly the one ``python -m hematovision
 classify --csv`` writes on one machine. ``--address auto`` joins a running cluster (``ray start
@@ -18,9 +18,9 @@ import csv
 import sys
 from pathlib import Path
 
-from hematovision import paths
-from hematovision.inputs import expand_paths
-from hematovision.results_schema import csv_columns, csv_row
+from hematovision.core import paths
+from hematovision.core.inputs import expand_paths
+from hematovision.core.results_schema import csv_columns, csv_row
 
 BATCH_FILES = 256
 
@@ -29,7 +29,7 @@ class _Worker:
     """One classifier per Ray worker process, reused for every batch it is given."""
 
     def __init__(self, model_dir: str, mode: str) -> None:
-        from hematovision.predict import Classifier
+        from hematovision.core.predict import Classifier
 
         self.classifier = Classifier.load(Path(model_dir))
         self.mode = mode
@@ -58,7 +58,7 @@ def classify_on_ray(
     """Classify ``files`` (name, path) on Ray and write the CSV; returns the number of rows."""
     import ray
 
-    from hematovision.predict import Classifier
+    from hematovision.core.predict import Classifier
 
     classes = Classifier.load(model_dir).classes  # the columns, and a clear error before any worker starts
     ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
@@ -85,7 +85,9 @@ def classify_on_ray(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hematovision.distributed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hematovision.cli.distributed", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives")
     parser.add_argument("--csv", type=Path, required=True, help="the table to write")
     parser.add_argument("--workers", type=int, default=2, help="classifier processes (one model each)")

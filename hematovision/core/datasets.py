@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision.imaging import IMAGE_SUFFIXES
+from hematovision.core.imaging import IMAGE_SUFFIXES
 
 MANIFEST_NAME = "pbc_manifest.csv"
 #: Chula's crops (../shared/data/chula): columns crop, frame, sequence, class, ..., split (train/test by sequence).

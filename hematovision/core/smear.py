@@ -91,13 +91,13 @@ GLASS_MARGIN = 10
 MERGE_OVERLAP = 0.4
 #: Camera frames are 4:3, 3:2 or 16:9; single-cell images (CellaVision's 360x363) are square crops. No longer
 #: what decides a field (:func:`is_whole_field` reads the content): a wide single-cell image is cut square
-#: around its cell (hematovision.framing), and a wide one with no white cell is said to have none.
+#: around its cell (hematovision.core.framing), and a wide one with no white cell is said to have none.
 MAX_SINGLE_CELL_ASPECT = 1.15
 #: A white cell whose centre lies this near the frame's centre (share of each side) is the cell the image shows.
 CENTRE_TOLERANCE = 0.2
 #: Context kept around a found cell, as a share of its box's side on each side, when it is cropped
 #: for the single-cell classifier: (1 / 0.45 - 1) / 2, so that the cell spans 0.45 of its crop as
-#: white cells do in the training images (hematovision.framing.PBC_SPAN).
+#: white cells do in the training images (hematovision.core.framing.PBC_SPAN).
 CROP_MARGIN = 0.611
 #: Pixels whose brightest channel stays below this, in a region touching the crop's edge, are outside
 #: the specimen (an eyepiece camera's black circle, a rotated scan's corners): no stain is that dark.

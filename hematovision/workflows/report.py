@@ -1,5 +1,5 @@
 """The review report as a PDF a reviewer signs: the sample, who reviewed it with which model, the differential
-by the network and after review (hematovision.differential's one rule), every class's count, a sign-off line,
+by the network and after review (hematovision.workflows.differential's one rule), every class's count, a sign-off line,
 each field of view with its numbered boxes, and every cell.
 
 Written with fpdf2: it lays out real text (searchable, copyable, read by screen readers and ``pdftotext``),
@@ -22,15 +22,15 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
-from hematovision.artifacts import ModelCard
 from hematovision.charts import review_apart_table, review_class_table, review_differential_table
-from hematovision.credits import DATASET_CREDIT, DISCLAIMER, plain
-from hematovision.differential import count_warning, platelet_text
-from hematovision.imaging import centre_square, to_model_input
-from hematovision.overlay import draw_cell_boxes, overlay
-from hematovision.predict import ImageResult
-from hematovision.review import FLAG_UNCERTAIN, Review, cell_key, differentials
-from hematovision.smear import CellBox
+from hematovision.core.artifacts import ModelCard
+from hematovision.core.credits import DATASET_CREDIT, DISCLAIMER, plain
+from hematovision.core.imaging import centre_square, to_model_input
+from hematovision.core.predict import ImageResult
+from hematovision.core.smear import CellBox
+from hematovision.explain.overlay import draw_cell_boxes, overlay
+from hematovision.workflows.differential import count_warning, platelet_text
+from hematovision.workflows.review import FLAG_UNCERTAIN, Review, cell_key, differentials
 
 THUMBNAIL_PIXELS = 160
 #: A field photo's longer side in the PDF, in pixels: its numbered boxes stay legible, the file stays small.

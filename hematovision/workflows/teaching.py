@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.imaging import ImageLoadError, decode_image
-from hematovision.inputs import ArchiveError, class_folder_examples
-from hematovision.metrics import confusion_matrix
-from hematovision.morphology import ATTRIBUTES, describe
+from hematovision.core.imaging import ImageLoadError, decode_image
+from hematovision.core.inputs import ArchiveError, class_folder_examples
+from hematovision.heads.metrics import confusion_matrix
+from hematovision.heads.morphology import ATTRIBUTES, describe
 
 DECK_FILE = "deck.csv"
 CELLS_FOLDER = "cells"

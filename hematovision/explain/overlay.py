@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
-from hematovision.smear import CellBox
+from hematovision.core.smear import CellBox
 
 #: Perceptually uniform maps first: equal steps in attribution look like equal steps in colour,
 #: and they survive projectors and colour-vision deficiency better than jet.

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.datasets import LabelledImage
-from hematovision.framing import frame_single_cell
-from hematovision.imaging import ImageLoadError, to_model_input
-from hematovision.lab_profile import LabProfile
-from hematovision.metrics import classification_report, softmax
-from hematovision.predict import Classifier, decode_all, field_boxes
-from hematovision.smear import central_cell, crop_cell
+from hematovision.core.datasets import LabelledImage
+from hematovision.core.framing import frame_single_cell
+from hematovision.core.imaging import ImageLoadError, to_model_input
+from hematovision.core.predict import Classifier, decode_all, field_boxes
+from hematovision.core.smear import central_cell, crop_cell
+from hematovision.heads.lab_profile import LabProfile
+from hematovision.heads.metrics import classification_report, softmax
 
 EVALUATION_MODES = ("auto", "single")
 

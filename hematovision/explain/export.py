@@ -1,6 +1,6 @@
 """Heatmaps in the image's own coordinates, for the ``explain`` command (and wherever a map is laid on an upload).
 
-The network sees a square of the image: the centre square, or, where :mod:`hematovision.framing` re-cuts a
+The network sees a square of the image: the centre square, or, where :mod:`hematovision.core.framing` re-cuts a
 single-cell image around its cell, a square around that cell that may reach beyond the photo (mirrored
 there). A map computed on that square is mapped back here: each of the image's pixels takes the map's value
 at its place in the square (bilinear); pixels the square leaves out get 0, and the mirrored parts of the

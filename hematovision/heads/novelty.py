@@ -183,7 +183,7 @@ def fit_temperature_slope(
     logits: np.ndarray, labels: np.ndarray, distances: np.ndarray, base_temperature: float, reference: float
 ) -> float:
     """The slope (grid 0-10) whose distance-grown temperature gives these labelled logits the lowest NLL."""
-    from hematovision.metrics import softmax
+    from hematovision.heads.metrics import softmax
 
     best, best_nll = 0.0, np.inf
     excess = np.maximum(distances / reference - 1.0, 0.0)

@@ -1,6 +1,6 @@
 """The columns of a table of results, defined once for every table that shows them.
 
-- The CLI's CSV (``python -m hematovision classify --csv``, and the Ray path in :mod:`hematovision.distributed`)
+- The CLI's CSV (``python -m hematovision classify --csv``, and the Ray path in :mod:`hematovision.cli.distributed`)
   and the app's CSV download (:func:`hematovision.charts.results_csv`, which adds the reviewer's columns after
   these) both write :func:`csv_columns`, one :func:`csv_row` per image or cell: a table from the app and one
   from the command line read the same.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from hematovision.morphology import ATTRIBUTES
+from hematovision.heads.morphology import ATTRIBUTES
 
 #: Where the row's cell is: its file, and its box in that file's pixels (right and bottom exclusive; empty for
 #: a whole image).
@@ -52,7 +52,7 @@ def csv_columns(classes: Sequence[str], attributes: Iterable[str] = ATTRIBUTES) 
 
 
 def csv_row(result) -> dict:
-    """One :class:`hematovision.predict.ImageResult` as a row of :func:`csv_columns` (a column left out is empty)."""
+    """One :class:`~hematovision.core.predict.ImageResult` as a row of :func:`csv_columns` (columns left out: empty)."""
     box = result.box
     row = {
         "file": result.source or result.name,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hematovision.gradcam import GradCam
+from hematovision.explain.gradcam import GradCam
 
 FAST_METHOD = "Grad-CAM"
 METHODS = {

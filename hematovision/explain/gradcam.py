@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
-from hematovision.morphology import AttributeHeads
-from hematovision.runtime import centre_cropping
+from hematovision.core.runtime import centre_cropping
+from hematovision.heads.morphology import AttributeHeads
 
 #: Keeps normalisation finite on a flat map (a class with no positive evidence anywhere).
 EPSILON = 1e-7
@@ -62,7 +62,7 @@ def normalise(cam: np.ndarray) -> np.ndarray:
 
 
 class AttributeCam:
-    """Grad-CAM of an attribute value, through its head (hematovision.morphology.AttributeHeads).
+    """Grad-CAM of an attribute value, through its head (hematovision.heads.morphology.AttributeHeads).
 
     The score is the head's evidence for the value over the mean of the attribute's values, so the map shows
     what speaks *for* this value. Taken on the heads' own features layer where it is a spatial map (there,

@@ -2,7 +2,7 @@
 
 Pure Python: no Streamlit, no TensorFlow, so the command line and the dashboard share it and
 tests run it in milliseconds. Whatever is not used is named with a reason, never dropped silently.
-Whether an image's bytes decode is judged later by :func:`hematovision.imaging.decode_image`.
+Whether an image's bytes decode is judged later by :func:`hematovision.core.imaging.decode_image`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from hematovision.imaging import IMAGE_SUFFIXES
+from hematovision.core.imaging import IMAGE_SUFFIXES
 
 #: An archive that would decompress to more than this is a zip bomb or a mistake; images of
 #: blood cells run to megabytes, and every member read is held in memory.

@@ -14,7 +14,7 @@ training) frames a cell the same way:
 - a single-cell image that is not square (a 320x240 view centred on its cell) is cut to a square around its
   central white cell, as a cell found in a field is, rather than to its centre square.
 
-Both are :func:`hematovision.smear.crop_cell` with its margin: where the new frame reaches beyond the
+Both are :func:`hematovision.core.smear.crop_cell` with its margin: where the new frame reaches beyond the
 image, the image is mirrored at its edge, as for a cell at the edge of a field of view.
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hematovision.imaging import to_model_input
-from hematovision.smear import (
+from hematovision.core.imaging import to_model_input
+from hematovision.core.smear import (
     CENTRE_TOLERANCE,
     MAX_SINGLE_CELL_ASPECT,
     CellBox,

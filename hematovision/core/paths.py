@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Set this to point the app, the CLIs and the tests at another artifact folder.
 MODEL_DIR_ENV = "HEMATOVISION_MODEL_DIR"
@@ -13,7 +13,7 @@ MODEL_DIR_ENV = "HEMATOVISION_MODEL_DIR"
 #: The shipped artifacts (committed).
 SHIPPED_MODEL_DIR = PROJECT_ROOT / "models"
 
-#: The teaching deck shipped with the app (resized, credited PBC test-split cells; hematovision.teaching).
+#: The teaching deck shipped with the app (resized, credited PBC test-split cells; hematovision.workflows.teaching).
 DECK_DIR = PROJECT_ROOT / "hematovision" / "deck"
 
 #: Data and ImageNet weights live beside the repository, never inside it.

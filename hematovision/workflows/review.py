@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from hematovision.differential import Call, Differential, count
-from hematovision.morphology import describe
-from hematovision.predict import ImageResult
+from hematovision.core.predict import ImageResult
+from hematovision.heads.morphology import describe
+from hematovision.workflows.differential import Call, Differential, count
 
 REVIEW_FORMAT = "hematovision-review/1"
 NOT_BLOOD = "not a blood cell"
@@ -297,7 +297,7 @@ def review_calls(review: Review, reviewed: bool) -> list[Call]:
 def differentials(
     review: Review, white_cell_classes: Sequence[str], count_cut_cells: bool = True
 ) -> tuple[Differential, Differential]:
-    """The differential by the network and after review, by the one rule (hematovision.differential.count)."""
+    """The differential by the network and after review, by the one rule (hematovision.workflows.differential.count)."""
     return tuple(
         count(review_calls(review, reviewed), white_cell_classes, count_cut_cells, review.field_platelets)
         for reviewed in (False, True)

@@ -1,7 +1,7 @@
 """The artifact folder: model card, evaluation and training history (see docs/artifact-contract.md).
 
 Reading the card, metrics and history needs no TensorFlow, so the Model performance page and the
-home page stay light; loading the Keras model itself is in :mod:`hematovision.predict`.
+home page stay light; loading the Keras model itself is in :mod:`hematovision.core.predict`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hematovision import paths
+from hematovision.core import paths
 
 #: Classes that are white blood cells (leukocytes) and so enter a differential count.
 #: Erythroblasts (nucleated red cells) and platelets are counted apart, as in a lab report.
@@ -42,7 +42,7 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     inference: dict[str, Any] = field(default_factory=dict)
-    # How "not a blood-cell image" is decided (hematovision.novelty); empty when the folder has no check.
+    # How "not a blood-cell image" is decided (hematovision.heads.novelty); empty when the folder has no check.
     novelty: dict[str, Any] = field(default_factory=dict)
     # The WBCAtt attribute heads (attributes.npz): attributes, values, temperatures; empty when the folder has none.
     attributes: dict[str, Any] = field(default_factory=dict)

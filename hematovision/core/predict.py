@@ -1,8 +1,8 @@
 """Loading the shipped model once and classifying images with it.
 
 Confidences shown to users are the logits divided by the calibration temperature in the model card,
-grown with the input's distance from the training images (hematovision.novelty), so they are
-calibrated; a lab profile may then correct them for the user's lab (hematovision.lab_profile).
+grown with the input's distance from the training images (hematovision.heads.novelty), so they are
+calibrated; a lab profile may then correct them for the user's lab (hematovision.heads.lab_profile).
 """
 
 from __future__ import annotations
@@ -18,16 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision import paths
-from hematovision.artifacts import ArtifactError, ModelCard, load_card
-from hematovision.framing import frame_single_cell, framed_model_input
-from hematovision.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
-from hematovision.lab_profile import LabProfile, ProfileError, build_profile, model_identity
-from hematovision.metrics import softmax
-from hematovision.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
-from hematovision.novelty import NOVELTY_FILE, DomainCheck
-from hematovision.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
-from hematovision.smear import (
+from hematovision.core import paths
+from hematovision.core.artifacts import ArtifactError, ModelCard, load_card
+from hematovision.core.framing import frame_single_cell, framed_model_input
+from hematovision.core.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
+from hematovision.core.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
+from hematovision.core.smear import (
     MAX_SINGLE_CELL_ASPECT,
     CellBox,
     crop_cell,
@@ -36,6 +32,10 @@ from hematovision.smear import (
     find_white_cells,
     is_whole_field,
 )
+from hematovision.heads.lab_profile import LabProfile, ProfileError, build_profile, model_identity
+from hematovision.heads.metrics import softmax
+from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
+from hematovision.heads.novelty import NOVELTY_FILE, DomainCheck
 
 CLASSIFY_MODES = ("auto", "single", "field")
 NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as one centred cell"
@@ -57,7 +57,7 @@ class Prediction:
     #: classified, with confidence lowered for the distance, and read with less certainty.
     unfamiliar: bool = False
     #: WBCAtt attribute -> (predicted value, calibrated confidence); empty unless the class is one the
-    #: dataset annotates (hematovision.morphology.ANNOTATED_CLASSES) and the folder has attribute heads.
+    #: dataset annotates (hematovision.heads.morphology.ANNOTATED_CLASSES) and the folder has attribute heads.
     attributes: dict[str, tuple[str, float]] = field(default_factory=dict)
     #: Predicted attribute values that (almost) never occur with the predicted class: review the cell.
     contradictions: list[str] = field(default_factory=list)
@@ -82,7 +82,7 @@ class ImageResult:
     box: CellBox | None = None
     field_image: DecodedImage | None = None
     cut_by_frame: bool = False  # a cell found touching its photo's edge: part of it is outside the photo
-    #: Platelets found in the field of view (hematovision.smear.find_platelets), on every result of a field;
+    #: Platelets found in the field of view (hematovision.core.smear.find_platelets), on every result of a field;
     #: None for an image classified as one cell.
     field_platelets: int | None = None
 
@@ -100,7 +100,7 @@ class Classifier:
     """A loaded model plus its card. Never mutated after construction, so one can serve every page.
 
     Classification runs through ``forward`` (LiteRT on the exported file where there is one, see
-    :mod:`hematovision.runtime`); the Keras model, needed only for explanations, is then loaded on first
+    :mod:`hematovision.core.runtime`); the Keras model, needed only for explanations, is then loaded on first
     use of :attr:`model`.
     """
 
@@ -171,7 +171,7 @@ class Classifier:
         return features, logits
 
     def network_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Features, logits and centre features (hematovision.runtime.OUTPUTS) for a uint8 batch."""
+        """Features, logits and centre features (hematovision.core.runtime.OUTPUTS) for a uint8 batch."""
         if len(batch) == 0:
             empty = self._forward(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.uint8))
             features, logits, centre = (np.zeros((0, output.shape[-1]), np.float32) for output in empty)
@@ -320,7 +320,7 @@ class Classifier:
 
         ``mode``: "single" treats every image as one centred cell; "field" finds the white cells in
         each image and classifies each (one result per cell, with its box); "auto" decides per image
-        (:func:`hematovision.smear.is_whole_field`). ``on_progress(done, total)`` follows decoding.
+        (:func:`hematovision.core.smear.is_whole_field`). ``on_progress(done, total)`` follows decoding.
         """
         if mode not in CLASSIFY_MODES:
             raise ValueError(f"mode must be one of {', '.join(CLASSIFY_MODES)}")
@@ -422,7 +422,7 @@ def load_keras_model(model_path: Path, card: ModelCard):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    import hematovision.stain_density  # noqa: F401  (registers the layer a model may hold)
+    import hematovision.explain.stain_density  # noqa: F401  (registers the layer a model may hold)
 
     try:
         model = keras.saving.load_model(model_path, compile=False)
@@ -482,7 +482,7 @@ def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
     """How a mode reads an image: None for one centred cell, else the white cells found in the field.
 
     "single" and "field" force a reading; "auto" decides by what the image shows (one white cell at its centre
-    is one cell, whatever the image's size: :func:`hematovision.smear.is_whole_field`). One definition for the
+    is one cell, whatever the image's size: :func:`hematovision.core.smear.is_whole_field`). One definition for the
     app, the CLI and the evaluation, so all three frame images alike.
     """
     if mode == "single":

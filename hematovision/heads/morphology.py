@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision.metrics import confusion_matrix, macro_f1, softmax
-from hematovision.regression import fit_softmax_regression
+from hematovision.heads.metrics import confusion_matrix, macro_f1, softmax
+from hematovision.heads.regression import fit_softmax_regression
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "cell_size": ("big", "small"),

@@ -1,7 +1,7 @@
 """Lab profiles: a few labelled cells from the user's own microscope tune the shipped model to that lab.
 
 A profile is a small correction of the model's calibrated log-probabilities, linear in the same
-pooled backbone features the domain checks read (:mod:`hematovision.novelty`):
+pooled backbone features the domain checks read (:mod:`hematovision.heads.novelty`):
 ``p_lab = softmax(log p_model + x_std @ W + b)``. With a handful of cells a new network or a new head
 would overfit; a correction that starts at zero and is held near it (L2) can only move the model as far
 as the lab's examples push it. On a model trained without any BCCD image, profiles from 5 BCCD training
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision.metrics import fit_temperature, softmax
-from hematovision.regression import fit_softmax_regression
+from hematovision.heads.metrics import fit_temperature, softmax
+from hematovision.heads.regression import fit_softmax_regression
 
 #: At least this many examples of every class a lab gives.
 MIN_PER_CLASS = 3

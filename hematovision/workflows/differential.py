@@ -5,7 +5,7 @@
   from the one counted, given how few cells were counted.
 - Nucleated red cells (erythroblasts, NRBC) are not white cells: they are reported per 100 white cells.
 - Platelets are counted apart: those classified, plus, in fields of view, those the cell finder found
-  (:func:`hematovision.smear.find_platelets`, never classified one by one), given per field.
+  (:func:`hematovision.core.smear.find_platelets`, never classified one by one), given per field.
 - Uncertain cells, unreadable files, images that are not blood cells and (where the protocol leaves them out)
   cells cut by the photo's edge are counted apart, never in the percentages.
 - Below :data:`MIN_WHITE_CELLS` white cells (ICSH and CLSI H20 count 100 to 200) :func:`count_warning` says
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from scipy.special import betaincinv
 
-from hematovision.predict import ImageResult
+from hematovision.core.predict import ImageResult
 
 #: Fewer white cells than this, and the percentages are not a differential yet (ICSH; CLSI H20 counts 100-200).
 MIN_WHITE_CELLS = 100

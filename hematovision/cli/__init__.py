@@ -1,0 +1,1 @@
+"""Command lines: ``python -m hematovision COMMAND`` and the server that ``make run`` starts."""

@@ -1,0 +1,1 @@
+"""The serving core: where files and artifacts live, how images are read and framed, and the classifier."""

@@ -1,0 +1,1 @@
+"""Heatmaps of where the network looked, how faithful they are, and their export."""

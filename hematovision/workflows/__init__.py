@@ -1,0 +1,1 @@
+"""What users do with the calls: differential counts, review, PDF reports, teaching and batch runs."""
