@@ -5,14 +5,15 @@ import re
 
 import streamlit as st
 
-from hematovision import charts, ui
+from hematovision.app import cache, captions, navigation
+from hematovision.core.credits import DISCLAIMER
 from hematovision.workflows import glossary
 
 st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
-ui.navigation()
+navigation.navigation()
 st.title("HematoVision")
 st.subheader("Blood-cell images, classified and explained by a neural network")
-st.info(ui.DISCLAIMER)
+st.info(DISCLAIMER)
 
 INTRODUCTION = """
 Upload microscope images of single blood cells (May-Grünwald-Giemsa stain, one centred cell), or photos
@@ -28,7 +29,7 @@ all get no class.
 """
 st.markdown(INTRODUCTION, help=glossary.help_for(INTRODUCTION))
 
-#: Every page, one line each, in the sidebar's order (ui.PAGES).
+#: Every page, one line each, in the sidebar's order (navigation.PAGES).
 PAGE_LINES = {
     "Home": "this page: what the app does, the model behind it, and a glossary of every term",
     "Classify": "upload cells or a field of view: class, calibrated confidence, every class charted; batches "
@@ -43,13 +44,13 @@ PAGE_LINES = {
 }
 st.markdown(
     "| page | what it does |\n|---|---|\n"
-    + "\n".join(f"| **{label}** | {PAGE_LINES[label]} |" for _, label, _ in ui.PAGES)
+    + "\n".join(f"| **{label}** | {PAGE_LINES[label]} |" for _, label, _ in navigation.PAGES)
 )
 
 with st.expander("Glossary: every term in plain words", icon=":material/dictionary:"):
     st.markdown(glossary.markdown())
 
-card = ui.card_or_none()
+card = cache.card_or_none()
 if card is None:
     st.error("The model card cannot be read, so the model is unavailable. See the Classify page for how to fix it.")
 else:
@@ -70,7 +71,7 @@ else:
     model_notes = f"""
 - **Classes** (output order): {", ".join(card.classes)}. White cells for the differential count:
   {", ".join(card.white_cell_classes)}. {glossary.names_note(card.classes)}
-- **Network**: {charts.network_note(card.backbone)}; ImageNet-pretrained,
+- **Network**: {captions.network_note(card.backbone)}; ImageNet-pretrained,
   fine-tuned on {card.input_size}×{card.input_size} px images; Grad-CAM reads layer {layer}.
 - **Calibration**: confidences are divided by a softmax temperature of {card.temperature:.3f}, fitted on the
   validation images; an image under {100 * card.low_confidence_threshold:.0f}% confidence is marked *uncertain*.
@@ -81,11 +82,11 @@ else:
         if card.novelty
         else "This model folder has no novelty check: every image gets a class."
     }
-- **Other labs**: {charts.other_labs_note(metrics, card.data.get("extra"))}
-- **Morphology**: {charts.morphology_note(card.attributes)}
+- **Other labs**: {captions.other_labs_note(metrics, card.data.get("extra"))}
+- **Morphology**: {captions.morphology_note(card.attributes)}
 """
     # The hover lists every term of the block (read without the inline hovers' own text).
     plain = re.sub(r"<abbr[^>]*>|</abbr>", "", model_notes)
     st.markdown(model_notes, unsafe_allow_html=True, help=glossary.help_for(plain, *card.classes))
 
-ui.footer()
+navigation.footer()

@@ -3,36 +3,36 @@
 import numpy as np
 import streamlit as st
 
-from hematovision import charts, ui
+from hematovision.app import cache, captions, classify_view, figures, navigation, state, stored_image, tables
 from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
 from hematovision.explain.saliency import FAST_METHOD, METHODS
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 
 st.set_page_config(page_title="Explain · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-ui.navigation()
+navigation.navigation()
 st.title("Explain")
 st.caption("Where did the network look? Warm colours mark the regions that raised the chosen class's score.")
-classifier = ui.classifier_or_stop()
+classifier = cache.classifier_or_stop()
 card = classifier.card
 
-candidates = ui.stored_images()
+candidates = state.stored_images()
 upload = st.file_uploader("Upload an image to explain", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff"])
 if upload is not None:
     # A whole field of view gives one result per white cell found: each can be explained.
-    results = ui.classify([(upload.name, upload.getvalue())], card.low_confidence_threshold, "auto", to_review=False)
+    results = state.classify([(upload.name, upload.getvalue())], card.low_confidence_threshold, "auto", to_review=False)
     if results[0].prediction is None:
         st.error(f"**{upload.name}** could not be used: {results[0].error}")
         st.stop()
-    candidates = ui.explainable(results, card.input_size) + candidates
+    candidates = stored_image.explainable(results, card.input_size) + candidates
 if not candidates:
     st.info("Classify some images on the **Classify** page, or upload one here.")
-    ui.footer()
+    navigation.footer()
     st.stop()
 
 by_name = {item.name: item for item in candidates}
 chosen = by_name[st.selectbox("Image", list(by_name))]
 prediction = chosen.result.prediction
-field_with_boxes = ui.cell_in_field(chosen, candidates)
+field_with_boxes = classify_view.cell_in_field(chosen, candidates)
 if field_with_boxes is not None:
     st.image(field_with_boxes, caption=f"{chosen.result.source}: the cells found, numbered", width=420)
 
@@ -50,13 +50,13 @@ with st.sidebar:
     )
 
 if prediction.not_blood_cell:
-    st.error(ui.NOT_BLOOD_MESSAGE)
+    st.error(classify_view.NOT_BLOOD_MESSAGE)
 st.markdown(
     f"Predicted **{prediction.label}** ({100 * prediction.confidence:.1f}%). Showing evidence for "
     f"**{target}** ({100 * prediction.probabilities[target]:.1f}%) by **{method}** on layer `{card.gradcam_layer}`."
 )
 with st.spinner(f"Computing {method}…"):
-    heat = ui.heatmap(method, chosen, card.classes.index(target))
+    heat = cache.heatmap(method, chosen, card.classes.index(target))
 blended = overlay(chosen.display, heat, colour_map, opacity)
 
 original_column, heatmap_column, overlay_column = st.columns(3)
@@ -73,12 +73,12 @@ st.download_button(
 if float(heat.max()) == 0.0:
     st.warning(f"No region raises the score for {target}: the map is empty.")
 
-record = ui.saliency_record()
-line = charts.saliency_line(record, method) if record else None
+record = cache.saliency_record()
+line = captions.saliency_line(record, method) if record else None
 st.markdown(line or f"No faithfulness figures recorded for {method} (`python -m training.saliency_eval`).")
 
 st.subheader("Does removing the hot region change the answer?")
-check = ui.heatmap_check(method, chosen, card.classes.index(target))
+check = cache.heatmap_check(method, chosen, card.classes.index(target))
 st.caption(
     f"The network's own confidence in **{target}** (without the lowering for unfamiliar images): "
     f"{100 * check.original:.1f}% on the image as it is. Removed pixels are filled "
@@ -98,13 +98,13 @@ for i, fraction in enumerate(check.fractions):
 if record:
     with st.expander("Compare the methods, with the two baselines every method must beat"):
         st.caption(
-            f"{charts.saliency_sample_note(record)}. Deletion: the most salient pixels first replaced by the "
+            f"{captions.saliency_sample_note(record)}. Deletion: the most salient pixels first replaced by the "
             "image's mean colour; insertion: revealed on a blurred copy; ROAD gap: confidence with the least "
             "relevant pixels removed minus with the most relevant removed. A map no better than the centred blob "
             "shows where cells usually are, not what this network used."
         )
-        st.dataframe(charts.saliency_table(record), hide_index=True)
-        st.plotly_chart(charts.saliency_chart(record))
+        st.dataframe(tables.saliency_table(record), hide_index=True)
+        st.plotly_chart(figures.saliency_chart(record))
 
 if classifier.attributes is not None and not prediction.not_blood_cell:
     st.header("Morphology: where is the evidence for an attribute?")
@@ -120,7 +120,7 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
             "Value", values, index=values.index(predicted), help=f"Default: the predicted value ({predicted}, "
             f"{100 * confidence:.1f}%). Pick another to ask 'why not this one?'",
         )  # fmt: skip
-        attribute_heat, attribute_layer = ui.attribute_heatmap(chosen, attribute, values.index(value))
+        attribute_heat, attribute_layer = cache.attribute_heatmap(chosen, attribute, values.index(value))
         cell_column, class_column, attribute_heat_column = st.columns(3)
         cell_column.image(chosen.display, caption="the cell", width="stretch")
         class_column.image(blended, caption=f"{method}: evidence for the class {target}", width="stretch")
@@ -132,4 +132,4 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
         )
         if float(attribute_heat.max()) == 0.0:
             st.warning(f"No region raises the score for {attribute.replace('_', ' ')} {value}: the map is empty.")
-ui.footer()
+navigation.footer()

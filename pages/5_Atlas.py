@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from hematovision import ui
+from hematovision.app import cache, navigation, teaching_view
 from hematovision.heads.morphology import ANNOTATED_CLASSES
 from hematovision.workflows.teaching import annotated_cells, confused_pairs, distinguishing_features, pair_comparison
 
@@ -11,19 +11,19 @@ GRID_COLUMNS = 8
 PAIR_CELLS = 4
 
 st.set_page_config(page_title="Atlas · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-ui.navigation()
+navigation.navigation()
 st.title("Atlas")
 st.caption(
     "The teaching deck, class by class: held-out PBC cells with their expert labels and, for white cells, "
     "their WBCAtt morphological attributes. *Hard case*: the model hesitated most on this cell."
 )
-ui.deck_uploader()
-deck = ui.teaching_deck()
+teaching_view.deck_uploader()
+deck = teaching_view.teaching_deck()
 if not deck:
-    ui.footer()
+    navigation.footer()
     st.stop()
 
-card = ui.card_or_none()
+card = cache.card_or_none()
 order = card.classes if card else []
 classes = sorted({cell.label for cell in deck}, key=lambda name: (order.index(name) if name in order else 99, name))
 label = st.segmented_control("Class", classes, default=classes[0], key="atlas_class") or classes[0]
@@ -39,7 +39,7 @@ for start in range(0, len(cells), GRID_COLUMNS):
         column.image(cell.data, caption=" · ".join(note for note in notes if note) or None, width="stretch")
 
 st.subheader("What sets it apart")
-counts, whose = ui.atlas_attribute_counts(deck)
+counts, whose = teaching_view.atlas_attribute_counts(deck)
 features = distinguishing_features(counts, label)
 if features:
     st.caption(
@@ -57,7 +57,7 @@ else:
     st.info(f"The deck's {label}s carry no attributes (cells uploaded by an educator have none).")
 
 st.subheader("What the model mistakes it for")
-evaluation = ui.evaluation_or_none()
+evaluation = cache.evaluation_or_none()
 report = (evaluation or {}).get("datasets", {}).get("pbc_test")
 pairs = confused_pairs(report, label) if report else []
 if report is None:
@@ -84,4 +84,4 @@ for true, predicted, count in pairs:
             f"No attribute comparison: the {' and '.join(without)} cells carry no WBCAtt attributes. "
             "Compare the cells by eye; their subtypes are under each image."
         )
-ui.footer()
+navigation.footer()

@@ -5,7 +5,7 @@ import secrets
 import pandas as pd
 import streamlit as st
 
-from hematovision import charts, ui
+from hematovision.app import cache, figures, navigation, teaching_view
 from hematovision.workflows.teaching import (
     DIFFICULTIES,
     NO_EXPERT_ATTRIBUTES,
@@ -20,27 +20,27 @@ from hematovision.workflows.teaching import (
 ANSWER_COLUMNS = 2
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-ui.navigation()
+navigation.navigation()
 st.title("Quiz")
-quiz: QuizState | None = st.session_state.get(ui.QUIZ_KEY)
+quiz: QuizState | None = st.session_state.get(teaching_view.QUIZ_KEY)
 if quiz is None:
     st.markdown(
         "Name each cell; after every answer you see the expert's label, the model's answer and where it "
         "looked. At the end: your score beside the model's on the same cells."
     )
-    ui.deck_uploader()
-deck = ui.teaching_deck()
+    teaching_view.deck_uploader()
+deck = teaching_view.teaching_deck()
 if not deck:
-    ui.footer()
+    navigation.footer()
     st.stop()
-answers = ui.deck_answers(deck)
-card = ui.card_or_none()
+answers = teaching_view.deck_answers(deck)
+card = cache.card_or_none()
 by_name = {cell.name: cell for cell in deck}
 classes = [name for name in card.classes if any(cell.label == name for cell in deck)]
 
 if quiz is not None and any(name not in by_name for name in quiz.names):
     st.warning("The deck changed since this quiz started, so it was ended. Start a new one.")
-    del st.session_state[ui.QUIZ_KEY]
+    del st.session_state[teaching_view.QUIZ_KEY]
     quiz = None
 
 if quiz is None:
@@ -51,9 +51,9 @@ if quiz is None:
     if st.button("Start the quiz", type="primary", disabled=not pool):
         margins = {name: margin(item.result.prediction.probabilities) for name, item in answers.items()}
         names = draw_quiz(deck, chosen, count, difficulty, margins, seed=secrets.randbits(32))
-        st.session_state[ui.QUIZ_KEY] = QuizState(names, chosen, difficulty)
+        st.session_state[teaching_view.QUIZ_KEY] = QuizState(names, chosen, difficulty)
         st.rerun()
-    ui.footer()
+    navigation.footer()
     st.stop()
 
 if not quiz.finished:
@@ -65,7 +65,7 @@ if not quiz.finished:
     image_column.image(item.display, caption="the cell", width="stretch")
     if not quiz.showing_feedback:
         answer_column.markdown("### What is this cell?")
-        model_label, model_confidence = ui.model_answer(item)
+        model_label, model_confidence = teaching_view.model_answer(item)
         buttons = answer_column.columns(ANSWER_COLUMNS)
         for index, name in enumerate(classes):
             buttons[index % ANSWER_COLUMNS].button(
@@ -89,10 +89,12 @@ if not quiz.finished:
             f"The model: **{given.model_answer}**, {100 * given.model_confidence:.1f}% confident ({verdict})."
         )
         answer_column.markdown(f"**Morphology** (expert attributes): {cell.description or NO_EXPERT_ATTRIBUTES}")
-        heatmap_column.image(ui.model_overlay(item), caption="where the model looked (Grad-CAM)", width="stretch")
+        heatmap_column.image(
+            teaching_view.model_overlay(item), caption="where the model looked (Grad-CAM)", width="stretch"
+        )
         last = len(quiz.answers) == len(quiz.names)
         answer_column.button("See your results" if last else "Next cell", on_click=quiz.next_cell, type="primary")
-    ui.footer()
+    navigation.footer()
     st.stop()
 
 summary = quiz_summary(quiz.answers, classes)
@@ -103,9 +105,9 @@ model_column.metric("the model on the same cells", f"{summary['model_score']} / 
 st.dataframe(pd.DataFrame(summary["per_class"]), hide_index=True)
 yours, model = st.columns(2)
 yours.markdown("**Your answers** (rows: expert label)")
-yours.plotly_chart(charts.confusion_heatmap(summary["student_confusion"], summary["labels"], False), key="student")
+yours.plotly_chart(figures.confusion_heatmap(summary["student_confusion"], summary["labels"], False), key="student")
 model.markdown("**The model's answers** on the same cells")
-model.plotly_chart(charts.confusion_heatmap(summary["model_confusion"], summary["labels"], False), key="model")
+model.plotly_chart(figures.confusion_heatmap(summary["model_confusion"], summary["labels"], False), key="model")
 if summary["mistakes"]:
     st.subheader("Your mistakes")
     for mistake in summary["mistakes"]:
@@ -121,6 +123,6 @@ if summary["mistakes"]:
 download, again = st.columns(2)
 download.download_button("Download your answers (CSV)", quiz_csv(quiz.answers), file_name="quiz.csv", mime="text/csv")
 if again.button("New quiz", type="primary"):
-    del st.session_state[ui.QUIZ_KEY]
+    del st.session_state[teaching_view.QUIZ_KEY]
     st.rerun()
-ui.footer()
+navigation.footer()

@@ -8,7 +8,7 @@ and not while typing in the jump list).
 
 import streamlit as st
 
-from hematovision import ui
+from hematovision.app import navigation, teaching_view
 from hematovision.workflows import glossary
 from hematovision.workflows.teaching import LECTURE_STEPS, LectureState, lecture_order
 
@@ -18,13 +18,13 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="collapsed",
 )
-ui.navigation()
-ui.lecture_style()
-deck = lecture_order(ui.teaching_deck())
+navigation.navigation()
+teaching_view.lecture_style()
+deck = lecture_order(teaching_view.teaching_deck())
 if not deck:
     st.stop()
-answers = ui.deck_answers(deck)
-lecture: LectureState = st.session_state.setdefault(ui.LECTURE_KEY, LectureState())
+answers = teaching_view.deck_answers(deck)
+lecture: LectureState = st.session_state.setdefault(teaching_view.LECTURE_KEY, LectureState())
 lecture.index = min(lecture.index, len(deck) - 1)
 
 
@@ -37,7 +37,7 @@ item = answers[cell.name]
 image_column, right = st.columns([0.47, 0.53], gap="small")
 # At the last step the large picture becomes the heatmap (readable from the back of the room) and the cell
 # alone moves to the small place beside the answer.
-big, small = (ui.model_overlay(item), item.display) if lecture.step >= 3 else (item.display, None)
+big, small = (teaching_view.model_overlay(item), item.display) if lecture.step >= 3 else (item.display, None)
 image_column.image(big, width="stretch")
 
 # The jump list follows Previous/Next: its value is set from the lecture state before it is drawn.
@@ -71,7 +71,7 @@ forward.button(
     help="Next cell (→ key)",
 )
 step_column, chooser = right.columns([2.6, 1], vertical_alignment="center")
-ui.big_text(
+teaching_view.big_text(
     step_column,
     f"Step {lecture.step + 1} of {len(LECTURE_STEPS)} · {LECTURE_STEPS[lecture.step]}",
     1.5,
@@ -88,13 +88,13 @@ chooser.selectbox(
 
 text_column, heatmap_column = right.columns([0.56, 0.44], gap="small")
 if lecture.step == 0:
-    ui.big_text(text_column, LECTURE_STEPS[0], 2.6)
+    teaching_view.big_text(text_column, LECTURE_STEPS[0], 2.6)
     text_column.markdown("#### Make your guess, then press Space to reveal the expert's label.")
 if lecture.step >= 1:
     # "ig" and the like spelled out, each with its definition on hover.
-    ui.big_text(text_column, glossary.spelled_out(cell.label), 3.0, title=glossary.hover(cell.label))
+    teaching_view.big_text(text_column, glossary.spelled_out(cell.label), 3.0, title=glossary.hover(cell.label))
     if cell.subtype_name and cell.subtype_name != cell.label:
-        ui.big_text(text_column, cell.subtype_name, 1.6, title=glossary.hover(cell.subtype))
+        teaching_view.big_text(text_column, cell.subtype_name, 1.6, title=glossary.hover(cell.subtype))
     if glossary.spelled_out(cell.label) != cell.label:  # an abbreviation: what it is, in one line
         first_sentence = glossary.lookup(cell.label).definition.split(". ")[0].rstrip(".")
         text_column.markdown(f"{first_sentence[0].upper()}{first_sentence[1:]}.")
@@ -103,9 +103,9 @@ if lecture.step >= 1:
     if cell.hard_case:
         text_column.markdown("A hard case: the model hesitated most between two classes on cells like this one.")
 if lecture.step >= 2:
-    answer, confidence = ui.model_answer(item)
+    answer, confidence = teaching_view.model_answer(item)
     agrees = answer == cell.label
-    ui.big_text(
+    teaching_view.big_text(
         text_column,
         f"Model: {answer if agrees else glossary.spelled_out(answer)} · {100 * confidence:.1f}%",
         2.0,
@@ -123,4 +123,4 @@ else:
     heatmap_column.markdown(
         "Keys: **→** next cell · **←** previous · **Space** reveals the next step: " + " → ".join(LECTURE_STEPS)
     )
-ui.lecture_footer()
+teaching_view.lecture_footer()

@@ -2,28 +2,31 @@
 
 import streamlit as st
 
-from hematovision import charts, ui
+from hematovision.app import cache, classify_view, navigation, review_view, state
+from hematovision.workflows import count_tables
 from hematovision.workflows.differential import count_warning
 from hematovision.workflows.review import cells_table, differentials
 
 st.set_page_config(page_title="Review · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-ui.navigation()
+navigation.navigation()
 st.title("Review and report")
-classifier = ui.classifier_or_stop()
+classifier = cache.classifier_or_stop()
 card = classifier.card
-batch = ui.current_review()
+batch = review_view.current_review()
 if batch is None:
     st.info("Classify images or a field of view on the **Classify** page first: its cells are reviewed here.")
     st.page_link("pages/1_Classify.py", label="Classify →", icon=":material/biotech:")
-    ui.footer()
+    navigation.footer()
     st.stop()
 if not any(result.prediction is not None for result in batch.results):
-    st.info(ui.nothing_classified_message(batch.results) + " Classify other images on the **Classify** page.")
+    st.info(
+        classify_view.nothing_classified_message(batch.results) + " Classify other images on the **Classify** page."
+    )
     st.page_link("pages/1_Classify.py", label="Classify →", icon=":material/biotech:")
-    ui.footer()
+    navigation.footer()
     st.stop()
 review = batch.review
-count_cut_cells = ui.count_cut_cells_choice()
+count_cut_cells = state.count_cut_cells_choice()
 
 st.caption(
     "Change any cell's class where the network is wrong: the network's call is kept beside yours, never "
@@ -33,8 +36,8 @@ st.caption(
 with st.expander("Carry on from a saved review"):
     saved = st.file_uploader("A review saved here before, with the same images classified (JSON)", type=["json"])
     if saved is not None:
-        ui.carry_on_from_file(review, saved.getvalue())
-ui.review_details(review)
+        review_view.carry_on_from_file(review, saved.getvalue())
+review_view.review_details(review)
 looked_at, total = review.progress()
 st.progress(looked_at / total, text=f"{looked_at} of {total} cells looked at")
 
@@ -43,12 +46,12 @@ network, reviewed = differentials(review, card.white_cell_classes, count_cut_cel
 warning = count_warning(reviewed)
 if warning:
     st.warning(warning, icon=":material/functions:")
-st.dataframe(charts.review_differential_table(network, reviewed), hide_index=True)
-st.dataframe(charts.review_apart_table(network, reviewed), hide_index=True)
+st.dataframe(count_tables.review_differential_table(network, reviewed), hide_index=True)
+st.dataframe(count_tables.review_apart_table(network, reviewed), hide_index=True)
 
 st.header("Cells")
-options = ui.reviewed_class_options(classifier.classes)
-ui.review_focus(batch, options)
+options = review_view.reviewed_class_options(classifier.classes)
+review_view.review_focus(batch, options)
 SHOWN = {
     "first": "flagged first",
     "needing": "only those needing a look",
@@ -66,7 +69,7 @@ pages = max(1, -(-len(cells) // PER_PAGE))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
 for cell in cells[(page - 1) * PER_PAGE : page * PER_PAGE]:
     with st.container(border=True):
-        ui.review_cell(batch, cell, options)
+        review_view.review_cell(batch, cell, options)
 if not cells:
     st.caption("No cells to show here.")
 
@@ -82,5 +85,5 @@ csv_column.download_button(
     "Results with the review (CSV)", batch.csv(classifier.classes), file_name="hematovision_reviewed.csv",
     mime="text/csv",
 )  # fmt: skip
-ui.report_download(pdf_column, batch, count_cut_cells)
-ui.footer()
+review_view.report_download(pdf_column, batch, count_cut_cells)
+navigation.footer()

@@ -2,7 +2,7 @@
 
 import json
 
-from hematovision import ui
+from hematovision.app import review_view, state
 from tests.conftest import encode, new_session, synthetic_cell
 from tests.test_app import texts, upload
 
@@ -49,7 +49,7 @@ def test_a_correction_changes_the_reviewed_differential_only(app):
 
 
 def saved_review(at) -> bytes:
-    (review,) = at.session_state[ui.REVIEWS_KEY].values()
+    (review,) = at.session_state[state.REVIEWS_KEY].values()
     return review.to_json().encode()
 
 
@@ -119,8 +119,8 @@ def test_a_cell_keeps_its_place_opens_large_and_the_next_is_one_click_away(app):
     at = reviewed_batch(app)
     before = listed_names(at)
     assert len(before) == len(FILES)
-    opened = at.session_state[ui.FOCUS_KEY]
-    review = next(iter(at.session_state[ui.REVIEWS_KEY].values()))
+    opened = at.session_state[review_view.FOCUS_KEY]
+    review = next(iter(at.session_state[state.REVIEWS_KEY].values()))
     assert at.subheader[0].value.startswith("Cell 1 of 4: ")  # the first cell needing a look, else the first
     assert len(at.get("image")) == len(FILES) + 2  # every thumbnail; the opened cell large, and its Grad-CAM
     # Correct the first listed cell: it is looked at now, and keeps its place in the list.
@@ -133,16 +133,16 @@ def test_a_cell_keeps_its_place_opens_large_and_the_next_is_one_click_away(app):
         assert panel.value == review.cells[opened].final_class
     # Open another cell large from the list, then go on to the next needing a look.
     at = next(b for b in at.button if b.label == "Open large").click().run()
-    assert not at.exception and at.session_state[ui.FOCUS_KEY] != opened
+    assert not at.exception and at.session_state[review_view.FOCUS_KEY] != opened
     for cell in review.cells.values():
         cell.flags = ["uncertain"]  # every cell needs a look, so "next" has somewhere to go
         cell.reviewed = False
     at = at.run()
-    now = at.session_state[ui.FOCUS_KEY]
+    now = at.session_state[review_view.FOCUS_KEY]
     at = at.button(key="review-next").click().run()
     assert not at.exception
     keys = [cell.key for cell in review.ordered()]
-    assert at.session_state[ui.FOCUS_KEY] == keys[(keys.index(now) + 1) % len(keys)]
+    assert at.session_state[review_view.FOCUS_KEY] == keys[(keys.index(now) + 1) % len(keys)]
 
 
 def test_an_image_explained_on_explain_does_not_replace_the_batch_under_review(app):

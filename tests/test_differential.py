@@ -3,8 +3,9 @@
 import pytest
 from scipy.stats import binomtest
 
-from hematovision import charts
+from hematovision.app import captions, figures, results_table, tables
 from hematovision.core.predict import ImageResult, Prediction
+from hematovision.workflows import count_tables
 from hematovision.workflows.differential import (
     MIN_WHITE_CELLS,
     Call,
@@ -51,8 +52,8 @@ def test_only_confident_white_cells_are_in_the_percentages():
 
 def test_tables_account_for_every_input():
     differential = differential_count(RESULTS, WHITE)
-    main = charts.differential_table(differential)
-    apart = charts.set_apart_table(differential)
+    main = count_tables.differential_table(differential)
+    apart = count_tables.set_apart_table(differential)
     assert main["count"].iloc[-1] + apart["count"].sum() == len(RESULTS) == differential.accounted_for
     assert set(apart["group"]) == {"nucleated red cells (NRBC)", "platelets", "uncertain (check by eye)",
                                    "not a blood-cell image", "could not be read"}  # fmt: skip
@@ -61,7 +62,7 @@ def test_tables_account_for_every_input():
     assert main.set_index("cell type").loc["neutrophil", "95% interval (%)"] == "9.4–99.2"  # 2 of 3, exact
     for table in (main, apart):  # words, never a raw None or nan, wherever a value is missing
         assert not table.isna().any().any() and "None" not in table.to_string() and "nan" not in table.to_string()
-    table = charts.results_table(RESULTS)
+    table = results_table.results_table(RESULTS)
     row = table.set_index("file").loc["g"]
     assert row["class"] == "none: not a blood-cell image" and "does not look like a blood-cell image" in row["notes"]
     assert table.set_index("file").loc["h", "class"] == "none: could not be read"
@@ -78,8 +79,8 @@ def test_cells_cut_by_the_frame_are_counted_or_listed_apart_as_asked():
     assert counted.white_cells["lymphocyte"] == 2 and counted.cut_by_frame == {}
     left_out = differential_count(batch, WHITE, count_cut_cells=False)
     assert left_out.white_cells["lymphocyte"] == 1 and left_out.cut_by_frame == {"lymphocyte": 1}
-    apart = charts.set_apart_table(left_out)
-    assert charts.differential_table(left_out)["count"].iloc[-1] + apart["count"].sum() == len(batch)
+    apart = count_tables.set_apart_table(left_out)
+    assert count_tables.differential_table(left_out)["count"].iloc[-1] + apart["count"].sum() == len(batch)
     assert "cut by the photo's edge (left out)" in set(apart["group"])
 
 
@@ -88,7 +89,7 @@ def test_empty_batch_has_no_percentages():
     assert differential.total_white == 0 and set(differential.percent.values()) == {0.0}
     assert differential.nrbc_per_100_white is None and differential.interval("ig") is None
     assert "there is no differential" in count_warning(differential)
-    assert set(charts.differential_table(differential)["95% interval (%)"]) == {"no white cells counted"}
+    assert set(count_tables.differential_table(differential)["95% interval (%)"]) == {"no white cells counted"}
 
 
 @pytest.mark.parametrize("total", [1, 3, 20, 100, 200, 1000])
@@ -134,18 +135,18 @@ def test_nrbc_per_100_white_cells_and_platelets_per_field():
     lines = summary_lines(differential)
     assert "  nucleated red cells (erythroblasts): 2 (4.0 per 100 white cells)" in lines
     assert "  platelets: 10 (9 found in fields, not classified; 5.0 per field, 2 fields)" in lines
-    apart = charts.set_apart_table(differential).set_index("group")
+    apart = count_tables.set_apart_table(differential).set_index("group")
     assert apart.loc["platelets", "count"] == 1  # the classified one: every count is of the cells given
     assert apart.loc["platelets", "note"] == "plus 9 found in the fields, not classified; 5.0 per field (2 fields)"
-    assert charts.set_apart_table(count([Call("neutrophil")], WHITE)).set_index("group").loc[
+    assert count_tables.set_apart_table(count([Call("neutrophil")], WHITE)).set_index("group").loc[
         "platelets", "note"] == "single-cell images: no count per field"  # fmt: skip
 
 
 def test_probability_chart_highlights_the_prediction():
-    figure = charts.probability_chart(RESULTS[0].prediction, threshold=0.8)
+    figure = figures.probability_chart(RESULTS[0].prediction, threshold=0.8)
     bars = figure.data[0]
     assert list(bars.y)[-1] == "neutrophil"  # highest last, so drawn on top
-    assert bars.marker.color[-1] == charts.HIGHLIGHT and bars.marker.color[0] == charts.MUTED
+    assert bars.marker.color[-1] == figures.HIGHLIGHT and bars.marker.color[0] == figures.MUTED
 
 
 def test_novelty_table_lists_each_set_condition_and_category():
@@ -159,7 +160,7 @@ def test_novelty_table_lists_each_set_condition_and_category():
         "non_blood_generated": rates(0.99, 0.0, 660) | {"by_category": {"face": {"not_blood": 1.0, "n": 80}}},
         "non_blood_photos": rates(0.97, 0.01, 480) | {"by_category": {"retina": {"not_blood": 0.9, "n": 80}}},
     }
-    table = charts.novelty_table(novelty)
+    table = tables.novelty_table(novelty)
     assert table["images"].tolist()[2] == "PBC test, blur 2 px (simulated lab change)"
     assert table["not a blood cell (%)"].tolist() == [0.2, 0.0, 3.0, 99.0, 100.0, 97.0, 90.0]
     assert table["n"].tolist()[-1] == 80
@@ -170,7 +171,7 @@ def test_novelty_table_lists_each_set_condition_and_category():
         "calibration": {"chula_test": {"accuracy": 0.5, "ece": 0.08}},
         "before": {"chula_test": rates(0.75, 0.24, 209), "pbc_test": rates(0.001, 0.01, 1894)},
     }
-    table = charts.novelty_table(refitted).set_index("images")
+    table = tables.novelty_table(refitted).set_index("images")
     chula = table.loc["Chula test sequences (blood cells, a third lab never trained on)"]
     assert chula[["not a blood cell (%)", "before (%)", "accuracy (%)", "ECE (%)"]].tolist() == [1.0, 75.0, 50.0, 8.0]
     assert table["before (%)"].notna().sum() == 2
@@ -182,20 +183,20 @@ def test_other_labs_tables_read_every_recorded_set():
               "per_class": {"lymphocyte": {"recall": 0.8, "support": 5},
                             "platelet": {"recall": 0.0, "support": 0}}}  # fmt: skip
     evaluation = {"datasets": {"bccd_crops_test": report}, "leave_one_lab_out": {"pbc_only_on_bccd_all": report}}
-    table = charts.other_labs_table(evaluation)
+    table = tables.other_labs_table(evaluation)
     assert len(table) == 2 and table["errors marked uncertain (%)"].tolist() == [66.0, 66.0]
-    recall = charts.other_labs_recall_table(evaluation)
+    recall = tables.other_labs_recall_table(evaluation)
     assert recall["class"].tolist() == ["lymphocyte"] and recall.iloc[0, 1] == "80% of 5"
 
 
 def test_extra_data_caption_states_what_was_mixed_in():
-    caption = charts.extra_data_caption(
+    caption = captions.extra_data_caption(
         {"source": "/tmp/bccd_crops", "counts": {"train": 166, "val": 57, "test": 57}, "train_repeat": 8}
     )
     assert "166 images from another lab (bccd_crops" in caption and "8×" in caption and "57 test" in caption
     # Crops that say how they were cut (training.bccd's crops.json) are described as cells and scales.
     cut = {"cells": {"train": 166, "val": 57}, "train_margins": [0.15, 0.7], "margin": 0.15}
-    caption = charts.extra_data_caption(
+    caption = captions.extra_data_caption(
         {"source": "/tmp/bccd_crops", "counts": {"train": 332, "val": 57, "test": 57}, "train_repeat": 4, "crops": cut}
     )
     assert "332 crops of 166 white cells (2 scales each) from another lab" in caption
@@ -203,22 +204,22 @@ def test_extra_data_caption_states_what_was_mixed_in():
 
 def test_other_labs_note_reports_the_other_lab_only_when_measured():
     extra = {"source": "/tmp/bccd_crops", "counts": {"train": 166}, "train_repeat": 8}
-    note = charts.other_labs_note({"accuracy": 0.98, "bccd_crops_test_accuracy": 0.807}, extra)
+    note = captions.other_labs_note({"accuracy": 0.98, "bccd_crops_test_accuracy": 0.807}, extra)
     assert "166 white-cell crops" in note and "80.7%" in note and "98.00%" in note
-    assert "wrongly and confidently" in charts.other_labs_note({"accuracy": 0.98}, None)
+    assert "wrongly and confidently" in captions.other_labs_note({"accuracy": 0.98}, None)
     # Training names the other lab's metrics after its folder, whatever that folder is called.
     extra = {"source": "/data/lab_b", "counts": {"train": 40}, "train_repeat": 2}
-    assert "72.5%" in charts.other_labs_note({"accuracy": 0.98, "lab_b_test_accuracy": 0.725}, extra)
+    assert "72.5%" in captions.other_labs_note({"accuracy": 0.98, "lab_b_test_accuracy": 0.725}, extra)
 
 
 def test_top_confusions_lists_mistakes_largest_first_with_their_share_of_the_true_class():
     report = {"labels": ["ig", "lymphocyte", "neutrophil"], "confusion_matrix": [[80, 2, 18], [0, 50, 0], [9, 0, 41]]}
-    table = charts.top_confusions(report, limit=2)
+    table = tables.top_confusions(report, limit=2)
     assert table.to_dict("records") == [
         {"true class": "ig", "called": "neutrophil", "images": 18, "% of the true class": 18.0},
         {"true class": "neutrophil", "called": "ig", "images": 9, "% of the true class": 18.0},
     ]
-    assert charts.top_confusions({"labels": ["a", "b"], "confusion_matrix": [[3, 0], [0, 4]]}).empty
+    assert tables.top_confusions({"labels": ["a", "b"], "confusion_matrix": [[3, 0], [0, 4]]}).empty
 
 
 def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
@@ -232,18 +233,18 @@ def test_per_class_table_leaves_out_classes_neither_present_nor_predicted():
             "platelet": scores,
         },
     }
-    table = charts.per_class_table(report)
+    table = tables.per_class_table(report)
     assert table["class"].tolist() == ["eosinophil", "platelet"]
     assert table["predicted"].tolist() == [3, 1]
     assert table["recall, 95% interval"].tolist() == ["0.301–0.954", "—"]  # Wilson, 3 of 4; none held
-    caption = charts.accuracy_interval_caption(report)
+    caption = captions.accuracy_interval_caption(report)
     assert "30.1–95.4%" in caption and "one image moves the accuracy by 25.00 points" in caption
 
 
 def test_network_note_names_an_averaged_model_as_such():
     single = {"architecture": "MobileNetV2", "alpha": 1.0}
-    assert charts.network_note(single) == "MobileNetV2 (width 1.0)"
-    assert charts.network_note({**single, "members": 2}).startswith("2 × MobileNetV2 (width 1.0), trained alike")
+    assert captions.network_note(single) == "MobileNetV2 (width 1.0)"
+    assert captions.network_note({**single, "members": 2}).startswith("2 × MobileNetV2 (width 1.0), trained alike")
 
 
 def test_training_curves_draw_each_member_of_an_averaged_model():
@@ -253,12 +254,12 @@ def test_training_curves_draw_each_member_of_an_averaged_model():
             for phase, epoch in (("head", 1), ("head", 2), ("fine_tune", 1))
         ]
 
-    single = charts.training_curves(rows({}), "loss")
+    single = figures.training_curves(rows({}), "loss")
     assert [trace.name for trace in single.data] == ["train", "validation"]
     assert list(single.data[0].x) == [1, 2, 3] and len(single.layout.shapes) == 1
     assert [note.text for note in single.layout.annotations] == ["fine-tuning starts"]
     assert tuple(single.layout.xaxis.range) == (0, 4)
-    averaged = charts.training_curves(rows({"member": "seed 1"}) + rows({"member": "seed 2"}), "loss")
+    averaged = figures.training_curves(rows({"member": "seed 1"}) + rows({"member": "seed 2"}), "loss")
     assert [trace.name for trace in averaged.data] == [
         "train, seed 1", "validation, seed 1", "train, seed 2", "validation, seed 2"
     ]  # fmt: skip
@@ -267,15 +268,17 @@ def test_training_curves_draw_each_member_of_an_averaged_model():
 
 def test_training_curves_caption_explains_the_loss_floor_of_label_smoothing():
     # Targets 0.9 and 0.1: entropy -(0.9 ln 0.9 + 0.1 ln 0.1) = 0.325.
-    assert "lowest reachable loss is 0.33 for 2 classes" in charts.training_curves_caption({"label_smoothing": 0.2}, 2)
-    assert "0.47 for 8 classes" in charts.training_curves_caption({"label_smoothing": 0.1}, 8)
-    assert "steps up" not in charts.training_curves_caption({"label_smoothing": 0.0}, 8)
-    assert "steps up" not in charts.training_curves_caption({}, 8)
+    assert "lowest reachable loss is 0.33 for 2 classes" in captions.training_curves_caption(
+        {"label_smoothing": 0.2}, 2
+    )
+    assert "0.47 for 8 classes" in captions.training_curves_caption({"label_smoothing": 0.1}, 8)
+    assert "steps up" not in captions.training_curves_caption({"label_smoothing": 0.0}, 8)
+    assert "steps up" not in captions.training_curves_caption({}, 8)
 
 
 def test_missing_figures_read_as_a_dash():
     import numpy as np
     import pandas as pd
 
-    table = charts.with_words_for_missing(pd.DataFrame({"a": [1.5, None], "b": [np.nan, 2.0]}))
+    table = tables.with_words_for_missing(pd.DataFrame({"a": [1.5, None], "b": [np.nan, 2.0]}))
     assert table.to_dict("list") == {"a": [1.5, "—"], "b": ["—", 2.0]}

@@ -2,10 +2,10 @@
 
 import pytest
 
+from hematovision.app.navigation import PAGES
 from hematovision.core import paths
 from hematovision.core.artifacts import load_card
 from hematovision.heads.morphology import ATTRIBUTES
-from hematovision.ui import PAGES
 from hematovision.workflows import glossary
 from hematovision.workflows.teaching import SUBTYPE_NAMES, load_deck
 

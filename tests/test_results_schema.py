@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from hematovision import charts
+from hematovision.app import results_table
 from hematovision.core.predict import ImageResult, Prediction
 from hematovision.core.results_schema import LATER, ON_SCREEN, csv_columns, csv_row
 from hematovision.core.smear import CellBox
@@ -52,7 +52,7 @@ def read(text: str) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_the_app_writes_the_command_line_s_table():
     results = batch()
-    app_columns, app_rows = read(charts.results_csv(results, CLASSES))
+    app_columns, app_rows = read(results_table.results_csv(results, CLASSES))
     cli_columns, cli_rows = read(cli_csv(results, CLASSES))
     assert app_columns == cli_columns == csv_columns(CLASSES)
     assert app_rows == cli_rows
@@ -61,7 +61,7 @@ def test_the_app_writes_the_command_line_s_table():
     assert cli_rows[0]["cell_size"] == "small" and cli_rows[0]["morphology_review"] == "cell_size: big"
     # The reviewer's columns come after the schema's, never in place of one.
     reviewed = {"reviewed_class": ["lymphocyte"] * 5, "reviewer": ["Dr Ada"] * 5}
-    columns, rows = read(charts.results_csv(results, CLASSES, reviewed))
+    columns, rows = read(results_table.results_csv(results, CLASSES, reviewed))
     assert columns == [*csv_columns(CLASSES), "reviewed_class", "reviewer"]
     assert [{key: row[key] for key in cli_columns} for row in rows] == cli_rows
 
@@ -77,7 +77,7 @@ def test_the_schema_keeps_the_columns_older_tables_have():
 
 def test_the_screen_shows_schema_columns_under_its_own_headers():
     results = batch()
-    table = charts.results_table(results)
+    table = results_table.results_table(results)
     # The schema's headers in its order (a column empty on every row may be left off), and nothing else.
     assert list(table.columns) == [header for header in ON_SCREEN if header in table.columns]
     assert {"file", "class", "confidence (%)", "uncertain", "unfamiliar set-up", "notes"} <= set(table.columns)
@@ -113,6 +113,6 @@ def test_the_real_command_line_and_the_app_write_the_same_file(tiny_model_dir, t
     assert main(["classify", str(folder), "--model", str(tiny_model_dir), "--csv", str(table)]) == 0
 
     results = tiny_classifier.classify(expand_paths([folder]).sources)
-    columns, rows = read(charts.results_csv(results, tiny_classifier.classes))
+    columns, rows = read(results_table.results_csv(results, tiny_classifier.classes))
     assert (columns, rows) == read(table.read_text())
     assert any(row["x_min"] for row in rows) and any(row["error"] for row in rows)

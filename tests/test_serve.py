@@ -6,32 +6,32 @@ from hematovision.core import paths
 
 
 def test_preload_fills_the_cache_the_pages_read(monkeypatch, tiny_model_dir):
-    from hematovision import ui
+    from hematovision.app import cache
     from hematovision.cli import serve
 
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tiny_model_dir))
-    ui._load_classifier.clear()
+    cache.load_classifier.clear()
     serve.preload()
 
     def no_second_load(*args, **kwargs):
         raise AssertionError("the page loaded the model again")
 
-    monkeypatch.setattr(ui.Classifier, "load", no_second_load)
-    assert ui.classifier_or_stop().card.classes  # served from what preload put in the cache
+    monkeypatch.setattr(cache.Classifier, "load", no_second_load)
+    assert cache.classifier_or_stop().card.classes  # served from what preload put in the cache
 
 
 def test_preload_of_a_broken_folder_leaves_the_message_to_the_page(monkeypatch, tmp_path, tiny_model_dir):
-    from hematovision import ui
+    from hematovision.app import cache
     from hematovision.cli import serve
 
     monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path))
-    ui._load_classifier.clear()
+    cache.load_classifier.clear()
     serve.preload()  # no model there: nothing raised here, the page says so when opened
     shown = []
-    monkeypatch.setattr(ui.st, "error", shown.append)
-    assert ui.classifier_or_stop() is None  # outside a page run st.stop() returns
+    monkeypatch.setattr(cache.st, "error", shown.append)
+    assert cache.classifier_or_stop() is None  # outside a page run st.stop() returns
     assert len(shown) == 1 and "The model cannot be loaded" in shown[0] and str(tmp_path) in shown[0]
     # The failure was not cached: once the folder holds a model, the page loads it.
     shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
-    assert ui.classifier_or_stop().card.classes
+    assert cache.classifier_or_stop().card.classes
     assert len(shown) == 1

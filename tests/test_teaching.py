@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision import ui
+from hematovision.app import teaching_view
 from hematovision.core import paths
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES
 from hematovision.workflows.teaching import (
@@ -269,7 +269,7 @@ def test_a_full_quiz_scores_the_answers_given(app):
     at.slider[0].set_value(4).run()
     at = button(at, "Start the quiz").click().run()
     assert not at.exception
-    quiz = at.session_state[ui.QUIZ_KEY]
+    quiz = at.session_state[teaching_view.QUIZ_KEY]
     assert len(quiz.names) == 4 and {TINY_DECK_LABELS[name] for name in quiz.names} <= {"lymphocyte", "neutrophil"}
     given = []
     for number in range(4):
@@ -304,7 +304,7 @@ def test_a_full_quiz_scores_the_answers_given(app):
     assert "platelet" in labels and [[int(text) for text in row] for row in student["text"]] == expected.tolist()
     assert at.get("download_button")
     at = button(at, "New quiz").click().run()
-    assert ui.QUIZ_KEY not in at.session_state and button(at, "Start the quiz")
+    assert teaching_view.QUIZ_KEY not in at.session_state and button(at, "Start the quiz")
 
 
 def test_lecture_reveals_step_by_step_and_jumps(app):
@@ -320,12 +320,12 @@ def test_lecture_reveals_step_by_step_and_jumps(app):
     at = button(at, "Reveal: where the model looked").click().run()
     assert not at.exception and len(at.get("image")) == 2 and button(at, "All revealed").disabled
     at = button(at, "Next ▶").click().run()
-    assert at.session_state[ui.LECTURE_KEY] == LectureState(1, 0) and at.selectbox[0].value == 1
+    assert at.session_state[teaching_view.LECTURE_KEY] == LectureState(1, 0) and at.selectbox[0].value == 1
     at = button(at, "◀ Previous").click().run()
     at = button(at, "◀ Previous").click().run()
-    assert at.session_state[ui.LECTURE_KEY].index == len(deck) - 1
+    assert at.session_state[teaching_view.LECTURE_KEY].index == len(deck) - 1
     at = at.selectbox[0].set_value(5).run()
-    assert at.session_state[ui.LECTURE_KEY] == LectureState(5, 0) and "What is this cell?" in markdown(at)
+    assert at.session_state[teaching_view.LECTURE_KEY] == LectureState(5, 0) and "What is this cell?" in markdown(at)
 
 
 def test_an_uploaded_deck_with_a_bad_file_is_used_and_the_bad_file_named(app):
@@ -355,7 +355,7 @@ def test_confusion_matrix_drill_down_from_the_deck_and_from_recorded_predictions
     caption = next(item.value for item in at.caption if "read as neutrophil" in item.value)
     assert caption.startswith(f"{len(expected)} neutrophil image") and "teaching deck" in caption
     shown = [image.proto.imgs[0].caption.split(" · ")[0] for image in at.get("image")]
-    assert len(shown) == min(len(expected), ui.MATRIX_CELL_IMAGES) and set(shown) <= set(expected)
+    assert len(shown) == min(len(expected), teaching_view.MATRIX_CELL_IMAGES) and set(shown) <= set(expected)
     if expected:
         at = at.button[0].click().run()
         assert not at.exception and at.title[0].value == "Explain"

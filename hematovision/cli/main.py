@@ -432,4 +432,3 @@ def main(argv: list[str] | None = None) -> int:
         "adapt": adapt_command, "classify": classify_command, "explain": explain_command, "report": report_command
     }  # fmt: skip
     return commands_by_name[args.command](args)
-

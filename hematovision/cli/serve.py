@@ -2,7 +2,7 @@
 
 ``streamlit run`` executes a page only when someone opens it, so the first visitor would wait for the
 model to load and warm up. Here a thread loads it into the same process-wide cache the pages use
-(``st.cache_resource`` in :mod:`hematovision.ui`) while the server starts. Extra arguments go to
+(``st.cache_resource`` in :mod:`hematovision.app.cache`) while the server starts. Extra arguments go to
 ``streamlit run`` (for instance ``--server.port 8502``).
 """
 
@@ -16,9 +16,9 @@ from hematovision.core import paths
 
 
 def preload() -> None:
-    from hematovision import ui
+    from hematovision.app import cache
 
-    ui.preload_classifier()
+    cache.preload_classifier()
     # Streamlit collects garbage after every script run, and each collection walks every object the model
     # and its libraries hold, which never die: frozen, they are skipped. `make load` (20 sessions) measured
     # 1.12 s of server CPU per session before and 1.05 s after: little, because TensorFlow, which holds most of

@@ -1,10 +1,10 @@
 """The columns of a table of results, defined once for every table that shows them.
 
 - The CLI's CSV (``python -m hematovision classify --csv``, and the Ray path in :mod:`hematovision.cli.distributed`)
-  and the app's CSV download (:func:`hematovision.charts.results_csv`, which adds the reviewer's columns after
-  these) both write :func:`csv_columns`, one :func:`csv_row` per image or cell: a table from the app and one
+  and the app's CSV download (:func:`hematovision.app.results_table.results_csv`, which adds the reviewer's columns
+  after these) both write :func:`csv_columns`, one :func:`csv_row` per image or cell: a table from the app and one
   from the command line read the same.
-- The on-screen results table (:func:`hematovision.charts.results_table`) shows :data:`ON_SCREEN`: a few of
+- The on-screen results table (:func:`hematovision.app.results_table.results_table`) shows :data:`ON_SCREEN`: a few of
   those columns under friendlier headers.
 
 The CSV's names and their order are fixed: ``classify --resume`` appends to tables written by earlier

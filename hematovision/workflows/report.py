@@ -22,13 +22,13 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
-from hematovision.charts import review_apart_table, review_class_table, review_differential_table
 from hematovision.core.artifacts import ModelCard
 from hematovision.core.credits import DATASET_CREDIT, DISCLAIMER, plain
 from hematovision.core.imaging import centre_square, to_model_input
 from hematovision.core.predict import ImageResult
 from hematovision.core.smear import CellBox
 from hematovision.explain.overlay import draw_cell_boxes, overlay
+from hematovision.workflows.count_tables import review_apart_table, review_class_table, review_differential_table
 from hematovision.workflows.differential import count_warning, platelet_text
 from hematovision.workflows.review import FLAG_UNCERTAIN, Review, cell_key, differentials
 

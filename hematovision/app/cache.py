@@ -1,0 +1,198 @@
+"""What every session shares, built once per server process: the classifier, the explainers, the
+model folder's records. Never mutated after it is built; a model that cannot load stops the page with its
+reason (nothing is invented)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from hematovision.app.stored_image import StoredImage
+from hematovision.core import paths
+from hematovision.core.artifacts import (
+    ArtifactError,
+    ModelCard,
+    load_card,
+    load_evaluation,
+    load_history,
+    load_test_predictions,
+)
+from hematovision.core.datasets import examples_per_class, smear_example
+from hematovision.core.predict import Classifier
+from hematovision.explain.faithfulness import RemovalCheck, removal_check
+from hematovision.explain.gradcam import AttributeCam
+from hematovision.explain.saliency import AttributionMethods
+
+
+@st.cache_resource(show_spinner="Loading the model (first time only)…")
+def load_classifier(model_dir: str) -> Classifier:
+    classifier = Classifier.load(Path(model_dir))
+    classifier.warm_up()
+    return classifier
+
+
+def preload_classifier() -> None:
+    """Load and warm the shared classifier outside any page run (hematovision.cli.serve, at server start).
+
+    A model that cannot load is left for the first page to report, with its message.
+    """
+    with contextlib.suppress(ArtifactError):
+        load_classifier(str(paths.model_dir()))
+
+
+def classifier_or_stop() -> Classifier:
+    """The shared classifier; if it cannot load, say so plainly and stop the page (nothing is invented)."""
+    folder = paths.model_dir()
+    try:
+        return load_classifier(str(folder))
+    except ArtifactError as exc:
+        st.error(
+            f"**The model cannot be loaded**, so nothing can be classified.\n\n{exc}\n\n"
+            f"To fix it: restore the shipped artifacts (`git checkout -- models/`), retrain with "
+            f"`python -m training.train` (see models/README.md), or point `{paths.MODEL_DIR_ENV}` at a "
+            "complete artifact folder."
+        )
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _load_attribution(model_dir: str) -> AttributionMethods:
+    classifier = load_classifier(model_dir)
+    return AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
+
+
+def attribution_methods() -> AttributionMethods:
+    classifier_or_stop()
+    return _load_attribution(str(paths.model_dir()))
+
+
+def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
+    """A [0, 1] heatmap, cached per (model, method, image, class): sliders rerun the page, and the
+    slow methods take seconds."""
+    attribution_methods()
+    return _cached_heatmap(str(paths.model_dir()), method, image.digest, class_index, image.model_input)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
+    return _load_attribution(model_dir).heatmap(method, _image, class_index)
+
+
+@st.cache_resource(show_spinner=False)
+def _load_attribute_cam(model_dir: str) -> AttributeCam:
+    classifier = load_classifier(model_dir)
+    return AttributeCam(classifier.model, classifier.attributes, classifier.card.gradcam_layer)
+
+
+def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> tuple[np.ndarray, str]:
+    """A [0, 1] map of the evidence for one attribute value and the layer it is taken on (the folder must
+    have attribute heads)."""
+    classifier_or_stop()
+    model_dir = str(paths.model_dir())
+    heat = _cached_attribute_heatmap(model_dir, image.digest, attribute, value_index, image.model_input)
+    return heat, _load_attribute_cam(model_dir).layer
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_attribute_heatmap(
+    model_dir: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
+) -> np.ndarray:
+    return _load_attribute_cam(model_dir)(_image, attribute, value_index)
+
+
+def heatmap_check(method: str, image: StoredImage, class_index: int) -> RemovalCheck:
+    """The network's confidence after removing the map's hottest 10% and 20% against the same area at random,
+    cached like the heatmap it tests (the network's own probabilities, as in ``training.saliency_eval``)."""
+    heat = heatmap(method, image, class_index)
+    return _cached_check(str(paths.model_dir()), method, image.digest, class_index, image.model_input, heat)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_check(
+    model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray, _heat: np.ndarray
+) -> RemovalCheck:
+    return removal_check(_image, _heat, load_classifier(model_dir).network_probabilities, class_index)
+
+
+def saliency_record() -> dict | None:
+    """The offline faithfulness figures (`python -m training.saliency_eval`), or None where none were recorded."""
+    return (evaluation_or_none() or {}).get("saliency")
+
+
+def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
+    """Held-out examples from ``../shared/data``, each named with its label: one image per class and one
+    whole smear photo (a field of view) where those datasets are there; none where they are absent."""
+    return _cached_examples(str(paths.SHARED_DATA_DIR), tuple(classes))
+
+
+@st.cache_data(show_spinner=False)
+def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    examples = [
+        (f"{item.path.name} (labelled {item.label})", item.path.read_bytes())
+        for item in examples_per_class(Path(data_dir), list(classes))
+    ]
+    smear = smear_example(Path(data_dir))
+    if smear is not None:
+        path, label = smear
+        examples.append((f"{path.name} (smear photo, its white cell labelled {label})", path.read_bytes()))
+    return examples
+
+
+def card_or_none() -> ModelCard | None:
+    try:
+        return _cached_card(str(paths.model_dir()))
+    except ArtifactError:
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def _cached_card(model_dir: str) -> ModelCard:
+    return load_card(Path(model_dir))
+
+
+def evaluation_or_stop() -> dict:
+    try:
+        return _cached_evaluation(str(paths.model_dir()))
+    except ArtifactError as exc:
+        st.error(f"**No evaluation to show.** {exc}\n\nRun `python -m training.evaluate` to write one.")
+        st.stop()
+
+
+def evaluation_or_none() -> dict | None:
+    try:
+        return _cached_evaluation(str(paths.model_dir()))
+    except ArtifactError:
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def _cached_evaluation(model_dir: str) -> dict:
+    return load_evaluation(Path(model_dir))
+
+
+def history() -> list[dict]:
+    return _cached_history(str(paths.model_dir()))
+
+
+@st.cache_data(show_spinner=False)
+def _cached_history(model_dir: str) -> list[dict]:
+    return load_history(Path(model_dir))
+
+
+def test_predictions() -> list[dict]:
+    """The shipped model's per-image PBC test predictions ([] where the artifact folder has none)."""
+    return _cached_test_predictions(str(paths.model_dir()))
+
+
+@st.cache_data(show_spinner=False)
+def _cached_test_predictions(model_dir: str) -> list[dict]:
+    return load_test_predictions(Path(model_dir))
+
+
+def shared_image(relative_path: str) -> bytes | None:
+    """An image of ``../shared/data`` by its path in the manifest; None where the data is not here."""
+    path = paths.SHARED_DATA_DIR / relative_path
+    return path.read_bytes() if path.is_file() else None

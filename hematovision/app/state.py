@@ -1,0 +1,150 @@
+"""One session's state: its classified batches, the images kept for Explain, its lab profiles and the
+counting choice that follows the user from page to page."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from hematovision.app.cache import classifier_or_stop, load_classifier
+from hematovision.app.stored_image import StoredImage, explainable
+from hematovision.core import paths
+from hematovision.core.inputs import ArchiveError, class_folder_examples
+from hematovision.core.predict import ImageResult
+from hematovision.heads.lab_profile import LabProfile, ProfileError
+from hematovision.workflows.review import file_digest
+
+RESULTS_KEY = "classified_images"
+
+
+#: The batch last classified on any page, which the Review page reviews: (batch key, file digests by name).
+CURRENT_BATCH_KEY = "current_batch"
+
+REVIEWS_KEY = "reviews"
+
+#: Reviews a session keeps, one per batch: a reviewer's work is small and worth more than the images.
+KEPT_REVIEWS = 20
+
+REPORT_KEY = "review_report"
+
+CLASSIFIED_BATCHES_KEY = "classified_batches"
+
+#: Batches a session keeps classified, images included: two lets the image type be switched back and forth
+#: for free, while a lecture hall of sessions does not hold many copies of every upload.
+KEPT_BATCHES = 2
+
+
+def classify(
+    sources: list[tuple[str, bytes]], threshold: float, mode: str, on_progress=None, to_review: bool = True
+) -> list[ImageResult]:
+    """Classify uploads once per (model, files, mode) in a session: widgets rerun the page, and a batch takes seconds.
+
+    Kept in the session, not in ``st.cache_data``: that cache replays the progress bar's updates on a hit,
+    and the bar, made by the page outside the cached function, no longer exists then, so moving any
+    widget after an upload crashed the page. Only the uncertain flag depends on the threshold, so it is
+    set here on every run. ``to_review``: this batch becomes the one the Review page reviews (an image
+    uploaded on Explain to be explained does not).
+    """
+    _, profile = chosen_profile()
+    digests = {name: file_digest(data) for name, data in sources}
+    key = (str(paths.model_dir()), tuple(digests.items()), mode, profile.digest() if profile else "")
+    batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
+    if key not in batches:
+        if len(batches) >= KEPT_BATCHES:
+            del batches[next(iter(batches))]
+        batches[key] = load_classifier(key[0]).classify(
+            sources, keep_images=True, mode=mode, on_progress=on_progress, profile=profile
+        )
+    results = batches[key]
+    for result in results:
+        if result.prediction is not None:
+            result.prediction.uncertain = result.prediction.confidence < threshold
+    if to_review:
+        st.session_state[CURRENT_BATCH_KEY] = key, digests
+    return results
+
+
+def store_results(results: list[ImageResult], input_size: int) -> None:
+    st.session_state[RESULTS_KEY] = explainable(results, input_size)
+
+
+def stored_images() -> list[StoredImage]:
+    return st.session_state.get(RESULTS_KEY, [])
+
+
+#: The reader's counting protocol for cells cut by a photo's edge, kept across pages (Classify and Review count
+#: by the same choice); a widget's own state is dropped when another page is shown.
+COUNT_CUT_KEY = "count_cut_cells"
+
+
+def count_cut_cells_choice() -> bool:
+    """The sidebar's "Count cells cut by the photo's edge", the same on every page that counts."""
+    chosen = st.sidebar.checkbox(
+        "Count cells cut by the photo's edge", value=st.session_state.get(COUNT_CUT_KEY, True),
+        help="In a field of view, a white cell that touches the frame is partly outside the photo. Some counting "
+        "protocols leave such cells out; unticked, they are listed apart instead of counted.",
+    )  # fmt: skip
+    st.session_state[COUNT_CUT_KEY] = chosen
+    return chosen
+
+
+PROFILES_KEY = "lab_profiles"
+
+PROFILE_CHOICE_KEY = "lab_profile_choice"
+
+
+def chosen_profile() -> tuple[str, LabProfile | None]:
+    """The session's chosen lab profile (name, profile), or ("", None) for the shipped model alone."""
+    profiles: dict = st.session_state.get(PROFILES_KEY, {})
+    name = st.session_state.get(PROFILE_CHOICE_KEY, "")
+    return (name, profiles[name]) if name in profiles else ("", None)
+
+
+def keep_profile(name: str, profile: LabProfile) -> None:
+    """Add a new profile to the session and choose it for every page (a profile already kept is left alone,
+    so that the user's later choice in the sidebar stands while the upload stays on the page)."""
+    profiles = st.session_state.setdefault(PROFILES_KEY, {})
+    if profiles.get(name) is profile:
+        return
+    # Results name the profile as the sidebar does. The profile object lives in this session's state only.
+    profile.name = name
+    profiles[name] = profile
+    st.session_state[PROFILE_CHOICE_KEY] = name
+    st.rerun()  # so that the sidebar, drawn before this, shows the new choice
+
+
+def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
+    """A profile from a ZIP of class folders, with notes for the user; built once per uploaded archive in a
+    session (every widget reruns the page). Raises ProfileError with a message fit for the user."""
+    key = (str(paths.model_dir()), name, hashlib.sha1(zip_bytes).hexdigest())
+    built: dict = st.session_state.setdefault("built_profiles", {})
+    if key not in built:
+        classifier = classifier_or_stop()
+        try:
+            examples, notes = class_folder_examples(zip_bytes, classifier.classes)
+        except ArchiveError as exc:
+            raise ProfileError(str(exc)) from None
+        profile, unreadable = classifier.lab_profile_from_examples(examples, name=Path(name).stem)
+        built[key] = profile, notes + unreadable
+    return built[key]
+
+
+def profile_from_file(data: bytes) -> LabProfile:
+    """A saved profile, checked against the shared classifier (raises ProfileError); read once per session."""
+    classifier = classifier_or_stop()
+    key = (str(paths.model_dir()), hashlib.sha1(data).hexdigest())
+    read: dict = st.session_state.setdefault("read_profiles", {})
+    if key not in read:
+        profile = LabProfile.from_bytes(data)
+        profile.check_model(classifier.model_id, classifier.classes)
+        read[key] = profile
+    return read[key]
+
+
+def explain(items: list[StoredImage]) -> None:
+    """Open the Explain page on ``items`` (the first one chosen), keeping what was classified before."""
+    names = {item.name for item in items}
+    st.session_state[RESULTS_KEY] = items + [item for item in stored_images() if item.name not in names]
+    st.switch_page("pages/2_Explain.py")
