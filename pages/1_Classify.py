@@ -7,8 +7,6 @@ from hematovision.core import inputs
 from hematovision.workflows import count_tables
 from hematovision.workflows.differential import differential_count
 
-st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Classify")
 classifier = cache.classifier_or_stop()
 card = classifier.card

@@ -8,8 +8,6 @@ from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_by
 from hematovision.explain.saliency import FAST_METHOD, METHODS
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 
-st.set_page_config(page_title="Explain · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Explain")
 st.caption("Where did the network look? Warm colours mark the regions that raised the chosen class's score.")
 classifier = cache.classifier_or_stop()

@@ -5,8 +5,6 @@ import streamlit as st
 from hematovision.app import cache, captions, classify_view, figures, navigation, tables, teaching_view
 from hematovision.workflows.teaching import confused_pairs
 
-st.set_page_config(page_title="Model performance · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Model performance")
 evaluation = cache.evaluation_or_stop()
 datasets = evaluation["datasets"]

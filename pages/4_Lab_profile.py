@@ -5,8 +5,6 @@ import streamlit as st
 from hematovision.app import cache, figures, navigation, state, tables
 from hematovision.heads.lab_profile import MIN_PER_CLASS, ProfileError
 
-st.set_page_config(page_title="Lab profile · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Lab profile")
 st.markdown(
     f"Every lab's stain, camera and magnification differ. Label a few of your own cells (a ZIP with one folder "

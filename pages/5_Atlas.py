@@ -10,8 +10,6 @@ from hematovision.workflows.teaching import annotated_cells, confused_pairs, dis
 GRID_COLUMNS = 8
 PAIR_CELLS = 4
 
-st.set_page_config(page_title="Atlas · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Atlas")
 st.caption(
     "The teaching deck, class by class: held-out PBC cells with their expert labels and, for white cells, "

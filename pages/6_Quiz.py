@@ -19,8 +19,6 @@ from hematovision.workflows.teaching import (
 
 ANSWER_COLUMNS = 2
 
-st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Quiz")
 quiz: QuizState | None = st.session_state.get(teaching_view.QUIZ_KEY)
 if quiz is None:

@@ -8,17 +8,13 @@ and not while typing in the jump list).
 
 import streamlit as st
 
-from hematovision.app import navigation, teaching_view
+from hematovision.app import teaching_view
 from hematovision.workflows import glossary
 from hematovision.workflows.teaching import LECTURE_STEPS, LectureState, lecture_order
 
-st.set_page_config(
-    page_title="Lecture · HematoVision",
-    page_icon=":material/bloodtype:",
-    layout="wide",
-    initial_sidebar_state="collapsed",
-)
-navigation.navigation()
+# The projector wants the whole width: the sidebar starts folded on this page.
+st.set_page_config(initial_sidebar_state="collapsed")
+st.set_page_config(initial_sidebar_state="collapsed")
 teaching_view.lecture_style()
 deck = lecture_order(teaching_view.teaching_deck())
 if not deck:

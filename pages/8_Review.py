@@ -7,8 +7,6 @@ from hematovision.workflows import count_tables
 from hematovision.workflows.differential import count_warning
 from hematovision.workflows.review import cells_table, differentials
 
-st.set_page_config(page_title="Review · HematoVision", page_icon=":material/bloodtype:", layout="wide")
-navigation.navigation()
 st.title("Review and report")
 classifier = cache.classifier_or_stop()
 card = classifier.card
@@ -36,7 +34,7 @@ st.caption(
 with st.expander("Carry on from a saved review"):
     saved = st.file_uploader("A review saved here before, with the same images classified (JSON)", type=["json"])
     if saved is not None:
-        review_view.carry_on_from_file(review, saved.getvalue())
+        review_view.carry_on_from_file(batch, saved.getvalue())
 review_view.review_details(review)
 looked_at, total = review.progress()
 st.progress(looked_at / total, text=f"{looked_at} of {total} cells looked at")

@@ -124,10 +124,11 @@ TIMEOUT = 120
 
 
 def new_session():
-    """Another browser session of the app (models and caches stay as the process has them)."""
+    """Another browser session of the app, opened at Home as a browser opens it (models and caches stay as the
+    process has them). The first run registers st.navigation's pages, so ``switch_page`` finds them after it."""
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    return AppTest.from_file(str(paths.PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
 
 
 def app_on(monkeypatch, model_dir: Path):

@@ -77,6 +77,6 @@ def test_home_lists_every_page_and_has_the_glossary(app):
     at = app.run()
     assert not at.exception
     table = next(element.value for element in at.markdown if element.value.startswith("| page |"))
-    assert [row.split("**")[1] for row in table.splitlines()[2:]] == [label for _, label, _ in PAGES]
+    assert [row.split("**")[1] for row in table.splitlines()[2:]] == [entry.title for entry in PAGES]
     (expander,) = [element for element in at.expander if element.label.startswith("Glossary")]
     assert "immature granulocyte" in expander.markdown[0].value and "ROAD" in expander.markdown[0].value

@@ -35,3 +35,23 @@ def test_preload_of_a_broken_folder_leaves_the_message_to_the_page(monkeypatch, 
     shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
     assert cache.classifier_or_stop().card.classes
     assert len(shown) == 1
+
+
+def test_a_model_rewritten_in_place_is_loaded_afresh(monkeypatch, tmp_path, tiny_model_dir):
+    """The app's caches are keyed on the folder's fingerprint, not only its path."""
+    import os
+
+    from hematovision.app import cache
+    from hematovision.core.artifacts import folder_fingerprint
+
+    assert folder_fingerprint(tmp_path / "absent") == ""
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(folder))
+    first = cache.classifier_or_stop()
+    assert cache.classifier_or_stop() is first
+    before = folder_fingerprint(folder)
+    card = folder / paths.CARD_FILE
+    stat = card.stat()
+    os.utime(card, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # retrained: the card rewritten
+    assert folder_fingerprint(folder) != before
+    assert cache.classifier_or_stop() is not first

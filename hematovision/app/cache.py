@@ -15,6 +15,7 @@ from hematovision.core import paths
 from hematovision.core.artifacts import (
     ArtifactError,
     ModelCard,
+    folder_fingerprint,
     load_card,
     load_evaluation,
     load_history,
@@ -27,8 +28,15 @@ from hematovision.explain.gradcam import AttributeCam
 from hematovision.explain.saliency import AttributionMethods
 
 
+def model_key() -> tuple[str, str]:
+    """The artifact folder in use and its fingerprint: every cache below is keyed on both, so a model retrained
+    into the same folder is loaded afresh rather than served from the cache."""
+    folder = paths.model_dir()
+    return str(folder), folder_fingerprint(folder)
+
+
 @st.cache_resource(show_spinner="Loading the model (first time only)…")
-def load_classifier(model_dir: str) -> Classifier:
+def load_classifier(model_dir: str, fingerprint: str) -> Classifier:
     classifier = Classifier.load(Path(model_dir))
     classifier.warm_up()
     return classifier
@@ -40,14 +48,14 @@ def preload_classifier() -> None:
     A model that cannot load is left for the first page to report, with its message.
     """
     with contextlib.suppress(ArtifactError):
-        load_classifier(str(paths.model_dir()))
+        load_classifier(*model_key())
 
 
 def classifier_or_stop() -> Classifier:
     """The shared classifier; if it cannot load, say so plainly and stop the page (nothing is invented)."""
     folder = paths.model_dir()
     try:
-        return load_classifier(str(folder))
+        return load_classifier(str(folder), folder_fingerprint(folder))
     except ArtifactError as exc:
         st.error(
             f"**The model cannot be loaded**, so nothing can be classified.\n\n{exc}\n\n"
@@ -59,31 +67,33 @@ def classifier_or_stop() -> Classifier:
 
 
 @st.cache_resource(show_spinner=False)
-def _load_attribution(model_dir: str) -> AttributionMethods:
-    classifier = load_classifier(model_dir)
+def _load_attribution(model_dir: str, fingerprint: str) -> AttributionMethods:
+    classifier = load_classifier(model_dir, fingerprint)
     return AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
 
 
 def attribution_methods() -> AttributionMethods:
     classifier_or_stop()
-    return _load_attribution(str(paths.model_dir()))
+    return _load_attribution(*model_key())
 
 
 def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
     """A [0, 1] heatmap, cached per (model, method, image, class): sliders rerun the page, and the
     slow methods take seconds."""
     attribution_methods()
-    return _cached_heatmap(str(paths.model_dir()), method, image.digest, class_index, image.model_input)
+    return _cached_heatmap(*model_key(), method, image.digest, class_index, image.model_input)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _cached_heatmap(model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
-    return _load_attribution(model_dir).heatmap(method, _image, class_index)
+def _cached_heatmap(
+    model_dir: str, fingerprint: str, method: str, digest: str, class_index: int, _image: np.ndarray
+) -> np.ndarray:
+    return _load_attribution(model_dir, fingerprint).heatmap(method, _image, class_index)
 
 
 @st.cache_resource(show_spinner=False)
-def _load_attribute_cam(model_dir: str) -> AttributeCam:
-    classifier = load_classifier(model_dir)
+def _load_attribute_cam(model_dir: str, fingerprint: str) -> AttributeCam:
+    classifier = load_classifier(model_dir, fingerprint)
     return AttributeCam(classifier.model, classifier.attributes, classifier.card.gradcam_layer)
 
 
@@ -91,30 +101,30 @@ def attribute_heatmap(image: StoredImage, attribute: str, value_index: int) -> t
     """A [0, 1] map of the evidence for one attribute value and the layer it is taken on (the folder must
     have attribute heads)."""
     classifier_or_stop()
-    model_dir = str(paths.model_dir())
-    heat = _cached_attribute_heatmap(model_dir, image.digest, attribute, value_index, image.model_input)
-    return heat, _load_attribute_cam(model_dir).layer
+    key = model_key()
+    heat = _cached_attribute_heatmap(*key, image.digest, attribute, value_index, image.model_input)
+    return heat, _load_attribute_cam(*key).layer
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_attribute_heatmap(
-    model_dir: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
+    model_dir: str, fingerprint: str, digest: str, attribute: str, value_index: int, _image: np.ndarray
 ) -> np.ndarray:
-    return _load_attribute_cam(model_dir)(_image, attribute, value_index)
+    return _load_attribute_cam(model_dir, fingerprint)(_image, attribute, value_index)
 
 
 def heatmap_check(method: str, image: StoredImage, class_index: int) -> RemovalCheck:
     """The network's confidence after removing the map's hottest 10% and 20% against the same area at random,
     cached like the heatmap it tests (the network's own probabilities, as in ``training.saliency_eval``)."""
     heat = heatmap(method, image, class_index)
-    return _cached_check(str(paths.model_dir()), method, image.digest, class_index, image.model_input, heat)
+    return _cached_check(*model_key(), method, image.digest, class_index, image.model_input, heat)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cached_check(
-    model_dir: str, method: str, digest: str, class_index: int, _image: np.ndarray, _heat: np.ndarray
+    model_dir: str, fingerprint: str, method: str, digest: str, class_index: int, _image: np.ndarray, _heat: np.ndarray
 ) -> RemovalCheck:
-    return removal_check(_image, _heat, load_classifier(model_dir).network_probabilities, class_index)
+    return removal_check(_image, _heat, load_classifier(model_dir, fingerprint).network_probabilities, class_index)
 
 
 def saliency_record() -> dict | None:
@@ -143,19 +153,19 @@ def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str,
 
 def card_or_none() -> ModelCard | None:
     try:
-        return _cached_card(str(paths.model_dir()))
+        return _cached_card(*model_key())
     except ArtifactError:
         return None
 
 
 @st.cache_data(show_spinner=False)
-def _cached_card(model_dir: str) -> ModelCard:
+def _cached_card(model_dir: str, fingerprint: str) -> ModelCard:
     return load_card(Path(model_dir))
 
 
 def evaluation_or_stop() -> dict:
     try:
-        return _cached_evaluation(str(paths.model_dir()))
+        return _cached_evaluation(*model_key())
     except ArtifactError as exc:
         st.error(f"**No evaluation to show.** {exc}\n\nRun `python -m training.evaluate` to write one.")
         st.stop()
@@ -163,32 +173,32 @@ def evaluation_or_stop() -> dict:
 
 def evaluation_or_none() -> dict | None:
     try:
-        return _cached_evaluation(str(paths.model_dir()))
+        return _cached_evaluation(*model_key())
     except ArtifactError:
         return None
 
 
 @st.cache_data(show_spinner=False)
-def _cached_evaluation(model_dir: str) -> dict:
+def _cached_evaluation(model_dir: str, fingerprint: str) -> dict:
     return load_evaluation(Path(model_dir))
 
 
 def history() -> list[dict]:
-    return _cached_history(str(paths.model_dir()))
+    return _cached_history(*model_key())
 
 
 @st.cache_data(show_spinner=False)
-def _cached_history(model_dir: str) -> list[dict]:
+def _cached_history(model_dir: str, fingerprint: str) -> list[dict]:
     return load_history(Path(model_dir))
 
 
 def test_predictions() -> list[dict]:
     """The shipped model's per-image PBC test predictions ([] where the artifact folder has none)."""
-    return _cached_test_predictions(str(paths.model_dir()))
+    return _cached_test_predictions(*model_key())
 
 
 @st.cache_data(show_spinner=False)
-def _cached_test_predictions(model_dir: str) -> list[dict]:
+def _cached_test_predictions(model_dir: str, fingerprint: str) -> list[dict]:
     return load_test_predictions(Path(model_dir))
 
 

@@ -32,6 +32,9 @@ from hematovision.workflows.review import (
 
 @dataclass
 class ReviewedBatch:
+    #: The batch's key in the session (model, files, mode, profile): what the session's stores of this batch's
+    #: review, loaded review files and report are keyed on. Never ``id()``, which a new object can reuse.
+    key: tuple
     results: list[ImageResult]
     digests: dict[str, str]
     review: Review
@@ -59,7 +62,7 @@ def current_review() -> ReviewedBatch | None:
         if len(reviews) >= KEPT_REVIEWS:
             del reviews[next(iter(reviews))]
         reviews[key] = Review.from_results(results, digests, classifier_or_stop().model_id)
-    return ReviewedBatch(results, digests, reviews[key])
+    return ReviewedBatch(key, results, digests, reviews[key])
 
 
 def review_details(review: Review) -> None:
@@ -79,10 +82,11 @@ def review_details(review: Review) -> None:
                      args=("comment", "review-comment"))  # fmt: skip
 
 
-def carry_on_from_file(review: Review, data: bytes) -> None:
+def carry_on_from_file(batch: ReviewedBatch, data: bytes) -> None:
     """Apply a saved review once per uploaded file, and keep saying what did not match while it stays there."""
     applied: dict = st.session_state.setdefault("applied_reviews", {})
-    key = (id(review), file_digest(data))
+    review = batch.review
+    key = (batch.key, file_digest(data))
     if key not in applied:
         try:
             applied[key] = review.carry_on_from(Review.from_json(data), classifier_or_stop().classes), None
@@ -250,9 +254,9 @@ def report_download(container, batch: ReviewedBatch, count_cut_cells: bool = Tru
     if container.button("Make the PDF report"):
         with st.spinner("Writing the report…"):
             pdf = review_pdf(batch, with_heatmaps, count_cut_cells)
-            st.session_state[REPORT_KEY] = (id(batch.review), (batch.review.updated, count_cut_cells), pdf)
+            st.session_state[REPORT_KEY] = (batch.key, (batch.review.updated, count_cut_cells), pdf)
     made = st.session_state.get(REPORT_KEY)
-    if made is None or made[0] != id(batch.review):
+    if made is None or made[0] != batch.key:
         return
     if made[1] == (batch.review.updated, count_cut_cells):
         container.download_button("Download the report (PDF)", made[2], file_name="hematovision_report.pdf",

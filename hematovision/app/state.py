@@ -8,9 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from hematovision.app.cache import classifier_or_stop, load_classifier
+from hematovision.app.cache import classifier_or_stop, load_classifier, model_key
 from hematovision.app.stored_image import StoredImage, explainable
-from hematovision.core import paths
 from hematovision.core.inputs import ArchiveError, class_folder_examples
 from hematovision.core.predict import ImageResult
 from hematovision.heads.lab_profile import LabProfile, ProfileError
@@ -49,12 +48,12 @@ def classify(
     """
     _, profile = chosen_profile()
     digests = {name: file_digest(data) for name, data in sources}
-    key = (str(paths.model_dir()), tuple(digests.items()), mode, profile.digest() if profile else "")
+    key = (*model_key(), tuple(digests.items()), mode, profile.digest() if profile else "")
     batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
     if key not in batches:
         if len(batches) >= KEPT_BATCHES:
             del batches[next(iter(batches))]
-        batches[key] = load_classifier(key[0]).classify(
+        batches[key] = load_classifier(*key[:2]).classify(
             sources, keep_images=True, mode=mode, on_progress=on_progress, profile=profile
         )
     results = batches[key]
@@ -118,7 +117,7 @@ def keep_profile(name: str, profile: LabProfile) -> None:
 def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
     """A profile from a ZIP of class folders, with notes for the user; built once per uploaded archive in a
     session (every widget reruns the page). Raises ProfileError with a message fit for the user."""
-    key = (str(paths.model_dir()), name, hashlib.sha1(zip_bytes).hexdigest())
+    key = (*model_key(), name, hashlib.sha1(zip_bytes).hexdigest())
     built: dict = st.session_state.setdefault("built_profiles", {})
     if key not in built:
         classifier = classifier_or_stop()
@@ -134,7 +133,7 @@ def cached_profile(name: str, zip_bytes: bytes) -> tuple[LabProfile, list[str]]:
 def profile_from_file(data: bytes) -> LabProfile:
     """A saved profile, checked against the shared classifier (raises ProfileError); read once per session."""
     classifier = classifier_or_stop()
-    key = (str(paths.model_dir()), hashlib.sha1(data).hexdigest())
+    key = (*model_key(), hashlib.sha1(data).hexdigest())
     read: dict = st.session_state.setdefault("read_profiles", {})
     if key not in read:
         profile = LabProfile.from_bytes(data)

@@ -14,6 +14,7 @@ from hematovision.app.cache import (
     classifier_or_stop,
     heatmap,
     load_classifier,
+    model_key,
     shared_image,
     test_predictions,
 )
@@ -117,12 +118,14 @@ def _shipped_attribute_counts(folder: str) -> AttributeCounts | None:
 def deck_answers(cells: list[DeckCell]) -> dict[str, StoredImage]:
     """The shared classifier's answer on every deck cell, by cell name (read once per deck and model)."""
     classifier_or_stop()
-    return _cached_deck_answers(str(paths.model_dir()), deck_digest(cells), cells)
+    return _cached_deck_answers(*model_key(), deck_digest(cells), cells)
 
 
 @st.cache_resource(show_spinner="The model is reading the deck (first time only)…", max_entries=8)
-def _cached_deck_answers(model_dir: str, digest: str, _cells: list[DeckCell]) -> dict[str, StoredImage]:
-    classifier = load_classifier(model_dir)
+def _cached_deck_answers(
+    model_dir: str, fingerprint: str, digest: str, _cells: list[DeckCell]
+) -> dict[str, StoredImage]:
+    classifier = load_classifier(model_dir, fingerprint)
     results = classifier.classify([(cell.name, cell.data) for cell in _cells], keep_images=True, mode="single")
     return {item.name: item for item in explainable(results, classifier.card.input_size)}
 

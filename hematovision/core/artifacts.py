@@ -7,6 +7,7 @@ home page stay light; loading the Keras model itself is in :mod:`hematovision.co
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +72,16 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A digest of the name, size and modification time of every file in an artifact folder ("" where there is
+    none): what the app's caches are keyed on, so that artifacts rewritten in place are read again. Reading
+    the files themselves (tens of megabytes) on every page run would cost more than the caches save."""
+    if not folder.is_dir():
+        return ""
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    return hashlib.sha1(repr(files).encode()).hexdigest()
 
 
 def load_card(model_dir: Path | None = None) -> ModelCard:
