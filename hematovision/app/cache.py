@@ -132,14 +132,16 @@ def saliency_record() -> dict | None:
     return (evaluation_or_none() or {}).get("saliency")
 
 
-def example_sources(classes: list[str]) -> list[tuple[str, bytes]]:
+def example_sources(classes: list[str]) -> tuple[tuple[str, bytes], ...]:
     """Held-out examples from ``../shared/data``, each named with its label: one image per class and one
     whole smear photo (a field of view) where those datasets are there; none where they are absent."""
     return _cached_examples(str(paths.SHARED_DATA_DIR), tuple(classes))
 
 
-@st.cache_data(show_spinner=False)
-def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str, bytes]]:
+#: A resource, not data: the tuple of names and bytes is immutable, so every session can share it, where
+#: st.cache_data would unpickle a copy of a megabyte of images on every run of the Classify page.
+@st.cache_resource(show_spinner=False)
+def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
     examples = [
         (f"{item.path.name} (labelled {item.label})", item.path.read_bytes())
         for item in examples_per_class(Path(data_dir), list(classes))
@@ -148,7 +150,7 @@ def _cached_examples(data_dir: str, classes: tuple[str, ...]) -> list[tuple[str,
     if smear is not None:
         path, label = smear
         examples.append((f"{path.name} (smear photo, its white cell labelled {label})", path.read_bytes()))
-    return examples
+    return tuple(examples)
 
 
 def card_or_none() -> ModelCard | None:

@@ -27,32 +27,19 @@ def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:
     values = [100 * p for _, p in ranked]
     top_colour = UNCERTAIN if prediction.uncertain else HIGHLIGHT
     colours = [top_colour if label == prediction.label else MUTED for label in labels]
-    figure = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{v:.1f}%" for v in values],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
-        )
-    )
-    figure.add_vline(
-        x=100 * threshold,
-        line_dash="dot",
-        line_color="#455a64",
-        annotation_text=f"uncertain below {100 * threshold:.0f}%",
-        annotation_position="bottom right",
-    )
-    figure.update_layout(
-        xaxis={"title": "calibrated confidence (%)", "range": [0, 115]},
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        height=60 + 32 * len(labels),
-        font=FONT,
-        showlegend=False,
-    )
+    # One constructor call with the line and its label as layout items: add_vline and update_layout each
+    # re-validate the whole figure, and this chart is drawn for every image of every student's batch.
+    line = {"type": "line", "xref": "x", "yref": "paper", "x0": 100 * threshold, "x1": 100 * threshold, "y0": 0,
+            "y1": 1, "line": {"dash": "dot", "color": "#455a64"}}  # fmt: skip
+    label = {"text": f"uncertain below {100 * threshold:.0f}%", "xref": "x", "yref": "paper", "x": 100 * threshold,
+             "y": 0, "xanchor": "left", "yanchor": "bottom", "showarrow": False}  # fmt: skip
+    bars = {"type": "bar", "x": values, "y": labels, "orientation": "h", "marker": {"color": colours},
+            "text": [f"{v:.1f}%" for v in values], "textposition": "outside", "cliponaxis": False,
+            "hovertemplate": "%{y}: %{x:.2f}%<extra></extra>"}  # fmt: skip
+    layout = {"xaxis": {"title": {"text": "calibrated confidence (%)"}, "range": [0, 115]}, "shapes": [line],
+              "annotations": [label], "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "height": 60 + 32 * len(labels),
+              "font": FONT, "showlegend": False}  # fmt: skip
+    figure = go.Figure({"data": [bars], "layout": layout})
     return figure
 
 

@@ -16,6 +16,8 @@ from hematovision.heads.lab_profile import LabProfile, ProfileError
 from hematovision.workflows.review import file_digest
 
 RESULTS_KEY = "classified_images"
+#: The last batch classified, not yet prepared for Explain: (results, input size).
+PENDING_RESULTS_KEY = "classified_images_pending"
 
 
 #: The batch last classified on any page, which the Review page reviews: (batch key, file digests by name).
@@ -66,10 +68,16 @@ def classify(
 
 
 def store_results(results: list[ImageResult], input_size: int) -> None:
-    st.session_state[RESULTS_KEY] = explainable(results, input_size)
+    """Keep the batch for the Explain page. Its images are prepared for the network there, when first asked for:
+    most batches are never explained, and Classify reruns on every widget change."""
+    st.session_state[RESULTS_KEY] = []
+    st.session_state[PENDING_RESULTS_KEY] = results, input_size
 
 
 def stored_images() -> list[StoredImage]:
+    pending = st.session_state.pop(PENDING_RESULTS_KEY, None)
+    if pending is not None:
+        st.session_state[RESULTS_KEY] = explainable(*pending)
     return st.session_state.get(RESULTS_KEY, [])
 
 
