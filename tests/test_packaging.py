@@ -44,7 +44,7 @@ def test_every_declared_package_is_pinned_and_every_pin_declared():
 
 def test_the_app_does_not_need_the_training_or_development_packages():
     groups = declared()
-    assert {"scikit-image", "pytest", "ruff", "playwright", "ray"}.isdisjoint(groups["app"])
+    assert {"scikit-image", "scikit-learn", "pytest", "ruff", "playwright", "ray"}.isdisjoint(groups["app"])
     assert groups["cluster"] == ["ray"] and groups["train"] == ["scikit-image"]
 
 

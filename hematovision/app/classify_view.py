@@ -10,17 +10,16 @@ from hematovision.app.captions import attribute_confidence_lines, unfamiliar_bat
 from hematovision.app.figures import probability_chart
 from hematovision.app.state import classify, explain
 from hematovision.app.stored_image import StoredImage, beyond_field, explainable
-from hematovision.core.predict import ImageResult
+from hematovision.core.predict import CLASSIFY_MODES, ImageResult
 from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.heads.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.workflows.count_tables import differential_table
 from hematovision.workflows.differential import Differential, count_warning, differential_count
 
-CLASSIFY_MODES = {
-    "auto": "Automatic",
-    "single": "Single centred cell",
-    "field": "Whole field of view (find the white cells)",
-}
+#: The sidebar's words for each of the classifier's modes (hematovision.core.predict.CLASSIFY_MODES, in its order).
+CLASSIFY_MODES = dict(
+    zip(CLASSIFY_MODES, ("Automatic", "Single centred cell", "Whole field of view (find the white cells)"), strict=True)
+)
 
 
 def nothing_classified_message(results: list[ImageResult]) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hematovision.core import paths
 from hematovision.core.inputs import expand_paths
+from hematovision.core.predict import CLASSIFY_MODES
 from hematovision.core.results_schema import csv_columns, csv_row
 
 BATCH_FILES = 256
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives")
     parser.add_argument("--csv", type=Path, required=True, help="the table to write")
     parser.add_argument("--workers", type=int, default=2, help="classifier processes (one model each)")
-    parser.add_argument("--mode", choices=("auto", "single", "field"), default="auto")
+    parser.add_argument("--mode", choices=CLASSIFY_MODES, default="auto")
     parser.add_argument("--model", type=Path, default=None, help="artifact folder (default: models/)")
     parser.add_argument("--address", help="a running Ray cluster to join ('auto' finds the local head)")
     args = parser.parse_args(argv)

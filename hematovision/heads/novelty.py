@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hematovision.heads.regression import fit_softmax_regression
+
 NOVELTY_FILE = "novelty.npz"
 
 
@@ -153,30 +155,21 @@ class DomainCheck:
 
 
 def fit_blood_check(positives: np.ndarray, negatives: np.ndarray, l2: float = 1.0) -> BloodCheck:
-    """L2-regularised logistic regression, the two sides weighted equally; threshold left at 0.5."""
-    from scipy.optimize import minimize
-
+    """L2-regularised logistic regression on standardised features, the two sides weighted equally; threshold
+    left at 0.5. ``l2`` is per image: the penalty is ``l2 / n`` times half the squared weights beside the
+    weighted mean loss (``regression.fit_softmax_regression``'s convention, with ``l2 / n``)."""
     features = np.concatenate([positives, negatives]).astype(np.float64)
-    target = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+    target = np.concatenate([np.ones(len(positives), np.int64), np.zeros(len(negatives), np.int64)])
     weight = np.where(target == 1, 0.5 / len(positives), 0.5 / len(negatives))
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-6
-    x = (features - mean) / scale
-
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = params[:-1], params[-1]
-        z = x @ w + b
-        # log(1 + exp(-z)) for positives, log(1 + exp(z)) for negatives, computed stably.
-        signed = np.where(target == 1, -z, z)
-        losses = np.logaddexp(0.0, signed)
-        grad_z = weight * np.where(target == 1, -1.0, 1.0) / (1.0 + np.exp(-signed))
-        value = float(weight @ losses) + 0.5 * l2 * float(w @ w) / len(features)
-        grad = np.concatenate([x.T @ grad_z + l2 * w / len(features), [grad_z.sum()]])
-        return value, grad
-
-    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    w, b = result.x[:-1], result.x[-1]
-    return BloodCheck(mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32), float(b), 0.5)
+    # Two classes, only the second with weights: softmax([0, x w + b]) is the logistic sigmoid(x w + b).
+    weights, bias = fit_softmax_regression(
+        (features - mean) / scale, target, 2, l2 / len(features), sample_weight=weight, columns=np.array([0, 1])
+    )
+    return BloodCheck(
+        mean.astype(np.float32), scale.astype(np.float32), weights[:, 1].astype(np.float32), float(bias[1]), 0.5
+    )
 
 
 def fit_temperature_slope(
