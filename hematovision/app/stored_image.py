@@ -13,7 +13,7 @@ from hematovision.core.smear import beyond_photo
 from hematovision.explain.overlay import fade_beyond_photo
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredImage:
     """A classified image kept for the Explain page: its name, model input, upright RGB and prediction."""
 

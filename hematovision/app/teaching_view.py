@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import streamlit as st
@@ -46,15 +48,16 @@ LECTURE_KEY = "teaching_lecture"
 
 
 @st.cache_resource(show_spinner=False)
-def _shipped_deck(folder: str) -> list[DeckCell]:
-    return load_deck(Path(folder))
+def _shipped_deck(folder: str) -> tuple[DeckCell, ...]:
+    # Shared by every session: a tuple, so no page can change it for the others.
+    return tuple(load_deck(Path(folder)))
 
 
 def teaching_deck() -> list[DeckCell]:
     """The session's deck: the shipped one, replaced or extended by an educator's upload, limited to the
     classes the model knows (its answers are shown beside the expert's). Stops the page if it is empty."""
     try:
-        cells = _shipped_deck(str(paths.DECK_DIR))
+        cells = list(_shipped_deck(str(paths.DECK_DIR)))
     except DeckError as exc:
         st.warning(f"The shipped teaching deck cannot be read: {exc}")
         cells = []
@@ -115,7 +118,7 @@ def _shipped_attribute_counts(folder: str) -> AttributeCounts | None:
     return load_attribute_counts(Path(folder))
 
 
-def deck_answers(cells: list[DeckCell]) -> dict[str, StoredImage]:
+def deck_answers(cells: list[DeckCell]) -> Mapping[str, StoredImage]:
     """The shared classifier's answer on every deck cell, by cell name (read once per deck and model)."""
     classifier_or_stop()
     return _cached_deck_answers(*model_key(), deck_digest(cells), cells)
@@ -124,10 +127,11 @@ def deck_answers(cells: list[DeckCell]) -> dict[str, StoredImage]:
 @st.cache_resource(show_spinner="The model is reading the deck (first time only)…", max_entries=8)
 def _cached_deck_answers(
     model_dir: str, fingerprint: str, digest: str, _cells: list[DeckCell]
-) -> dict[str, StoredImage]:
+) -> Mapping[str, StoredImage]:
     classifier = load_classifier(model_dir, fingerprint)
     results = classifier.classify([(cell.name, cell.data) for cell in _cells], keep_images=True, mode="single")
-    return {item.name: item for item in explainable(results, classifier.card.input_size)}
+    # Shared by every session: a read-only view of frozen items.
+    return MappingProxyType({item.name: item for item in explainable(results, classifier.card.input_size)})
 
 
 def model_overlay(item: StoredImage) -> np.ndarray:
