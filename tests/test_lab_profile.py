@@ -306,3 +306,23 @@ def test_a_profile_saved_before_decisions_loads_and_is_decided_by_the_same_rule(
     np.savez_compressed(buffer, **fields)
     with pytest.raises(ProfileError, match="another version"):
         LabProfile.from_bytes(buffer.getvalue())
+
+
+def test_cells_to_label_next_are_the_least_sure_spread_over_the_classes_called():
+    from hematovision.heads.lab_profile import suggest_to_label
+
+    probabilities = np.array(
+        [
+            [0.50, 0.45, 0.05],  # 0: called a, very unsure
+            [0.55, 0.40, 0.05],  # 1: called a, unsure
+            [0.90, 0.05, 0.05],  # 2: called a, sure
+            [0.10, 0.80, 0.10],  # 3: called b, fairly sure
+            [0.05, 0.05, 0.90],  # 4: called c, sure
+            [0.30, 0.35, 0.35],  # 5: called b (first of a tie), the least sure of all
+        ]
+    )
+    # One of each called class first, least sure class first (b: gap 0; a: 0.05; c: 0.85), then the next of each.
+    assert suggest_to_label(probabilities, 3).tolist() == [5, 0, 4]
+    assert suggest_to_label(probabilities, 5).tolist() == [5, 0, 4, 3, 1]
+    assert sorted(suggest_to_label(probabilities, 99).tolist()) == list(range(6))
+    assert suggest_to_label(probabilities, 0).tolist() == []

@@ -396,3 +396,27 @@ def build_profile(
         applied=applied,
         reason=reason,
     )
+
+
+def suggest_to_label(probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` cells of a batch worth labelling next: the least sure (smallest gap between the two most
+    likely classes) under the answers the user sees (the profile's where it is applied, else the model's), spread
+    over the classes they are called: the least sure cell of each called class in turn, the class whose least sure
+    cell is least sure first. Measured against random choice in ``training.lab_profiles --suggest``
+    (docs/experiments.md, 2026-12-06): see there whether it beats it."""
+    probabilities = np.asarray(probabilities, np.float64)
+    count = min(int(count), len(probabilities))
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    ordered = np.sort(probabilities, axis=1)
+    gap = ordered[:, -1] - ordered[:, -2] if probabilities.shape[1] > 1 else np.ones(len(probabilities))
+    called = probabilities.argmax(axis=1)
+    queues = [list(members[np.argsort(gap[members], kind="stable")]) for members in
+              (np.flatnonzero(called == k) for k in np.unique(called))]  # fmt: skip
+    queues.sort(key=lambda queue: gap[queue[0]])
+    chosen: list[int] = []
+    while len(chosen) < count:
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return np.array(chosen, np.int64)
