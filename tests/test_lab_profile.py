@@ -122,8 +122,9 @@ def test_lab_profiles_cli_draws_examples_or_takes_them_all(tiny_model_dir, tmp_p
     examples = write_class_folders(tmp_path / "examples", per_class=4, classes=TINY_CLASSES[:2])
     held_out = write_class_folders(tmp_path / "held_out", per_class=3, classes=TINY_CLASSES[:2], seed=5)
     common = ["--model", str(model), "--examples", str(examples), "--held-out", str(held_out)]
-    assert main([*common, "--per-class", "3", "--draws", "2"]) == 0
-    assert "6 cells of 2 classes, over 2 draws" in capsys.readouterr().out
+    assert main([*common, "--per-class", "3", "--draws", "2", "--suggest", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells of 2 classes, over 2 draws" in out and "profile gated" in out and "suggested" in out
     assert main([*common, "--per-class", "0", "--record", "everything"]) == 0
     assert "8 cells of 2 classes, over 1 draws" in capsys.readouterr().out
     summary = load_evaluation(model)["lab_profiles"]["everything"]

@@ -13,7 +13,9 @@ accuracy, ECE, and the shares refused as not blood and flagged unfamiliar, with 
 profile: the share still refused. Prints the mean and spread over draws, and the time a profile took;
 ``--record NAME`` stores the summary in the model folder's evaluation.json under ``lab_profiles``.
 ``--features-cache FILE`` keeps the decoded cells' features and logits between runs (keyed on the model and the
-folders), which is most of the time on a CPU.
+folders), which is most of the time on a CPU. ``--suggest M`` also measures which cells to label next: from each
+draw's profile, M more cells of the rest of the pool are labelled, either those ``suggest_to_label`` picks (under
+the answers the user would see) or M at random, and the profile rebuilt from all of them is scored both ways.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from hematovision.core import paths
 from hematovision.core.artifacts import load_evaluation, write_json
 from hematovision.core.datasets import SPLITS, find_manifest, read_manifest, scan_class_folders
 from hematovision.core.predict import Classifier
-from hematovision.heads.lab_profile import MIN_PER_CLASS, build_profile
+from hematovision.heads.lab_profile import MIN_PER_CLASS, build_profile, suggest_to_label
 from hematovision.heads.metrics import expected_calibration_error, softmax
 from training.scoring import decode_labelled
 
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--non-blood", action="store_true", help="also measure non-blood images through each profile")
     parser.add_argument("--record", metavar="NAME", help="store the summary in evaluation.json as lab_profiles.NAME")
     parser.add_argument("--features-cache", type=Path, metavar="FILE", help="keep the cells' features here (.npz)")
+    parser.add_argument(
+        "--suggest", type=int, default=0, metavar="M", help="also compare M suggested cells with M random"
+    )
     args = parser.parse_args(argv)
     classifier = Classifier.load(args.model)
     classes = classifier.classes
@@ -153,10 +158,23 @@ def main(argv: list[str] | None = None) -> int:
         images = [image for seed in MEASURE_SEEDS for image in non_blood_images(seed=seed)]
         non_blood = classifier.features_and_logits(model_inputs(images, classifier.card.input_size))
     rng = np.random.default_rng(args.seed)
+    random_picks = np.random.default_rng(args.seed + 1)  # its own stream: the draws are the same with --suggest
     usable = [k for k in np.unique(pool_labels) if (pool_labels == k).sum() >= max(args.per_class, MIN_PER_CLASS)]
     in_usable = np.isin(pool_labels, usable)
     draws = 1 if args.per_class == 0 else args.draws
     per_draw: dict[str, list[dict[str, float]]] = {"always": [], "gated": []}
+    more: dict[str, list[dict[str, float]]] = {}  # --suggest: "<picked>_<way>" -> per-draw scores
+
+    def profile_of(rows: np.ndarray):
+        return build_profile(
+            pool_features[rows],
+            pool_probabilities[rows],
+            pool_labels[rows],
+            classes,
+            classifier.model_id,
+            classifier.blood_probabilities(pool_features[rows]),
+        )
+
     seconds, non_blood_refused, decisions = [], [], []
     for _ in range(draws):
         if args.per_class == 0:
@@ -166,14 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             picked = draw_examples(rng, pool_labels[candidates], [groups[i] for i in candidates], args.per_class)
             chosen = candidates[picked]
         started = time.perf_counter()
-        profile = build_profile(
-            pool_features[chosen],
-            pool_probabilities[chosen],
-            pool_labels[chosen],
-            classes,
-            classifier.model_id,
-            classifier.blood_probabilities(pool_features[chosen]),
-        )
+        profile = profile_of(chosen)
         seconds.append(time.perf_counter() - started)
         decisions.append(
             {
@@ -185,8 +196,22 @@ def main(argv: list[str] | None = None) -> int:
         always = dataclasses.replace(profile, applied=True)
         per_draw["always"].append(scores(classifier.judge(held_features, held_logits, always), held_labels))
         per_draw["gated"].append(scores(classifier.judge(held_features, held_logits, profile), held_labels))
+        decisions[-1]["accuracy_always"] = per_draw["always"][-1]["accuracy"]
         if non_blood is not None:
             non_blood_refused.append(float(classifier.judge(*non_blood, always).not_blood.mean()))
+        if args.suggest:
+            rest = np.setdiff1d(np.flatnonzero(in_usable), chosen)
+            shown = classifier.judge(pool_features[rest], outputs["pool_logits"][rest], profile).probabilities
+            picks = {
+                "suggested": rest[suggest_to_label(shown, args.suggest)],
+                "random": random_picks.choice(rest, args.suggest, replace=False),
+            }
+            for picked, added in picks.items():
+                grown = profile_of(np.concatenate([chosen, added]))
+                for way, used in (("always", dataclasses.replace(grown, applied=True)), ("gated", grown)):
+                    judged = classifier.judge(held_features, held_logits, used)
+                    more.setdefault(f"{picked}_{way}", []).append(scores(judged, held_labels))
+                more.setdefault(f"{picked}_applied", []).append({"applied": float(grown.applied)})
     with_profile = {name: spread([draw[name] for draw in per_draw["always"]]) for name in per_draw["always"][0]}
     gated = {name: spread([draw[name] for draw in per_draw["gated"]]) for name in per_draw["gated"][0]}
     applied = sum(decision["applied"] for decision in decisions)
@@ -213,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         "profile_seconds_median": statistics.median(seconds),
         "command": "python -m training.lab_profiles " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if more:
+        summary["suggest"] = {"added": args.suggest} | {
+            name: spread([draw["applied" if name.endswith("_applied") else "accuracy"] for draw in values])
+            for name, values in more.items()
+        }
     if non_blood_refused:
         summary["non_blood_refused_with_profile"] = spread(non_blood_refused) | {"n": len(non_blood[0])}
     print(
@@ -238,6 +268,29 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<11} without {100 * without[name]:6.2f}%   with: mean {100 * with_profile[name]['mean']:6.2f}%, "
             f"worst draw {100 * with_profile[name]['max']:6.2f}%"
         )
+    # How the gate's margin trades off, on these same draws: exploratory only, since choosing it here would tune
+    # the rule to the held-out cells.
+    margins = {
+        n: statistics.mean(
+            d["accuracy_always"] if d["fixed"] - d["broken"] >= n else without["accuracy"] for d in decisions
+        )
+        for n in (-99, 0, 1, 2, 3)
+    }
+    summary["gated_at_margin"] = {str(n): value for n, value in margins.items()}
+    print(
+        "  mean accuracy were the profile applied at fixed - broken >= N (exploratory): "
+        + ", ".join(f"N={'any' if n == -99 else n} {100 * value:.2f}" for n, value in margins.items())
+    )
+    if more:
+        print(f"  {args.suggest} more cells labelled, suggested or at random (accuracy on the held-out cells):")
+        for picked in ("suggested", "random"):
+            figures = ", ".join(
+                f"{way} {100 * summary['suggest'][f'{picked}_{way}']['mean']:.2f} ± "
+                f"{100 * summary['suggest'][f'{picked}_{way}']['sd']:.2f}"
+                for way in ("always", "gated")
+            )
+            applied_share = summary["suggest"][f"{picked}_applied"]["mean"]
+            print(f"    {picked:<10} {figures}; applied in {round(applied_share * draws)} of {draws} draws")
     if non_blood_refused:
         print(f"  non-blood images still refused with a profile: worst draw {100 * min(non_blood_refused):.2f}%")
     if args.record:
