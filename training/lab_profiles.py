@@ -11,7 +11,8 @@ held-out cells three ways: the model alone, the profile always applied, and the 
 accuracy, ECE, and the shares refused as not blood and flagged unfamiliar, with how many draws applied the profile.
 ``--non-blood`` also reads generated non-blood images (seeds 2 and 3, which chose nothing) through each
 profile: the share still refused. Prints the mean and spread over draws, and the time a profile took;
-``--record NAME`` stores the summary in the model folder's evaluation.json under ``lab_profiles``.
+``--record NAME`` stores the summary in the model folder's evaluation.json under ``lab_profiles``; ``--json FILE``
+writes it to FILE instead.
 ``--features-cache FILE`` keeps the decoded cells' features and logits between runs (keyed on the model and the
 folders), which is most of the time on a CPU. ``--suggest M`` also measures which cells to label next: from each
 draw's profile, M more cells of the rest of the pool are labelled, either those ``suggest_to_label`` picks (under
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--non-blood", action="store_true", help="also measure non-blood images through each profile")
     parser.add_argument("--record", metavar="NAME", help="store the summary in evaluation.json as lab_profiles.NAME")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the summary, every draw in it, here")
     parser.add_argument("--features-cache", type=Path, metavar="FILE", help="keep the cells' features here (.npz)")
     parser.add_argument(
         "--suggest", type=int, default=0, metavar="M", help="also compare M suggested cells with M random"
@@ -293,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {picked:<10} {figures}; applied in {round(applied_share * draws)} of {draws} draws")
     if non_blood_refused:
         print(f"  non-blood images still refused with a profile: worst draw {100 * min(non_blood_refused):.2f}%")
+    if args.json:
+        write_json(args.json, summary)
     if args.record:
         evaluation = load_evaluation(args.model)
         evaluation.setdefault("lab_profiles", {})[args.record] = summary
