@@ -402,8 +402,8 @@ def suggest_to_label(probabilities: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` cells of a batch worth labelling next: the least sure (smallest gap between the two most
     likely classes) under the answers the user sees (the profile's where it is applied, else the model's), spread
     over the classes they are called: the least sure cell of each called class in turn, the class whose least sure
-    cell is least sure first. Measured against random choice in ``training.lab_profiles --suggest``
-    (docs/experiments.md, 2026-12-06): see there whether it beats it."""
+    cell is least sure first. Not used by the app: on Chula it did worse than labelling cells at random
+    (``training.lab_profiles --suggest``, docs/experiments.md, 2026-12-06)."""
     probabilities = np.asarray(probabilities, np.float64)
     count = min(int(count), len(probabilities))
     if count <= 0:
