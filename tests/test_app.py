@@ -317,8 +317,16 @@ def test_lab_profile_is_built_chosen_shown_on_results_and_restored(app, tmp_path
     assert len(at.get("download_button")) == 1
     saved = at.session_state["lab_profiles"]["my_lab"].to_bytes()  # what the download button serves
 
+    profile = at.session_state["lab_profiles"]["my_lab"]
+    # The tiny model already reads these synthetic cells right, so the profile's leave-one-out cannot beat it:
+    # the profile is not used, and results are the model's own, naming no profile.
+    assert not profile.applied and profile.decision.reason.startswith("not used: the model alone already reads all")
     at.switch_page("pages/1_Classify.py").run()
     at = upload(at, ("cell.png", encode(synthetic_cell(0, 11)), "image/png"))
+    assert not at.exception
+    assert "lab profile" not in next(e.value for e in (*at.success, *at.warning))
+    profile.applied = True  # a profile that is used names itself on every result
+    at = upload(at, ("cell2.png", encode(synthetic_cell(0, 12)), "image/png"))
     assert not at.exception
     assert "lab profile *my_lab*" in next(e.value for e in (*at.success, *at.warning))
 

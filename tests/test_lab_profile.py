@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -77,8 +79,10 @@ def test_adapt_classify_and_evaluate_with_a_profile(tiny_model_dir, tmp_path, ca
     assert main(["adapt", str(examples), "--out", str(profile), "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr()
     assert "leave-one-out" in out.out and "broken.png" in out.err and profile.is_file()
+    decision = LabProfile.load(profile).decision
+    assert f"lab profile {decision.reason}" in out.out and re.match(r"(not )?used: ", decision.reason)
     assert main(["classify", str(examples / "LYMPHOCYTE"), "--model", str(tiny_model_dir), "--lab", str(profile)]) == 0
-    assert "lab profile" in capsys.readouterr().err
+    assert f"lab profile {decision.reason}" in capsys.readouterr().err
     assert evaluate(["--model", str(tiny_model_dir), "--data", str(examples), "--lab", str(profile)]) == 0
 
     (examples / "monocytes").mkdir()
@@ -118,8 +122,9 @@ def test_lab_profiles_cli_draws_examples_or_takes_them_all(tiny_model_dir, tmp_p
     examples = write_class_folders(tmp_path / "examples", per_class=4, classes=TINY_CLASSES[:2])
     held_out = write_class_folders(tmp_path / "held_out", per_class=3, classes=TINY_CLASSES[:2], seed=5)
     common = ["--model", str(model), "--examples", str(examples), "--held-out", str(held_out)]
-    assert main([*common, "--per-class", "3", "--draws", "2"]) == 0
-    assert "6 cells of 2 classes, over 2 draws" in capsys.readouterr().out
+    assert main([*common, "--per-class", "3", "--draws", "2", "--suggest", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells of 2 classes, over 2 draws" in out and "profile gated" in out and "suggested" in out
     assert main([*common, "--per-class", "0", "--record", "everything"]) == 0
     assert "8 cells of 2 classes, over 1 draws" in capsys.readouterr().out
     summary = load_evaluation(model)["lab_profiles"]["everything"]
@@ -200,3 +205,125 @@ def test_drawn_examples_are_different_cells_before_a_cell_gives_a_second_frame()
         first_class = [groups[i] for i in chosen if labels[i] == 0]
         assert len(first_class) == 4 and {"s2", "s3"} <= set(first_class)
         assert sum(labels[chosen] == 1) == 4 and len(set(chosen)) == 8
+
+
+def model_already_right(seed: int, per_class: int = 6):
+    """A lab the model reads right (a clear margin for the true class) whose features say nothing about the class:
+    a profile fitted to a few such cells can only learn noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1, 2], per_class)
+    features = rng.normal(0, 1, (len(labels), 12))
+    logits = rng.normal(0, 0.1, (len(labels), 4))
+    logits[np.arange(len(labels)), labels] += 1.0
+    return features, softmax(logits), labels
+
+
+def test_the_rule_needs_two_more_cells_fixed_than_broken():
+    from hematovision.heads.lab_profile import MIN_NET_FIXES, decide
+
+    assert MIN_NET_FIXES == 2
+    assert decide(3, 1, 25, 20).applied and not decide(3, 2, 25, 20).applied and not decide(0, 0, 25, 20).applied
+    used = decide(6, 1, 25, 20)
+    assert used.reason == (
+        "used: on your 25 labelled cells, each read by a profile made without it, it fixes 6 of the model's mistakes "
+        "and makes 1 new one"
+    )
+    assert decide(2, 0, 25, 20).reason.endswith("makes no new one")
+    assert (
+        decide(1, 0, 25, 20).reason.startswith("not used:")
+        and "at least 2 more than it breaks" in decide(1, 0, 25, 20).reason
+    )
+    assert decide(0, 4, 25, 25).reason.startswith("not used: the model alone already reads all 25")
+
+
+def test_a_profile_that_helps_is_applied():
+    features, probabilities, labels = lab_examples(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    # The model calls the 6 a-cells b; leave-one-out fixes them and breaks at most one other.
+    assert profile.leave_one_out["fixed"] == 6 and profile.leave_one_out["broken"] <= 1
+    assert profile.applied and profile.decision.applied
+    assert profile.decision.reason.startswith("used: on your 18 labelled cells") and "fixes 6 of" in profile.reason
+
+
+def test_a_profile_that_would_hurt_is_not_applied_and_the_model_answers():
+    from hematovision.core.artifacts import ModelCard
+    from hematovision.core.predict import Classifier
+
+    features, probabilities, labels = model_already_right(0)
+    profile = build_profile(features, probabilities, labels, CLASSES, "model-1")
+    held_features, held_probabilities, held_labels = model_already_right(100, per_class=50)
+    # It would hurt: the correction learnt noise, and reads the lab's other cells worse than the model.
+    model_right = (held_probabilities.argmax(1) == held_labels).mean()
+    assert (profile.adjust(held_features, held_probabilities).argmax(1) == held_labels).mean() < model_right - 0.2
+    assert profile.leave_one_out["broken"] > profile.leave_one_out["fixed"]
+    assert not profile.applied and profile.decision.reason.startswith("not used:")
+    card = ModelCard(classes=CLASSES, input_size=8, gradcam_layer="conv")
+    classifier = Classifier(None, card, None, forward=lambda batch: None)
+    logits = np.log(held_probabilities)
+    alone, profiled = classifier.judge(held_features, logits), classifier.judge(held_features, logits, profile)
+    np.testing.assert_array_equal(profiled.probabilities, alone.probabilities)
+    np.testing.assert_array_equal(profiled.not_blood, alone.not_blood)
+    np.testing.assert_array_equal(profiled.unfamiliar, alone.unfamiliar)
+    # The decision survives a save, and the user may still overrule it.
+    loaded = LabProfile.from_bytes(profile.to_bytes())
+    assert loaded.decision == profile.decision
+    unapplied = loaded.digest()
+    loaded.applied = True
+    assert loaded.digest() != unapplied  # cached results are not reused across the choice
+    assert not np.array_equal(classifier.judge(held_features, logits, loaded).probabilities, alone.probabilities)
+
+
+def old_format(profile: LabProfile) -> bytes:
+    """The profile as format 2 wrote it: no decision."""
+    import io
+
+    with np.load(io.BytesIO(profile.to_bytes()), allow_pickle=False) as stored:
+        fields = {name: stored[name] for name in stored.files if name not in ("applied", "reason")}
+    fields["format"] = np.array(2)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **fields)
+    return buffer.getvalue()
+
+
+def test_a_profile_saved_before_decisions_loads_and_is_decided_by_the_same_rule(tmp_path):
+    helps = build_profile(*lab_examples(0), CLASSES, "model-1")
+    hurts = build_profile(*model_already_right(0), CLASSES, "model-1")
+    (tmp_path / "helps.npz").write_bytes(old_format(helps))
+    (tmp_path / "hurts.npz").write_bytes(old_format(hurts))
+    old_helps, old_hurts = LabProfile.load(tmp_path / "helps.npz"), LabProfile.load(tmp_path / "hurts.npz")
+    net = helps.leave_one_out["fixed"] - helps.leave_one_out["broken"]
+    assert old_helps.applied and old_helps.decision.reason == (
+        f"used: on your 18 labelled cells, each read by a profile made without it, it gets {net} cells more right "
+        "than the model alone"
+    )
+    assert not old_hurts.applied and old_hurts.decision.reason.startswith("not used: the model alone already reads")
+    np.testing.assert_allclose(old_helps.weights, helps.weights, atol=1e-5)
+    import io
+
+    # A later format is refused, not misread.
+    with np.load(io.BytesIO(helps.to_bytes()), allow_pickle=False) as stored:
+        fields = {name: stored[name] for name in stored.files} | {"format": np.array(99)}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **fields)
+    with pytest.raises(ProfileError, match="another version"):
+        LabProfile.from_bytes(buffer.getvalue())
+
+
+def test_cells_to_label_next_are_the_least_sure_spread_over_the_classes_called():
+    from hematovision.heads.lab_profile import suggest_to_label
+
+    probabilities = np.array(
+        [
+            [0.50, 0.45, 0.05],  # 0: called a, very unsure
+            [0.55, 0.40, 0.05],  # 1: called a, unsure
+            [0.90, 0.05, 0.05],  # 2: called a, sure
+            [0.10, 0.80, 0.10],  # 3: called b, fairly sure
+            [0.05, 0.05, 0.90],  # 4: called c, sure
+            [0.30, 0.35, 0.35],  # 5: called b (first of a tie), the least sure of all
+        ]
+    )
+    # One of each called class first, least sure class first (b: gap 0; a: 0.05; c: 0.85), then the next of each.
+    assert suggest_to_label(probabilities, 3).tolist() == [5, 0, 4]
+    assert suggest_to_label(probabilities, 5).tolist() == [5, 0, 4, 3, 1]
+    assert sorted(suggest_to_label(probabilities, 99).tolist()) == list(range(6))
+    assert suggest_to_label(probabilities, 0).tolist() == []

@@ -174,6 +174,8 @@ def test_a_five_cell_profile_of_a_lab_takes_over_its_other_cells(shipped):
         shipped.model_id,
         shipped.blood_probabilities(features),
     )
+    # This draw's leave-one-out beats the model on its examples, so the profile is used (LabProfile.decision).
+    assert profile.applied, profile.decision.reason
     test_images, test_labels = chula["test"]
     alone = shipped.judge(*shipped.features_and_logits(test_images))
     profiled = shipped.judge(*shipped.features_and_logits(test_images), profile)

@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             "file": str(args.lab),
             "counts": profile.counts,
             "leave_one_out": profile.leave_one_out,
+            "applied": profile.decision.applied,
+            "decision": profile.decision.reason,
         }
     if report["n"] == 0:
         print("error: none of the images could be read", file=sys.stderr)

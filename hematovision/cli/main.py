@@ -224,6 +224,7 @@ def lab_profile_for_command(path: Path | None, classifier) -> LabProfile | bool 
         return False
     profile.name = profile.name or path.stem
     print(f"lab profile {path}: {describe_profile(profile)}", file=sys.stderr)
+    print(f"lab profile {decision_line(profile)}", file=sys.stderr)
     return profile
 
 
@@ -268,8 +269,14 @@ def adapt_command(args: argparse.Namespace) -> int:
         print(f"  {name:<12} {profile.counts[name]:>3} examples, leave-one-out {100 * recall:.0f}% right")
     for name in profile.untouched_classes():
         print(f"  {name:<12} no examples: read as the model reads it without a profile")
+    print(f"lab profile {decision_line(profile)}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def decision_line(profile: LabProfile) -> str:
+    """Whether the profile reads the cells, and why: "used: ..." or "not used: ..."."""
+    return profile.decision.reason
 
 
 def describe_profile(profile: LabProfile) -> str:

@@ -61,7 +61,7 @@ class Prediction:
     attributes: dict[str, tuple[str, float]] = field(default_factory=dict)
     #: Predicted attribute values that (almost) never occur with the predicted class: review the cell.
     contradictions: list[str] = field(default_factory=list)
-    #: The lab profile that read this cell (its name), or "" for the model alone.
+    #: The lab profile that read this cell (its name), or "" for the model alone (no profile, or one not applied).
     lab_profile: str = ""
 
 
@@ -205,15 +205,17 @@ class Classifier:
         return model_identity(self._model_path)
 
     def judge(self, features: np.ndarray, logits: np.ndarray, profile: LabProfile | None = None) -> Judgement:
-        """Calibrated probabilities and the two domain flags; a lab profile, if given, takes over.
+        """Calibrated probabilities and the two domain flags; a lab profile, if given and applied, takes over.
 
-        With a profile, every cell is read through the profile's correction at the profile's own temperature,
+        A profile that is not applied (``profile.decision``: its leave-one-out did not beat the model's own answers
+        on its examples) changes nothing: the model's own answers, refusals and flags stand.
+        With an applied profile, every cell is read through the profile's correction at the profile's own temperature,
         and a cell among its examples (``profile.covers``) is the lab's own: never unfamiliar, its temperature not
         grown with the distance from the training labs, and never refused where it is about as blood-like as the
         profile's examples (``profile.blood_floor``).
         """
         judged = self._judge(features, logits)
-        if profile is not None:
+        if profile is not None and profile.applied:
             own = profile.covers(features)
             growth = np.where(own, 1.0, judged.temperature_growth)
             judged.probabilities = profile.adjust(features, softmax(logits, self.card.temperature), growth)
@@ -279,6 +281,7 @@ class Classifier:
         cut = self.card.low_confidence_threshold if threshold is None else threshold
         features, logits, centre = self.network_outputs(batch)
         judged = self.judge(features, logits, profile=profile)
+        applied = profile is not None and profile.applied
         out = []
         for row, not_blood, unfamiliar in zip(judged.probabilities, judged.not_blood, judged.unfamiliar, strict=True):
             best = int(row.argmax())
@@ -290,7 +293,7 @@ class Classifier:
                     uncertain=bool(row[best] < cut),
                     not_blood_cell=bool(not_blood),
                     unfamiliar=bool(unfamiliar),
-                    lab_profile=(profile.name or "unnamed lab profile") if profile is not None else "",
+                    lab_profile=(profile.name or "unnamed lab profile") if applied else "",
                 )
             )
         self._describe(self.attribute_features(features, centre), out)

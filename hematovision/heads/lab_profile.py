@@ -12,7 +12,12 @@ A profile names the model it was made for (a hash of ``model.keras``), and is re
 Its own accuracy is estimated by leave-one-out over its examples: each cell classified by a profile
 fitted on all the others.
 
-A profile takes over for the cells it knows. It starts from the network's own probabilities (the card's
+A profile can hurt (on a lab the model was trained on it has little to fix and can break what was right), so it is
+applied only where its leave-one-out answers on its own examples fix at least :data:`MIN_NET_FIXES` more of the
+model's mistakes than they make new ones; otherwise the model's own answers stand. :attr:`LabProfile.decision` says
+which, and why, in words fit to show the user.
+
+A profile that is applied takes over for the cells it knows. It starts from the network's own probabilities (the card's
 temperature, not the temperature grown with the distance from the training labs: the user's lab is far from
 them by design) and carries its own temperature, fitted on its leave-one-out answers. A cell near the
 profile's examples (:meth:`LabProfile.covers`) is the lab's own kind of cell: it is never refused as "not a
@@ -29,6 +34,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,12 +48,79 @@ MIN_PER_CLASS = 3
 #: them, the differences within the 4-5 point spread between draws; so the figures reported for 0.1 are
 #: not tuned to those cells beyond that noise.
 L2 = 0.1
-#: Format 2 added the profile's own temperature and the region of its examples (``covers``).
-PROFILE_FORMAT = 2
+#: Format 2 added the profile's own temperature and the region of its examples (``covers``); format 3 the decision
+#: whether to apply it. Format 2 files still load: the same rule decides from their leave-one-out figures.
+PROFILE_FORMAT = 3
+READABLE_FORMATS = (2, 3)
+#: A profile is applied only if, on its own examples, its leave-one-out answers fix at least this many more of
+#: the model's mistakes than they make new ones. One cell either way is what a single ambiguous or mislabelled
+#: example does on its own among the 15-40 a lab gives; two net cells is the smallest margin one such cell cannot
+#: produce (rule written before measuring: docs/experiments.md, 2026-12-06, issue 40 item 5).
+MIN_NET_FIXES = 2
 #: A cell is like the profile's examples when it lies no farther from the nearest class centre of its examples
 #: than this many times the farthest any example lies from the centres fitted without it.
 COVER_MARGIN = 1.5
 MAX_PROFILE_BYTES = 1_000_000
+
+
+class Decision(NamedTuple):
+    """Whether a profile reads the lab's cells, and why, in words for the user."""
+
+    applied: bool
+    reason: str
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def _new_ones(n: int) -> str:
+    return "no new one" if n == 0 else ("1 new one" if n == 1 else f"{n} new ones")
+
+
+def decide(fixed: int, broken: int, n: int, model_right: int) -> Decision:
+    """The rule (:data:`MIN_NET_FIXES`) on the example cells: ``fixed`` wrong by the model and right by the
+    profile's leave-one-out, ``broken`` the other way round, of ``n`` examples of which the model alone reads
+    ``model_right`` right."""
+    on = f"on your {n} labelled cells, each read by a profile made without it,"
+    what = f"it fixes {fixed} of the model's mistakes and makes {_new_ones(broken)}"
+    if fixed - broken >= MIN_NET_FIXES:
+        return Decision(True, f"used: {on} {what}")
+    if model_right == n:
+        return Decision(
+            False,
+            f"not used: the model alone already reads all {n} of your labelled cells right; the profile, each cell "
+            f"read by a profile made without it, would get {broken} of them wrong",
+        )
+    return Decision(
+        False,
+        f"not used: {on} {what}; it must fix at least {MIN_NET_FIXES} more than it breaks, "
+        "so the model's own answers are shown",
+    )
+
+
+def decide_from_accuracies(leave_one_out: dict) -> Decision:
+    """The same rule for a profile saved before decisions were stored: its leave-one-out and model-alone accuracies
+    on the same n cells give the net (fixed minus broken) exactly, though not the two counts."""
+    n = int(leave_one_out["n"])
+    profile_right = round(n * float(leave_one_out["accuracy"]))
+    model_right = round(n * float(leave_one_out["without_profile"]))
+    net = profile_right - model_right
+    on = f"on your {n} labelled cells, each read by a profile made without it,"
+    if net >= MIN_NET_FIXES:
+        return Decision(True, f"used: {on} it gets {_cells(net)} more right than the model alone")
+    if model_right == n:
+        return Decision(False, f"not used: the model alone already reads all {n} of your labelled cells right")
+    if net > 0:
+        gets = f"it gets {_cells(net)} more right than the model alone"
+    elif net == 0:
+        gets = "it gets no more right than the model alone"
+    else:
+        gets = f"it gets {_cells(-net)} fewer right than the model alone"
+    return Decision(
+        False,
+        f"not used: {on} {gets}; it must get at least {MIN_NET_FIXES} more right, so the model's own answers are shown",
+    )
 
 
 class ProfileError(ValueError):
@@ -83,6 +156,14 @@ class LabProfile:
     blood_floor: float = 1.0
     #: What results name it by: the file or archive it came from, unless the user renames it.
     name: str = ""
+    #: Whether the profile reads the lab's cells (:data:`MIN_NET_FIXES`), and why; a profile built by hand is.
+    applied: bool = True
+    reason: str = ""
+
+    @property
+    def decision(self) -> Decision:
+        """(applied, reason): whether this profile or the model alone answers, in words for the user."""
+        return Decision(self.applied, self.reason or ("used" if self.applied else "not used"))
 
     def adjust(self, features: np.ndarray, probabilities: np.ndarray, temperature_growth=1.0) -> np.ndarray:
         """The network's own probabilities, corrected for this lab at the profile's temperature (grown by
@@ -108,7 +189,7 @@ class LabProfile:
         """Changes whenever the correction or the name does: what cached results are keyed on."""
         parts = (self.weights, self.bias, self.mean, self.centres, np.array([self.temperature, self.radius]))
         arrays = b"".join(np.ascontiguousarray(part).tobytes() for part in parts)
-        return hashlib.sha1(arrays + self.name.encode()).hexdigest()
+        return hashlib.sha1(arrays + self.name.encode() + bytes([self.applied])).hexdigest()
 
     def untouched_classes(self) -> list[str]:
         """Classes with no example: the model reads them as it does without a profile."""
@@ -135,6 +216,8 @@ class LabProfile:
             radius=self.radius,
             blood_floor=self.blood_floor,
             name=self.name,
+            applied=self.applied,
+            reason=self.reason,
         )
         return buffer.getvalue()
 
@@ -144,7 +227,8 @@ class LabProfile:
             raise ProfileError(f"a lab profile is at most {MAX_PROFILE_BYTES // 1000} kB; this file is larger")
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-                if int(stored["format"]) != PROFILE_FORMAT:
+                version = int(stored["format"])
+                if version not in READABLE_FORMATS:
                     raise ProfileError(
                         "this lab profile was written by another version of HematoVision: build it again from "
                         "your examples (Lab profile page, or python -m hematovision adapt)"
@@ -166,6 +250,10 @@ class LabProfile:
                     blood_floor=float(stored["blood_floor"]),
                     name=str(stored["name"]),
                 )
+                if version >= 3:
+                    profile.applied, profile.reason = bool(stored["applied"]), str(stored["reason"])
+                else:
+                    profile.applied, profile.reason = decide_from_accuracies(profile.leave_one_out)
         except ProfileError:
             raise
         except Exception as exc:  # a damaged or foreign file: zip, npz, key and value errors all mean this
@@ -274,15 +362,21 @@ def build_profile(
         held_out = LabProfile("", classes, counts, *fold)
         held_out_log_odds[i] = held_out.log_odds(features[i : i + 1], probabilities[i : i + 1])[0]
     predicted = held_out_log_odds.argmax(axis=1)
+    model_right = probabilities.argmax(axis=1) == labels
+    profile_right = predicted == labels
+    fixed, broken = int((profile_right & ~model_right).sum()), int((model_right & ~profile_right).sum())
+    applied, reason = decide(fixed, broken, len(labels), int(model_right.sum()))
     standardised = (features - mean) / scale
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     leave_one_out = {
         "accuracy": float((predicted == labels).mean()),
-        "without_profile": float((probabilities.argmax(axis=1) == labels).mean()),
+        "without_profile": float(model_right.mean()),
         "per_class": {classes[c]: float(confusion[c, c] / confusion[c].sum()) for c in np.unique(labels)},
         "confusion_matrix": confusion.tolist(),
         "n": len(labels),
+        "fixed": fixed,  # wrong by the model alone, right by leave-one-out
+        "broken": broken,  # right by the model alone, wrong by leave-one-out
     }
     return LabProfile(
         model_id=model_id,
@@ -299,4 +393,30 @@ def build_profile(
         centres=class_centres(standardised, labels),
         radius=cover_radius(standardised, labels),
         blood_floor=1.0 if blood_probabilities is None else 0.5 * float(np.min(blood_probabilities)),
+        applied=applied,
+        reason=reason,
     )
+
+
+def suggest_to_label(probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` cells of a batch worth labelling next: the least sure (smallest gap between the two most
+    likely classes) under the answers the user sees (the profile's where it is applied, else the model's), spread
+    over the classes they are called: the least sure cell of each called class in turn, the class whose least sure
+    cell is least sure first. Not used by the app: on Chula it did worse than labelling cells at random
+    (``training.lab_profiles --suggest``, docs/experiments.md, 2026-12-06)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    count = min(int(count), len(probabilities))
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    ordered = np.sort(probabilities, axis=1)
+    gap = ordered[:, -1] - ordered[:, -2] if probabilities.shape[1] > 1 else np.ones(len(probabilities))
+    called = probabilities.argmax(axis=1)
+    queues = [list(members[np.argsort(gap[members], kind="stable")]) for members in
+              (np.flatnonzero(called == k) for k in np.unique(called))]  # fmt: skip
+    queues.sort(key=lambda queue: gap[queue[0]])
+    chosen: list[int] = []
+    while len(chosen) < count:
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return np.array(chosen, np.int64)
