@@ -38,7 +38,19 @@ if profile is None:
     navigation.footer()
     st.stop()
 
-st.header(f"Profile in use: {name}")
+decision = profile.decision
+if decision.applied:
+    st.header(f"Profile in use: {name}")
+    st.success(f"**Used**{decision.reason.removeprefix('used')}", icon=":material/check_circle:")
+else:
+    # A profile that would not have helped on its own cells is kept, shown and downloadable, but the pages read
+    # with the model alone: the user is told which answer they get and why.
+    st.header(f"Profile chosen, not used: {name}")
+    st.info(
+        f"**Not used**{decision.reason.removeprefix('not used')}. Every page reads your images with the model "
+        "alone, as if no profile were chosen.",
+        icon=":material/block:",
+    )
 loo = profile.leave_one_out
 columns = st.columns(3)
 columns[0].metric("your cells, leave-one-out", f"{100 * loo['accuracy']:.1f}%")

@@ -308,7 +308,9 @@ def test_lab_profile_is_built_chosen_shown_on_results_and_restored(app, tmp_path
     at.file_uploader[0].set_value(("my_lab.zip", class_folder_zip(4), "application/zip"))
     at = at.run()
     assert not at.exception
-    assert at.header[0].value == "Profile in use: my_lab"
+    # The tiny model reads these cells right already: the page says the profile is kept but not used, and why.
+    assert at.header[0].value == "Profile chosen, not used: my_lab"
+    assert at.info[0].value.startswith("**Not used**: the model alone already reads all 12")
     assert "leave-one-out" in at.metric[0].label and at.metric[2].value == "12"
     assert "notes.txt" in texts(at)  # the skipped member is named
     # Chosen for every page. (The sidebar's choice is drawn by streamlit_app.py before the page, and AppTest keeps
@@ -335,7 +337,7 @@ def test_lab_profile_is_built_chosen_shown_on_results_and_restored(app, tmp_path
     fresh = fresh.switch_page("pages/4_Lab_profile.py").run()
     fresh.file_uploader[1].set_value(("my_lab.npz", saved, "application/octet-stream"))
     fresh = fresh.run()
-    assert not fresh.exception and fresh.header[0].value == "Profile in use: my_lab"
+    assert not fresh.exception and fresh.header[0].value == "Profile chosen, not used: my_lab"
 
 
 def test_lab_profile_refuses_unknown_folders_and_profiles_of_another_model(app):

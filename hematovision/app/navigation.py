@@ -51,6 +51,9 @@ def profile_choice() -> None:
     st.session_state[PROFILE_CHOICE_KEY] = st.sidebar.selectbox(
         "Lab profile", names, index=index, help="Made on the Lab profile page"
     )
+    profile = st.session_state.get(PROFILES_KEY, {}).get(st.session_state[PROFILE_CHOICE_KEY])
+    if profile is not None and not profile.applied:
+        st.sidebar.caption("Chosen but not used: on its own cells it did not beat the model (see *Lab profile*).")
 
 
 def footer() -> None:
