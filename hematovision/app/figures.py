@@ -31,8 +31,9 @@ def probability_chart(prediction: Prediction, threshold: float) -> go.Figure:
     # re-validate the whole figure, and this chart is drawn for every image of every student's batch.
     line = {"type": "line", "xref": "x", "yref": "paper", "x0": 100 * threshold, "x1": 100 * threshold, "y0": 0,
             "y1": 1, "line": {"dash": "dot", "color": "#455a64"}}  # fmt: skip
+    # The line's label ends at the line: to its right it would be cut off at the default 91%.
     label = {"text": f"uncertain below {100 * threshold:.0f}%", "xref": "x", "yref": "paper", "x": 100 * threshold,
-             "y": 0, "xanchor": "left", "yanchor": "bottom", "showarrow": False}  # fmt: skip
+             "y": 0, "xanchor": "right", "yanchor": "bottom", "showarrow": False}  # fmt: skip
     bars = {"type": "bar", "x": values, "y": labels, "orientation": "h", "marker": {"color": colours},
             "text": [f"{v:.1f}%" for v in values], "textposition": "outside", "cliponaxis": False,
             "hovertemplate": "%{y}: %{x:.2f}%<extra></extra>"}  # fmt: skip
