@@ -35,7 +35,14 @@ if field_with_boxes is not None:
     st.image(field_with_boxes, caption=f"{chosen.result.source}: the cells found, numbered", width=420)
 
 with st.sidebar:
-    method = st.radio("Method", list(METHODS), index=list(METHODS).index(FAST_METHOD), captions=list(METHODS.values()))
+    took = cache.method_seconds()
+    method = st.radio(
+        "Method", list(METHODS), index=list(METHODS).index(FAST_METHOD),
+        captions=[text + (f" · {took[name]:.0f} s a map on this server" if took.get(name, 0) >= 1 else "")
+                  for name, text in METHODS.items()],
+        help="Grad-CAM is read from the model as it classifies, in a fraction of a second. The others need "
+        "TensorFlow and take seconds a map on a small server (timed here as they run); each map is then kept.",
+    )  # fmt: skip
     target = st.selectbox(
         "Explain the class",
         card.classes,
@@ -131,3 +138,5 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
         if float(attribute_heat.max()) == 0.0:
             st.warning(f"No region raises the score for {attribute.replace('_', ' ')} {value}: the map is empty.")
 navigation.footer()
+# After the page, not before: loading TensorFlow would slow the rest of this first run.
+cache.warm_up_other_methods()

@@ -135,7 +135,9 @@ def test_attribute_heatmap_of_the_shipped_heads_is_the_closed_form_cam():
     (over the scale) applied to the map at each position: the gradient path must agree with that."""
     import keras
 
-    from hematovision.explain.gradcam import AttributeCam, normalise, upsample
+    from hematovision.core.runtime import LITERT_FILE
+    from hematovision.explain.gradcam import AttributeCam, normalise, score_weights, upsample
+    from hematovision.explain.litert_gradcam import LiteRTGradCam
 
     shipped = Classifier.load(paths.SHIPPED_MODEL_DIR)
     cam = AttributeCam(shipped.model, shipped.attributes, shipped.card.gradcam_layer)
@@ -147,8 +149,14 @@ def test_attribute_heatmap_of_the_shipped_heads_is_the_closed_form_cam():
     activations = keras.Model(shipped.model.inputs, shipped.model.get_layer(cam.layer).output)(
         image[None].astype("float32")
     )
-    closed_form = np.maximum(np.asarray(activations)[0] @ cam.score_weights("nucleus_shape", index), 0)
+    closed_form = np.maximum(np.asarray(activations)[0] @ score_weights(cam.heads, "nucleus_shape", index), 0)
     np.testing.assert_allclose(heat, normalise(upsample(closed_form, shipped.card.input_size)), atol=1e-3)
+    # The same map read from the LiteRT export, without TensorFlow (what the app shows).
+    lite = LiteRTGradCam(paths.SHIPPED_MODEL_DIR / LITERT_FILE).attribute_cam(
+        shipped.attributes, shipped.card.features_layer
+    )
+    assert lite.layer == cam.layer
+    np.testing.assert_allclose(lite(image, "nucleus_shape", index), heat, atol=1e-3)
 
 
 def test_evaluate_reports_each_attribute_on_the_test_split(tiny_attribute_model_dir, tmp_path):

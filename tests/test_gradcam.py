@@ -1,8 +1,11 @@
 """The fast Grad-CAM against tf-keras-vis, and every attribution method on a tiny trained model."""
 
+import shutil
+
 import numpy as np
 import pytest
 
+from hematovision.core.runtime import LITERT_FILE
 from hematovision.explain.gradcam import GradCam
 from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
 from hematovision.explain.saliency import METHODS, AttributionMethods
@@ -35,6 +38,46 @@ def test_fast_gradcam_matches_tf_keras_vis(tiny_classifier, images):
         assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.99
         compared += 1
     assert compared >= 2, "too few non-empty maps to compare"
+
+
+@pytest.fixture(scope="module")
+def exported_dir(tiny_model_dir, tmp_path_factory):
+    from training.export import main
+
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    assert main(["--model", str(folder), "--data", str(folder / "no-data-here")]) == 0
+    return folder
+
+
+def test_gradcam_read_from_litert_is_tensorflows(exported_dir, images):
+    from hematovision.core.predict import Classifier
+    from hematovision.explain.litert_gradcam import LiteRTGradCam
+
+    classifier = Classifier.load(exported_dir, runtime="keras")
+    card = classifier.card
+    classes = [0, 1, 2, 1]
+    reference = GradCam(classifier.model, card.gradcam_layer, card.logits_layer)(images, classes)
+    read = LiteRTGradCam(exported_dir / LITERT_FILE)(images, classes)
+    assert read.shape == reference.shape
+    np.testing.assert_allclose(read, reference, atol=1e-3)
+    assert any(np.abs(reference[i] - reference[j]).max() > 0.1 for i in range(4) for j in range(i))  # not all flat
+
+
+def test_a_head_that_is_not_one_dense_layer_on_a_pooled_map_is_refused(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from hematovision.explain.litert_gradcam import LiteRTGradCam, NotACamHead
+
+    image = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(image))
+    hidden = keras.layers.Dense(5, activation="relu")(pooled)  # a hidden layer: no longer a class activation map
+    model = keras.Model(image, [pooled, keras.layers.Dense(3)(hidden), pooled])
+    path = tmp_path / LITERT_FILE
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(NotACamHead, match="dense layer does not read a global average"):
+        LiteRTGradCam(path)
 
 
 def test_gradcam_depends_on_the_target_class(tiny_classifier, images):

@@ -79,14 +79,18 @@ def test_centre_features_average_the_middle_of_the_map():
     assert logits.shape == (2, 3)
 
 
-def test_classifying_with_the_export_never_imports_tensorflow(exported_dir):
+def test_classifying_and_the_default_map_never_import_tensorflow(exported_dir):
     script = (
         "import sys, numpy as np\n"
         "from hematovision.core.predict import Classifier\n"
-        f"c = Classifier.load(__import__('pathlib').Path({str(exported_dir)!r}))\n"
-        "c.probabilities(np.zeros((2, c.card.input_size, c.card.input_size, 3), np.uint8))\n"
-        "print('tensorflow' in sys.modules, c.runtime)\n"
+        "from hematovision.explain.litert_gradcam import LiteRTGradCam\n"
+        f"folder = __import__('pathlib').Path({str(exported_dir)!r})\n"
+        "c = Classifier.load(folder)\n"
+        "images = np.zeros((2, c.card.input_size, c.card.input_size, 3), np.uint8)\n"
+        "c.probabilities(images)\n"
+        "maps = LiteRTGradCam(folder / 'model.tflite')(images, [0, 1])\n"
+        "print('tensorflow' in sys.modules, c.runtime, maps.shape == (2, c.card.input_size, c.card.input_size))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "litert"]
+    assert out.stdout.split() == ["False", "litert", "True"]
     assert (exported_dir / LITERT_FILE).is_file()

@@ -5,6 +5,9 @@ reason (nothing is invented)."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +26,11 @@ from hematovision.core.artifacts import (
 )
 from hematovision.core.datasets import examples_per_class, smear_example
 from hematovision.core.predict import Classifier
+from hematovision.core.runtime import LITERT_FILE
 from hematovision.explain.faithfulness import RemovalCheck, removal_check
 from hematovision.explain.gradcam import AttributeCam
-from hematovision.explain.saliency import AttributionMethods
+from hematovision.explain.litert_gradcam import LiteRTAttributeCam, LiteRTGradCam, NotACamHead
+from hematovision.explain.saliency import FAST_METHOD, AttributionMethods
 
 
 def model_key() -> tuple[str, str]:
@@ -72,28 +77,82 @@ def _load_attribution(model_dir: str, fingerprint: str) -> AttributionMethods:
     return AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
 
 
+_warm_up_started: set[tuple[str, str]] = set()
+_warm_up_lock = threading.Lock()
+
+
+def warm_up_other_methods() -> None:
+    """Load TensorFlow's explainers in the background, once per model and process, after the default map (read
+    from LiteRT) is on screen: loading them takes seconds on 2 cores, which a first switch of method would
+    otherwise wait for."""
+    key = model_key()
+    with _warm_up_lock:
+        if key in _warm_up_started:
+            return
+        _warm_up_started.add(key)
+    threading.Thread(target=_load_attribution, args=key, name="warm-up-explainers", daemon=True).start()
+
+
 def attribution_methods() -> AttributionMethods:
     classifier_or_stop()
     return _load_attribution(*model_key())
 
 
+@st.cache_resource(show_spinner=False)
+def _load_fast_gradcam(model_dir: str, fingerprint: str) -> Callable[[np.ndarray, Sequence[int]], np.ndarray]:
+    """The default map (FAST_METHOD): read from the LiteRT model where its head allows, so that Explain, Review,
+    the teaching pages and the PDF report show it without loading TensorFlow; else TensorFlow's Grad-CAM."""
+    classifier = load_classifier(model_dir, fingerprint)
+    if classifier.runtime == "litert":
+        with contextlib.suppress(NotACamHead):
+            return LiteRTGradCam(Path(model_dir) / LITERT_FILE)
+    return _load_attribution(model_dir, fingerprint).fast
+
+
+def fast_gradcam() -> Callable[[np.ndarray, Sequence[int]], np.ndarray]:
+    classifier_or_stop()
+    return _load_fast_gradcam(*model_key())
+
+
+#: Seconds each method's last computed map took in this server process, shown beside the method's name: the
+#: slow methods take seconds on a small server, and the user should know before choosing one.
+_method_seconds: dict[str, float] = {}
+#: A map served from the cache comes back in milliseconds; only a computed one is timed.
+COMPUTED_SECONDS = 0.3
+
+
+def method_seconds() -> dict[str, float]:
+    return dict(_method_seconds)
+
+
 def heatmap(method: str, image: StoredImage, class_index: int) -> np.ndarray:
     """A [0, 1] heatmap, cached per (model, method, image, class): sliders rerun the page, and the
-    slow methods take seconds."""
-    attribution_methods()
-    return _cached_heatmap(*model_key(), method, image.digest, class_index, image.model_input)
+    slow methods take seconds (each method's last time is kept for method_seconds)."""
+    started = time.perf_counter()
+    fast_gradcam() if method == FAST_METHOD else attribution_methods()
+    heat = _cached_heatmap(*model_key(), method, image.digest, class_index, image.model_input)
+    if (seconds := time.perf_counter() - started) > COMPUTED_SECONDS:
+        _method_seconds[method] = seconds
+    return heat
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_heatmap(
     model_dir: str, fingerprint: str, method: str, digest: str, class_index: int, _image: np.ndarray
 ) -> np.ndarray:
+    if method == FAST_METHOD:
+        return _load_fast_gradcam(model_dir, fingerprint)(_image[None], [class_index])[0]
     return _load_attribution(model_dir, fingerprint).heatmap(method, _image, class_index)
 
 
 @st.cache_resource(show_spinner=False)
-def _load_attribute_cam(model_dir: str, fingerprint: str) -> AttributeCam:
+def _load_attribute_cam(model_dir: str, fingerprint: str) -> AttributeCam | LiteRTAttributeCam:
+    """The morphology heads' maps, read from LiteRT like the default map where the export allows."""
     classifier = load_classifier(model_dir, fingerprint)
+    fast = _load_fast_gradcam(model_dir, fingerprint)
+    if isinstance(fast, LiteRTGradCam):
+        with contextlib.suppress(NotACamHead):
+            return fast.attribute_cam(classifier.attributes, classifier.card.features_layer)
     return AttributeCam(classifier.model, classifier.attributes, classifier.card.gradcam_layer)
 
 

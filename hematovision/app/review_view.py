@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from hematovision.app.cache import attribution_methods, classifier_or_stop, evaluation_or_none, heatmap
+from hematovision.app.cache import classifier_or_stop, evaluation_or_none, fast_gradcam, heatmap
 from hematovision.app.classify_view import labelled_boxes, show_morphology
 from hematovision.app.results_table import results_csv
 from hematovision.app.state import CLASSIFIED_BATCHES_KEY, CURRENT_BATCH_KEY, KEPT_REVIEWS, REPORT_KEY, REVIEWS_KEY
@@ -270,7 +270,7 @@ def review_pdf(batch: ReviewedBatch, with_heatmaps: bool, count_cut_cells: bool 
     classifier = classifier_or_stop()
     heatmap_of = None
     if with_heatmaps:
-        gradcam = attribution_methods().fast
+        gradcam = fast_gradcam()
 
         def heatmap_of(image: np.ndarray, class_index: int) -> np.ndarray:
             return gradcam(image[None], [class_index])[0]

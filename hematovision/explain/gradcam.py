@@ -101,12 +101,13 @@ class AttributeCam:
 
         self._maps = activation_map
 
-    def score_weights(self, attribute: str, value_index: int) -> np.ndarray:
-        """Per feature: d(score of the value over the values' mean) / d(pooled feature)."""
-        weights = self.heads.heads[attribute].weights
-        return ((weights[:, value_index] - weights.mean(axis=1)) / self.heads.scale).astype(np.float32)
-
     def __call__(self, image: np.ndarray, attribute: str, value_index: int) -> np.ndarray:
         """A [0, 1] heatmap (input_size x input_size) for one uint8 image (size, size, 3)."""
-        cam = self._maps(image[None], self.score_weights(attribute, value_index)).numpy()[0]
+        cam = self._maps(image[None], score_weights(self.heads, attribute, value_index)).numpy()[0]
         return normalise(upsample(cam, self.input_size))
+
+
+def score_weights(heads: AttributeHeads, attribute: str, value_index: int) -> np.ndarray:
+    """Per feature: d(score of the value over the values' mean) / d(pooled feature)."""
+    weights = heads.heads[attribute].weights
+    return ((weights[:, value_index] - weights.mean(axis=1)) / heads.scale).astype(np.float32)
