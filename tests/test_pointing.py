@@ -15,12 +15,19 @@ def disc(shape, centre, radius):
     return np.hypot(rows - centre[0], cols - centre[1]) <= radius
 
 
-def smear(side=180, nucleus=(90, 90), radius=22, red_cells=((30, 30), (150, 40), (40, 150), (150, 150)), seed=0):
+def smear(
+    side=180,
+    nucleus=(90, 90),
+    radius=22,
+    red_cells=((30, 30), (150, 40), (40, 150), (150, 150)),
+    seed=0,
+    red_cell=RED_CELL,
+):
     """Glass, four red cells and one purple nucleus, with a little noise."""
     image = np.empty((side, side, 3), np.float32)
     image[:] = GLASS
     for centre in red_cells:
-        image[disc((side, side), centre, 20)] = RED_CELL
+        image[disc((side, side), centre, 20)] = red_cell
     image[disc((side, side), nucleus, radius)] = NUCLEUS
     image += np.random.default_rng(seed).normal(0, 3, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
@@ -112,3 +119,11 @@ def test_mass_inside_is_the_share_of_the_map_on_the_mask():
     assert pt.mass_inside((~mask).astype(float), mask) == 0.0
     assert pt.mass_inside(np.ones((10, 10)), mask) == pytest.approx(0.5)
     assert pt.mass_inside(np.zeros((10, 10)), mask) == 0.0
+
+
+def test_a_small_platelet_among_many_red_cells_is_the_mask_not_the_red_cells():
+    red_cells = [(row, col) for row in (25, 125, 165) for col in (25, 75, 125, 165)] + [(90, 115)]  # one touching
+    # Red cells as dense as PBC's darkest (red-channel density about 0.12): Otsu alone splits them from the glass.
+    image = smear(nucleus=(90, 90), radius=6, red_cells=red_cells, red_cell=(186, 146, 176))
+    mask = pt.cell_mask(image)
+    assert mask[90, 90] and mask.sum() < np.pi * (6 + round(pt.CYTOPLASM_RIM * 180) + 2) ** 2

@@ -9,7 +9,9 @@ map is scored by where it peaks and how much of its mass falls on the cell.
 density, ``OD = -log10(I / glass)``. The *red channel's* density is the nuclear signal: the azure/methylene
 blue of a May-Grünwald-Giemsa stain (nuclei, basophilic cytoplasm, basophil and ig granules) absorbs red
 light, while the eosin of red cells and of pale neutrophil cytoplasm barely does. Otsu's threshold on that
-density (256-bin histogram, the split that maximises the between-class variance) marks the stained pixels;
+density (256-bin histogram, the split that maximises the between-class variance) marks the stained pixels,
+with a floor of ``MIN_NUCLEAR_DENSITY`` (red cells reach about 0.13 in PBC, nuclei 0.4: in an image whose
+only azure is a small platelet, Otsu alone splits the red cells from the glass);
 a closing with a disc of ``LOBE_JOIN`` of the side joins a segmented nucleus's lobes; holes are filled; the
 component nearest the image centre (PBC's cells are centred) is the cell, and a rim of ``CYTOPLASM_RIM``
 of the side is added for the cytoplasm the red channel misses. The mask thus covers the nucleus and a band
@@ -39,6 +41,8 @@ OFF_CENTRE_FRACTIONS = (0.3, 0.7)
 OFF_CENTRE_POSITIONS = tuple((row, col) for row in OFF_CENTRE_FRACTIONS for col in OFF_CENTRE_FRACTIONS)
 #: Glass colour: each channel's percentile (the brightest pixels are glass).
 GLASS_PERCENTILE = 99
+#: Floor of the nuclear threshold (red-channel optical density, log10).
+MIN_NUCLEAR_DENSITY = 0.2
 #: Closing radius that joins a nucleus's lobes, as a fraction of the side.
 LOBE_JOIN = 0.02
 #: Cytoplasm rim added around the nuclear signal, as a fraction of the side.
@@ -80,8 +84,9 @@ def _disc(radius: int) -> np.ndarray:
 def cell_mask(rgb: np.ndarray) -> np.ndarray:
     """Boolean mask of the cell nearest the image centre (see the module's docstring)."""
     side = min(rgb.shape[:2])
-    density = optical_density(rgb)[..., 0]
-    stained = density > otsu_threshold(density)
+    density = optical_density(rgb)
+    red = density[..., 0]
+    stained = red > max(otsu_threshold(red), MIN_NUCLEAR_DENSITY)
     join = max(1, round(LOBE_JOIN * side))
     padded = np.pad(stained, join)  # closing near the border without eroding from outside
     stained = ndi.binary_closing(padded, structure=_disc(join))[join:-join, join:-join]
