@@ -127,3 +127,44 @@ def test_a_small_platelet_among_many_red_cells_is_the_mask_not_the_red_cells():
     image = smear(nucleus=(90, 90), radius=6, red_cells=red_cells, red_cell=(186, 146, 176))
     mask = pt.cell_mask(image)
     assert mask[90, 90] and mask.sum() < np.pi * (6 + round(pt.CYTOPLASM_RIM * 180) + 2) ** 2
+
+
+def test_cells_pair_with_the_next_cell_of_another_class():
+    from training.pointing_eval import pair_cells
+
+    assert pair_cells(["a", "a", "b", "c", "b"]) == [(0, 2), (1, 3)]
+    assert pair_cells(["a", "a"]) == []
+
+
+def test_the_cli_records_a_self_describing_pointing_record_and_keeps_the_rest(tmp_path, tiny_model_dir):
+    import json
+    import shutil
+
+    from hematovision.core import paths
+    from hematovision.explain.saliency import FAST_METHOD, FINE_METHOD
+    from tests.conftest import write_subtype_manifest
+    from training.pointing_eval import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = json.loads((model / paths.EVALUATION_FILE).read_text())
+    data = write_subtype_manifest(tmp_path / "data")
+    arguments = ["--model", str(model), "--data", str(data), "--split", "test", "--n", "8", "--seed", "2"]
+    assert main([*arguments, "--methods", f"{FAST_METHOD},{FINE_METHOD}", "--record"]) == 0
+    evaluation = json.loads((model / paths.EVALUATION_FILE).read_text())
+    assert {key: evaluation[key] for key in before} == before  # everything else kept
+    record = evaluation["pointing"]
+    assert record["split"] == "test" and record["seed"] == 2 and record["n_requested"] == 8
+    assert record["n_cells"] == len(record["images"]) >= 2 and record["n_cells"] + len(record["skipped"]) == 8
+    assert record["n_composites"] == len(record["composites"]) >= 1
+    assert list(record["methods"]) == [FAST_METHOD, FINE_METHOD, "centred blob"]
+    for figures in record["methods"].values():
+        for part, maps in (("off_centre", 4 * record["n_cells"]), ("composite", 2 * record["n_composites"])):
+            assert figures[part]["maps"] == maps
+            for measure in ("pointing", "mass_inside"):
+                assert set(figures[part][measure]) == {"mean", "se", "n"}
+                assert 0.0 <= figures[part][measure]["mean"] <= 1.0
+    blob = record["methods"]["centred blob"]
+    assert blob["baseline"] is True and blob["off_centre"]["pointing"]["mean"] == 0.0  # the centre cannot win
+    assert blob["centred"]["pointing"]["mean"] == 1.0  # ...where the cell is at the centre, it does
+    assert set(record["meets_targets"]) == {FAST_METHOD, FINE_METHOD}
