@@ -77,3 +77,30 @@ def test_saliency_is_scored_on_the_networks_own_probabilities(tiny_classifier):
     np.testing.assert_allclose(own, softmax(tiny_classifier.logits(batch), tiny_classifier.card.temperature))
     # The distance-grown temperature changes how sure, never which class.
     np.testing.assert_array_equal(own.argmax(axis=1), tiny_classifier.probabilities(batch).argmax(axis=1))
+
+
+def test_add_scores_new_methods_on_the_recorded_sample_and_keeps_the_rest(tmp_path, tiny_saliency_model_dir):
+    import shutil
+
+    from hematovision.explain.saliency import FINE_METHOD
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_saliency_model_dir, model)
+    before = json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"]
+    data = write_subtype_manifest(tmp_path / "data")
+    arguments = ["--model", str(model), "--data", str(data), "--n", "3", "--sanity-n", "2", "--methods", FINE_METHOD]
+    assert main([*arguments, "--seed", "1", "--add"]) == 2  # another sample: refused, nothing written
+    assert json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"] == before
+    assert main([*arguments, "--add"]) == 0
+    after = json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"]
+    assert list(after["methods"]) == ["Grad-CAM", "LayerCAM", FINE_METHOD, "random map", "centred blob"]
+    for name in ("Grad-CAM", "LayerCAM", "random map", "centred blob"):
+        assert after["methods"][name] == before["methods"][name]
+    assert after["images"] == before["images"] and after["n"] == before["n"]
+    added = after["methods"][FINE_METHOD]
+    assert added["n"] == 3 and set(added["beats"]) == set(BASELINES)
+    assert added["beats"]["centred blob"]["deletion"] == (
+        added["deletion_auc"] < before["methods"]["centred blob"]["deletion_auc"]
+    )
+    assert set(after["sanity"]["methods"]) == {"Grad-CAM", "LayerCAM", FINE_METHOD}
+    assert after["sanity"]["methods"]["Grad-CAM"] == before["sanity"]["methods"]["Grad-CAM"]

@@ -17,18 +17,22 @@ from hematovision.explain.gradcam import GradCam
 FAST_METHOD = "Grad-CAM"
 #: The finer map (28x28 before upsampling) offered by name (issue 38; docs/experiments.md, 2026-12-06).
 FINE_METHOD = layercam.LAYERCAM_FUSED
+#: What the Explain page and the command line offer.
 METHODS = {
     "Grad-CAM": "class-weighted activation map of the last convolutional block (fast)",
     "Grad-CAM++": "weights pixels by higher-order gradients; separates several instances better",
     "LayerCAM": "weights each location by its own positive gradient; finer detail",
     "Faster-ScoreCAM": "gradient-free: masks the image with activation maps and watches the score",
     "SmoothGrad": "pixel-level saliency averaged over noisy copies of the image",
-    **layercam.METHODS,
+    FINE_METHOD: layercam.METHODS[FINE_METHOD],
 }
+#: Every method :class:`AttributionMethods` computes: those offered, and the finer-map candidates measured
+#: against them (training.pointing_eval, training.saliency_eval), kept by name.
+ALL_METHODS = {**METHODS, **layercam.METHODS}
 
 
 class AttributionMethods:
-    """Heatmaps for one model by any method in :data:`METHODS`."""
+    """Heatmaps for one model by any method in :data:`ALL_METHODS`."""
 
     def __init__(self, model, layer_name: str, logits_layer: str) -> None:
         self.model = model
@@ -57,8 +61,8 @@ class AttributionMethods:
             return self.fast(image[None], [class_index])[0]
         if method in layercam.METHODS:
             return self.fine(method, image[None], [class_index])[0]
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if method not in ALL_METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(ALL_METHODS)}")
         from tf_keras_vis.utils.scores import CategoricalScore
 
         visualise = self._visualiser(method)
