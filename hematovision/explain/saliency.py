@@ -16,7 +16,7 @@ from hematovision.explain.gradcam import GradCam
 
 FAST_METHOD = "Grad-CAM"
 #: The finer map (28x28 before upsampling) offered by name (issue 38; docs/experiments.md, 2026-12-06).
-FINE_METHOD = layercam.LAYERCAM_FUSED
+FINE_METHOD = layercam.LAYERCAM_GATED
 #: What the Explain page and the command line offer.
 METHODS = {
     "Grad-CAM": "class-weighted activation map of the last convolutional block (fast)",
