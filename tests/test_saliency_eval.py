@@ -4,6 +4,7 @@ import json
 
 from hematovision.core import paths
 from hematovision.explain.faithfulness import BASELINES
+from hematovision.explain.saliency import DEFAULT_METHOD
 from tests.conftest import write_subtype_manifest
 from training.saliency_eval import main, meets_targets, sample_test_split
 
@@ -34,7 +35,9 @@ def test_records_every_method_both_baselines_and_the_sample(tiny_saliency_model_
             "road": fast["road_gap"] > other["road_gap"],
         }
     expected = all(all(fast["beats"][name].values()) for name in BASELINES)
-    assert record["default_meets_targets"] is (expected and record["sanity"]["methods"]["Grad-CAM"]["passes"])
+    assert meets_targets(record, "Grad-CAM") is (expected and record["sanity"]["methods"]["Grad-CAM"]["passes"])
+    assert record["default_method"] == DEFAULT_METHOD
+    assert record["default_meets_targets"] == meets_targets(record, DEFAULT_METHOD)  # None where not measured
 
 
 def test_the_default_meets_its_targets_only_beating_both_baselines_on_every_figure_and_passing_sanity():
@@ -104,3 +107,5 @@ def test_add_scores_new_methods_on_the_recorded_sample_and_keeps_the_rest(tmp_pa
     )
     assert set(after["sanity"]["methods"]) == {"Grad-CAM", "LayerCAM", FINE_METHOD}
     assert after["sanity"]["methods"]["Grad-CAM"] == before["sanity"]["methods"]["Grad-CAM"]
+    assert after["default_method"] == DEFAULT_METHOD
+    assert after["default_meets_targets"] == meets_targets(after, DEFAULT_METHOD)

@@ -33,7 +33,7 @@ from hematovision.core.datasets import find_manifest, read_manifest
 from hematovision.core.imaging import ImageLoadError
 from hematovision.explain import faithfulness as fm
 from hematovision.explain import pointing as pt
-from hematovision.explain.saliency import ALL_METHODS, FAST_METHOD, FINE_METHOD, AttributionMethods
+from hematovision.explain.saliency import ALL_METHODS, DEFAULT_METHOD, FAST_METHOD, FINE_METHOD, AttributionMethods
 
 RECORD_KEY = "pointing"
 BASELINE = fm.CENTRE_MAP
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "composites": [[cells[a]["name"], cells[b]["name"]] for a, b in pairs],
         "target": "each cell's expert label (on a composite, each cell's label in turn)",
-        "default_method": FAST_METHOD,
+        "default_method": DEFAULT_METHOD,
         "fine_method": FINE_METHOD,
         "settings": {
             "tolerance": pt.POINTING_TOLERANCE,

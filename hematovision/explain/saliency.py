@@ -14,9 +14,13 @@ import numpy as np
 from hematovision.explain import layercam
 from hematovision.explain.gradcam import GradCam
 
+#: The compiled Grad-CAM of the last block (7x7 before upsampling): tens of milliseconds.
 FAST_METHOD = "Grad-CAM"
-#: The finer map (28x28 before upsampling) offered by name (issue 38; docs/experiments.md, 2026-12-06).
+#: The finer map (28x28 before upsampling) chosen by issue 38's rule (docs/experiments.md, 2026-12-06).
 FINE_METHOD = layercam.LAYERCAM_GATED
+#: The map shown first (Explain page, ``hematovision explain``): the finer map, which by that rule is as
+#: faithful as Grad-CAM, passes the sanity check and points at an off-centre cell more often.
+DEFAULT_METHOD = FINE_METHOD
 #: What the Explain page and the command line offer.
 METHODS = {
     "Grad-CAM": "class-weighted activation map of the last convolutional block (fast)",
