@@ -12,6 +12,7 @@ from hematovision.cli.main import main
 from hematovision.core.framing import frame_single_cell_with_window
 from hematovision.core.imaging import to_model_input
 from hematovision.explain.export import peak, to_image_coordinates, unique_stem
+from hematovision.explain.saliency import DEFAULT_METHOD
 from tests.conftest import synthetic_cell, write_class_folders
 
 
@@ -83,7 +84,7 @@ def test_explain_writes_maps_overlays_and_a_row_per_good_image(tiny_model_dir, t
         assert heat.dtype == np.float32 and heat.shape == image.shape[:2]
         assert heat.min() >= 0.0 and heat.max() <= 1.0
         assert np.asarray(Image.open(out / row["map"].replace(".npy", ".png"))).shape[:2] == image.shape[:2]
-        assert row["target"] == row["predicted"] and row["method"] == "Grad-CAM"
+        assert row["target"] == row["predicted"] and row["method"] == DEFAULT_METHOD
         assert 0 <= int(row["peak_x"]) < image.shape[1] and 0 <= int(row["peak_y"]) < image.shape[0]
 
 

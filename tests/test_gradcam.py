@@ -8,7 +8,7 @@ import pytest
 from hematovision.core.runtime import LITERT_FILE
 from hematovision.explain.gradcam import GradCam
 from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
-from hematovision.explain.saliency import METHODS, AttributionMethods
+from hematovision.explain.saliency import ALL_METHODS, AttributionMethods
 from tests.conftest import TINY_SIZE, synthetic_cell
 
 
@@ -88,7 +88,7 @@ def test_gradcam_depends_on_the_target_class(tiny_classifier, images):
     assert not np.allclose(maps[0], maps[1]) or not np.allclose(maps[1], maps[2])
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(ALL_METHODS))
 def test_every_method_gives_a_normalised_map(tiny_classifier, images, method):
     card = tiny_classifier.card
     methods = AttributionMethods(tiny_classifier.model, card.gradcam_layer, card.logits_layer)

@@ -4,6 +4,7 @@ import json
 
 from hematovision.core import paths
 from hematovision.explain.faithfulness import BASELINES
+from hematovision.explain.saliency import DEFAULT_METHOD
 from tests.conftest import write_subtype_manifest
 from training.saliency_eval import main, meets_targets, sample_test_split
 
@@ -34,7 +35,9 @@ def test_records_every_method_both_baselines_and_the_sample(tiny_saliency_model_
             "road": fast["road_gap"] > other["road_gap"],
         }
     expected = all(all(fast["beats"][name].values()) for name in BASELINES)
-    assert record["default_meets_targets"] is (expected and record["sanity"]["methods"]["Grad-CAM"]["passes"])
+    assert meets_targets(record, "Grad-CAM") is (expected and record["sanity"]["methods"]["Grad-CAM"]["passes"])
+    assert record["default_method"] == DEFAULT_METHOD
+    assert record["default_meets_targets"] == meets_targets(record, DEFAULT_METHOD)  # None where not measured
 
 
 def test_the_default_meets_its_targets_only_beating_both_baselines_on_every_figure_and_passing_sanity():
@@ -77,3 +80,32 @@ def test_saliency_is_scored_on_the_networks_own_probabilities(tiny_classifier):
     np.testing.assert_allclose(own, softmax(tiny_classifier.logits(batch), tiny_classifier.card.temperature))
     # The distance-grown temperature changes how sure, never which class.
     np.testing.assert_array_equal(own.argmax(axis=1), tiny_classifier.probabilities(batch).argmax(axis=1))
+
+
+def test_add_scores_new_methods_on_the_recorded_sample_and_keeps_the_rest(tmp_path, tiny_saliency_model_dir):
+    import shutil
+
+    from hematovision.explain.saliency import FINE_METHOD
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_saliency_model_dir, model)
+    before = json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"]
+    data = write_subtype_manifest(tmp_path / "data")
+    arguments = ["--model", str(model), "--data", str(data), "--n", "3", "--sanity-n", "2", "--methods", FINE_METHOD]
+    assert main([*arguments, "--seed", "1", "--add"]) == 2  # another sample: refused, nothing written
+    assert json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"] == before
+    assert main([*arguments, "--add"]) == 0
+    after = json.loads((model / paths.EVALUATION_FILE).read_text())["saliency"]
+    assert list(after["methods"]) == ["Grad-CAM", "LayerCAM", FINE_METHOD, "random map", "centred blob"]
+    for name in ("Grad-CAM", "LayerCAM", "random map", "centred blob"):
+        assert after["methods"][name] == before["methods"][name]
+    assert after["images"] == before["images"] and after["n"] == before["n"]
+    added = after["methods"][FINE_METHOD]
+    assert added["n"] == 3 and set(added["beats"]) == set(BASELINES)
+    assert added["beats"]["centred blob"]["deletion"] == (
+        added["deletion_auc"] < before["methods"]["centred blob"]["deletion_auc"]
+    )
+    assert set(after["sanity"]["methods"]) == {"Grad-CAM", "LayerCAM", FINE_METHOD}
+    assert after["sanity"]["methods"]["Grad-CAM"] == before["sanity"]["methods"]["Grad-CAM"]
+    assert after["default_method"] == DEFAULT_METHOD
+    assert after["default_meets_targets"] == meets_targets(after, DEFAULT_METHOD)

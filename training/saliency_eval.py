@@ -1,6 +1,7 @@
 """How faithful each Explain method is, against two baselines, on a fixed sample of the PBC test split.
 
-    python -m training.saliency_eval --model models --data ../shared/data [--n 200] [--seed 0]
+    python -m training.saliency_eval --model models --data ../shared/data [--n 200] [--seed 0] \
+        [--split test] [--methods ...] [--record-key saliency]
 
 For every method of the Explain page (hematovision.explain.saliency.METHODS) and the two baselines (a random
 coarse map, a centred blob): deletion and insertion AUC, ROAD (most- and least-relevant-first removal
@@ -32,7 +33,7 @@ from hematovision.core.datasets import find_manifest, read_manifest
 from hematovision.core.imaging import ImageLoadError
 from hematovision.core.predict import Classifier
 from hematovision.explain import faithfulness as fm
-from hematovision.explain.saliency import FAST_METHOD, METHODS, AttributionMethods
+from hematovision.explain.saliency import ALL_METHODS, DEFAULT_METHOD, METHODS, AttributionMethods
 from hematovision.explain.sanity import PASS_CORRELATION, cascading_correlations, verdict
 
 #: Cut points of the cascade on MobileNetV2, top first: the head, the last 1x1 convolution (Grad-CAM's
@@ -43,13 +44,16 @@ RULE_LAYER = "block_16_expand"
 RECORD_KEY = "saliency"
 
 
-def sample_test_split(data: Path, n: int, seed: int) -> list[Path]:
-    """``n`` test-split images drawn with ``seed`` (the same seed, the same sample), in the order drawn: a run
-    stopped early has then measured a random part of the sample, not the classes that sort first."""
+def sample_test_split(data: Path, n: int, seed: int, split: str = "test") -> list[Path]:
+    """``n`` images of ``split`` (the test split unless told) drawn with ``seed`` (the same seed, the same
+    sample), in the order drawn: a run stopped early has then measured a random part of the sample, not the
+    classes that sort first."""
     manifest = find_manifest(data)
     if manifest is None:
         raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
-    test = sorted((image.path for image in read_manifest(manifest) if image.split == "test"), key=str)
+    test = sorted((image.path for image in read_manifest(manifest) if image.split == split), key=str)
+    if not test:
+        raise FileNotFoundError(f"no {split!r} images in {manifest}")
     chosen = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
     return [test[i] for i in chosen]
 
@@ -93,11 +97,13 @@ def evaluate(
     seed: int,
     save,
     save_every: int,
+    recorded: dict | None = None,
 ) -> dict:
     probability_fn = classifier.network_probabilities
     classes = probability_fn(images).argmax(axis=1)
     attribution = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
-    every = [*methods, *fm.BASELINES]
+    # Adding methods to a record (--add): its baselines were scored on the same images, with the same seeds.
+    every = [*methods, *(() if recorded else fm.BASELINES)]
     scores: dict[str, list[fm.ImageScores]] = {name: [] for name in every}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     record: dict = {}
@@ -112,15 +118,29 @@ def evaluate(
                 saliency = fm.baseline_map(name, shape, seed + number)
             scores[name].append(fm.score_map(image, saliency, probability_fn, int(class_index), seed=seed + number))
         if number % save_every == 0 or number == len(images):
-            record = summary(names[:number], scores, seconds)
+            record = summary(names[:number], scores, seconds, recorded)
             save(record, complete=number == len(images))
             line = ", ".join(f"{n} del {r['deletion_auc']:.3f}" for n, r in record["methods"].items())
             print(f"{number}/{len(images)} images: {line}", flush=True)
     return record
 
 
-def summary(names: list[str], scores: dict[str, list[fm.ImageScores]], seconds: dict[str, list[float]]) -> dict:
+def summary(
+    names: list[str],
+    scores: dict[str, list[fm.ImageScores]],
+    seconds: dict[str, list[float]],
+    recorded: dict | None = None,
+) -> dict:
+    """Figures per method; with ``recorded`` (a record's methods), merged into them: its methods first, the new
+    ones next, the baselines last, each new method judged against the recorded baselines."""
     methods = {name: fm.summarise(values) for name, values in scores.items()}
+    if recorded:
+        kept = {name: figures for name, figures in recorded.items() if name not in methods}
+        methods = {
+            **{name: figures for name, figures in kept.items() if name not in fm.BASELINES},
+            **methods,
+            **{name: kept[name] for name in fm.BASELINES},
+        }
     for name, values in seconds.items():
         # The first image of each method includes building its visualiser and tracing: timed from the second.
         timed = values[1:] or values
@@ -130,6 +150,8 @@ def summary(names: list[str], scores: dict[str, list[fm.ImageScores]], seconds: 
         methods[name]["beats"] = {baseline: fm.beats(methods[name], methods[baseline]) for baseline in fm.BASELINES}
     for baseline in fm.BASELINES:
         methods[baseline]["baseline"] = True
+    if recorded:
+        return {"methods": methods}  # the record's sample, n and images stay as they were
     return {"n": len(names), "images": names, "methods": methods}
 
 
@@ -137,25 +159,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.saliency_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
     parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
-    parser.add_argument("--n", type=int, default=200, help="test-split images to sample")
+    parser.add_argument("--n", type=int, default=200, help="images of the split to sample")
+    parser.add_argument("--split", default="test", choices=("val", "test"), help="PBC split (val: to choose a method)")
+    parser.add_argument(
+        "--record-key", default=RECORD_KEY, help="key in evaluation.json (another one keeps the page's record)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random baseline")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from the Explain page")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated: the Explain page's, or the finer-map candidates (saliency.ALL_METHODS)",
+    )
     parser.add_argument("--sanity-n", type=int, default=8, help="images (the first of the sample) for the sanity check")
     parser.add_argument(
         "--keep-sanity",
         action="store_true",
         help="reuse the recorded sanity check where it was run on the same first images (it uses only the classes)",
     )
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="add --methods to the complete record under --record-key, on its own images (same split, seed and n): "
+        "its other methods, baselines and sanity verdicts are kept",
+    )
     parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
     args = parser.parse_args(argv)
 
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in METHODS]
+    unknown = [name for name in methods if name not in ALL_METHODS]
     if unknown:
-        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}", file=sys.stderr)
         return 2
     try:
-        files = sample_test_split(args.data, args.n, args.seed)
+        files = sample_test_split(args.data, args.n, args.seed, args.split)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {line}", file=sys.stderr)
     names = [path.relative_to(args.data).as_posix() for path in files]
     record = {
-        "dataset": "pbc_test",
+        "dataset": f"pbc_{args.split}",
         "seed": args.seed,
         "n_requested": args.n,
         "target": "the class predicted for the untouched image",
         "probabilities": "the network's softmax at the card's temperature (no distance-grown temperature)",
-        "default_method": FAST_METHOD,
+        "default_method": DEFAULT_METHOD,
         "settings": {
             "deletion_steps": fm.DELETION_STEPS,
             "deletion_fill": "the image's mean colour",
@@ -184,13 +220,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(part: dict, complete: bool) -> None:
         record.update(part, complete=complete)
-        record["default_meets_targets"] = meets_targets(record, FAST_METHOD)
+        record["default_meets_targets"] = meets_targets(record, DEFAULT_METHOD)
         evaluation = load_evaluation(args.model)
-        evaluation[RECORD_KEY] = record
+        evaluation[args.record_key] = record
         write_json(args.model / paths.EVALUATION_FILE, evaluation)
 
     sample = images[: args.sanity_n]
-    previous = load_evaluation(args.model).get(RECORD_KEY, {})
+    previous = load_evaluation(args.model).get(args.record_key, {})
+    if args.add:
+        return add_methods(args, classifier, previous, record, names, images, methods)
     same_images = previous.get("images", [])[: len(sample)] == names[: len(sample)]
     if args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
         print(f"sanity check kept from the record ({len(sample)} images, the same ones)", flush=True)
@@ -205,7 +243,48 @@ def main(argv: list[str] | None = None) -> int:
     print(f"faithfulness on {len(images)} images...", flush=True)
     evaluate(classifier, names, images, methods, args.seed, save, args.save_every)
     print_table(record)
-    print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{RECORD_KEY}'")
+    print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{args.record_key}'")
+    return 0
+
+
+def add_methods(args, classifier, previous: dict, record: dict, names, images, methods) -> int:
+    """--add: score ``methods`` on the recorded sample and merge them into the record."""
+    same = (
+        previous.get("complete")
+        and previous.get("dataset") == record["dataset"]
+        and previous.get("seed") == args.seed
+        and previous.get("images") == names
+        and previous.get("sanity", {}).get("n") == min(args.sanity_n, len(images))
+    )
+    if not same:
+        print(
+            f"error: --add needs a complete '{args.record_key}' record of the same split, seed, images and sanity-n",
+            file=sys.stderr,
+        )
+        return 2
+    merged = dict(previous)
+    sample = images[: args.sanity_n]
+    print(f"sanity check of {', '.join(methods)} on {len(sample)} images...", flush=True)
+    classes = classifier.network_probabilities(sample).argmax(axis=1)
+    added = sanity_check(classifier, methods, sample, classes)["methods"]
+    merged["sanity"] = {**previous["sanity"], "methods": {**previous["sanity"]["methods"], **added}}
+    for method, result in added.items():
+        figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
+        print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
+
+    def save(part: dict, complete: bool) -> None:
+        if complete:  # a partial run leaves the record as it was
+            merged.update(part)
+            merged["default_method"] = DEFAULT_METHOD
+            merged["default_meets_targets"] = meets_targets(merged, DEFAULT_METHOD)
+            evaluation = load_evaluation(args.model)
+            evaluation[args.record_key] = merged
+            write_json(args.model / paths.EVALUATION_FILE, evaluation)
+
+    print(f"faithfulness of {', '.join(methods)} on {len(images)} images...", flush=True)
+    evaluate(classifier, names, images, methods, args.seed, save, args.save_every, recorded=previous["methods"])
+    print_table(merged)
+    print(f"added to {args.model / paths.EVALUATION_FILE} under '{args.record_key}'")
     return 0
 
 
@@ -219,14 +298,14 @@ def meets_targets(record: dict, method: str) -> bool | None:
 
 
 def print_table(record: dict) -> None:
-    print(f"\n{record['n']} PBC test images (seed {record['seed']}); deletion lower is better, the rest higher:")
-    print(f"{'method':<18}{'deletion':>10}{'insertion':>11}{'ROAD gap':>10}{'s/image':>9}  sanity")
+    print(f"\n{record['n']} {record['dataset']} images (seed {record['seed']}); deletion lower is better, rest higher:")
+    print(f"{'method':<30}{'deletion':>10}{'insertion':>11}{'ROAD gap':>10}{'s/image':>9}  sanity")
     sanity = record.get("sanity", {}).get("methods", {})
     for name, figures in record["methods"].items():
         timing = f"{figures['seconds_per_image']:.3f}" if "seconds_per_image" in figures else "-"
         verdict_text = ("passes" if sanity[name]["passes"] else "fails") if name in sanity else "-"
         print(
-            f"{name:<18}{figures['deletion_auc']:>10.3f}{figures['insertion_auc']:>11.3f}"
+            f"{name:<30}{figures['deletion_auc']:>10.3f}{figures['insertion_auc']:>11.3f}"
             f"{figures['road_gap']:>10.3f}{timing:>9}  {verdict_text}"
         )
 

@@ -16,7 +16,7 @@ from hematovision.core.artifacts import ArtifactError, load_evaluation
 from hematovision.core.inputs import expand_paths
 from hematovision.core.predict import CLASSIFY_MODES
 from hematovision.core.results_schema import csv_columns, csv_row
-from hematovision.explain.saliency import FAST_METHOD, METHODS
+from hematovision.explain.saliency import DEFAULT_METHOD, METHODS
 from hematovision.heads.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError
 from hematovision.workflows.differential import count, network_call, platelets_by_field, summary_lines
 
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     explain.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images")
     explain.add_argument("--out", type=Path, required=True, help="the folder to write maps, overlays and CSV to")
-    explain.add_argument("--method", choices=list(METHODS), default=FAST_METHOD, help="default: %(default)s")
+    explain.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD, help="default: %(default)s")
     explain.add_argument("--target", help="the class to explain (default: each image's predicted class)")
     explain.add_argument("--threshold", type=float, default=None, help=argparse.SUPPRESS)
     explain.add_argument(

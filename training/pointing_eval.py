@@ -1,0 +1,258 @@
+"""Does each Explain method point at the cell when the cell is not at the centre? (issue 38, item 2)
+
+    python -m training.pointing_eval --model models --data ../shared/data --split test --n 40 --seed 0 \\
+        [--methods Grad-CAM,...] [--record]
+
+``n`` cells drawn with ``seed`` from a PBC split, framed and resized as the app does
+(``Classifier.model_input``). Each is re-cropped four ways with its centre at 30% or 70% of each side
+(hematovision.explain.pointing.off_centre), and paired with the next drawn cell of another class into a
+two-cell composite explained for each cell's class in turn. The class explained is always the cell's expert
+label. Per method, and for the centred blob (the baseline that "look at the middle" would score): the pointing
+hit rate (the map's peak within 0.2 x side of the cell's centre) and the share of the map's mass inside the cell's
+mask, each a mean with its standard error over cells (off-centre: the four re-crops of a cell averaged first, as
+they are not independent) or over composites (its two maps averaged first). The untouched cells are scored the
+same way, for reference. With ``--record`` the figures go into the artifact folder's evaluation.json under
+"pointing" (self-describing: split, seed, n, settings, per method mean and SE); other keys are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hematovision.core import paths
+from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.datasets import find_manifest, read_manifest
+from hematovision.core.imaging import ImageLoadError
+from hematovision.explain import faithfulness as fm
+from hematovision.explain import pointing as pt
+from hematovision.explain.saliency import ALL_METHODS, DEFAULT_METHOD, FAST_METHOD, FINE_METHOD, AttributionMethods
+
+RECORD_KEY = "pointing"
+BASELINE = fm.CENTRE_MAP
+#: Issue 38's targets: off-centre pointing, and composites whose map for class X peaks on the X cell.
+TARGETS = {"off_centre_pointing": 0.95, "composite_pointing": 0.90}
+#: A mask covering more than this share of the image is not one cell (the finder failed): the cell is skipped.
+MAX_MASK_SHARE = 0.5
+
+
+def sample_split(data: Path, split: str, n: int, seed: int) -> list[tuple[Path, str]]:
+    """``n`` (path, label) of ``split`` drawn with ``seed``, in the order drawn."""
+    manifest = find_manifest(data)
+    if manifest is None:
+        raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
+    rows = sorted(((image.path, image.label) for image in read_manifest(manifest) if image.split == split), key=str)
+    if not rows:
+        raise FileNotFoundError(f"no {split!r} images in {manifest}")
+    chosen = np.random.default_rng(seed).choice(len(rows), size=min(n, len(rows)), replace=False)
+    return [rows[i] for i in chosen]
+
+
+def pair_cells(labels: list[str]) -> list[tuple[int, int]]:
+    """Composites: each cell, in the order drawn, with the next unpaired cell of another class."""
+    used: set[int] = set()
+    pairs = []
+    for first in range(len(labels)):
+        if first in used:
+            continue
+        for second in range(first + 1, len(labels)):
+            if second not in used and labels[second] != labels[first]:
+                pairs.append((first, second))
+                used.update((first, second))
+                break
+    return pairs
+
+
+def mean_and_error(values) -> dict:
+    array = np.asarray(values, dtype=np.float64)
+    error = float(array.std(ddof=1) / np.sqrt(len(array))) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "se": error, "n": len(array)}
+
+
+def score(maps: np.ndarray, masks: list[np.ndarray]) -> tuple[list[bool], list[float]]:
+    hits = [pt.pointing_hit(heatmap, pt.mask_centre(mask)) for heatmap, mask in zip(maps, masks, strict=True)]
+    inside = [pt.mass_inside(heatmap, mask) for heatmap, mask in zip(maps, masks, strict=True)]
+    return hits, inside
+
+
+def grouped(values: list, size: int) -> list[float]:
+    """Means of consecutive groups of ``size`` (the re-crops of one cell, the maps of one composite)."""
+    return [float(np.mean(values[i : i + size])) for i in range(0, len(values), size)]
+
+
+def evaluate(attribution: AttributionMethods, methods: list[str], cells: list[dict], pairs: list[tuple[int, int]]):
+    size = cells[0]["image"].shape[0]
+    centred_images = np.stack([cell["image"] for cell in cells])
+    centred_masks = [cell["mask"] for cell in cells]
+    centred_classes = [cell["class"] for cell in cells]
+    moved = [crop for cell in cells for crop in pt.off_centre(cell["image"], cell["mask"])]
+    moved_images = np.stack([image for image, _ in moved])
+    moved_masks = [mask for _, mask in moved]
+    moved_classes = [cell["class"] for cell in cells for _ in pt.OFF_CENTRE_POSITIONS]
+    positions = len(pt.OFF_CENTRE_POSITIONS)
+    composite_images, composite_masks, composite_classes = [], [], []
+    for first, second in pairs:
+        image, left, right = pt.composite(
+            (cells[first]["image"], cells[first]["mask"]), (cells[second]["image"], cells[second]["mask"])
+        )
+        for mask, cell in ((left, cells[first]), (right, cells[second])):
+            composite_images.append(image)
+            composite_masks.append(mask)
+            composite_classes.append(cell["class"])
+    composite_images = np.stack(composite_images)
+
+    blob = fm.centre_map((size, size))
+    results = {}
+    for name in [*methods, BASELINE]:
+        started = time.perf_counter()
+
+        def maps(images, classes, name=name):
+            if name == BASELINE:
+                return np.broadcast_to(blob, (len(images), size, size))
+            return np.concatenate(
+                [attribution.heatmaps(name, images[i : i + 16], classes[i : i + 16]) for i in range(0, len(images), 16)]
+            )
+
+        figures = {}
+        for part, images, masks, classes, group in (
+            ("centred", centred_images, centred_masks, centred_classes, 1),
+            ("off_centre", moved_images, moved_masks, moved_classes, positions),
+            ("composite", composite_images, composite_masks, composite_classes, 2),
+        ):
+            hits, inside = score(maps(images, classes), masks)
+            figures[part] = {
+                "pointing": mean_and_error(grouped(hits, group)),
+                "mass_inside": mean_and_error(grouped(inside, group)),
+                "maps": len(hits),
+            }
+        count = len(centred_images) + len(moved_images) + len(composite_images)
+        if name == BASELINE:
+            figures["baseline"] = True
+        else:
+            figures["seconds_per_map"] = (time.perf_counter() - started) / count
+        results[name] = figures
+        print(
+            f"{name:<32} off-centre {figures['off_centre']['pointing']['mean']:.3f} "
+            f"± {figures['off_centre']['pointing']['se']:.3f}, composite "
+            f"{figures['composite']['pointing']['mean']:.3f} ± {figures['composite']['pointing']['se']:.3f}, "
+            f"mass inside (off-centre) {figures['off_centre']['mass_inside']['mean']:.3f}",
+            flush=True,
+        )
+    return results
+
+
+def load_cells(classifier, data: Path, drawn: list[tuple[Path, str]]) -> tuple[list[dict], list[str]]:
+    cells, skipped = [], []
+    for path, label in drawn:
+        name = path.relative_to(data).as_posix()
+        try:
+            image = classifier.model_input(path)
+        except ImageLoadError as exc:
+            skipped.append(f"{name}: {exc}")
+            continue
+        mask = pt.cell_mask(image)
+        if not mask.any() or mask.mean() > MAX_MASK_SHARE:
+            skipped.append(f"{name}: no single-cell mask (share {mask.mean():.2f})")
+            continue
+        cells.append(
+            {"name": name, "label": label, "class": classifier.classes.index(label), "image": image, "mask": mask}
+        )
+    return cells, skipped
+
+
+def meets_targets(figures: dict) -> bool:
+    return (
+        figures["off_centre"]["pointing"]["mean"] >= TARGETS["off_centre_pointing"]
+        and figures["composite"]["pointing"]["mean"] >= TARGETS["composite_pointing"]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hematovision.core.predict import Classifier
+
+    parser = argparse.ArgumentParser(prog="python -m training.pointing_eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
+    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="PBC split to draw from")
+    parser.add_argument("--n", type=int, default=40, help="cells to draw")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    parser.add_argument(
+        "--methods",
+        default=",".join(dict.fromkeys([FAST_METHOD, FINE_METHOD])),
+        help="comma-separated: the Explain page's, or the finer-map candidates (saliency.ALL_METHODS)",
+    )
+    parser.add_argument(
+        "--record", action="store_true", help=f"write the figures into evaluation.json under '{RECORD_KEY}'"
+    )
+    args = parser.parse_args(argv)
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in ALL_METHODS]
+    if unknown:
+        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}", file=sys.stderr)
+        return 2
+    try:
+        drawn = sample_split(args.data, args.split, args.n, args.seed)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    classifier = Classifier.load(args.model)
+    cells, skipped = load_cells(classifier, args.data, drawn)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if len(cells) < 2:
+        print("error: fewer than two usable cells", file=sys.stderr)
+        return 2
+    pairs = pair_cells([cell["label"] for cell in cells])
+    card = classifier.card
+    attribution = AttributionMethods(classifier.model, card.gradcam_layer, card.logits_layer)
+    print(f"{len(cells)} {args.split} cells, {len(pairs)} composites", flush=True)
+    results = evaluate(attribution, methods, cells, pairs)
+    record = {
+        "dataset": f"pbc_{args.split}",
+        "split": args.split,
+        "seed": args.seed,
+        "n_requested": args.n,
+        "n_cells": len(cells),
+        "n_composites": len(pairs),
+        "images": [cell["name"] for cell in cells],
+        "skipped": skipped,
+        "composites": [[cells[a]["name"], cells[b]["name"]] for a, b in pairs],
+        "target": "each cell's expert label (on a composite, each cell's label in turn)",
+        "default_method": DEFAULT_METHOD,
+        "fine_method": FINE_METHOD,
+        "settings": {
+            "tolerance": pt.POINTING_TOLERANCE,
+            "pointing": f"hit: the map's peak within {pt.POINTING_TOLERANCE} x side of the cell mask's centroid",
+            "mass_inside": "share of the map's mass inside the cell's mask",
+            "off_centre_positions": [list(position) for position in pt.OFF_CENTRE_POSITIONS],
+            "off_centre": "mirror-padded and re-cropped (same size) so the cell's centre sits at these fractions",
+            "composite": "two cells of different classes, each centred in its half-width strip, side by side",
+            "mask": "red-channel optical density over the glass colour, Otsu threshold (floor "
+            f"{pt.MIN_NUCLEAR_DENSITY}), lobes joined, the component nearest the centre, a rim of "
+            f"{pt.CYTOPLASM_RIM} of the side (hematovision.explain.pointing)",
+            "standard_error": "over cells (the four re-crops of a cell averaged first) and over composites "
+            "(their two maps averaged first)",
+            "baseline": f"{BASELINE}: Gaussian, sigma {fm.CENTRE_SIGMA} of the side, at the image centre",
+        },
+        "targets": TARGETS,
+        "methods": results,
+        "meets_targets": {name: meets_targets(figures) for name, figures in results.items() if name != BASELINE},
+    }
+    if args.record:
+        evaluation = load_evaluation(args.model)
+        evaluation[RECORD_KEY] = record
+        write_json(args.model / paths.EVALUATION_FILE, evaluation)
+        print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{RECORD_KEY}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
