@@ -3,9 +3,20 @@
 import numpy as np
 import streamlit as st
 
-from hematovision.app import cache, captions, classify_view, figures, navigation, state, stored_image, tables
-from hematovision.explain.overlay import COLOUR_MAPS, colourise, overlay, png_bytes
-from hematovision.explain.saliency import FAST_METHOD, METHODS
+from hematovision.app import (
+    cache,
+    captions,
+    classify_view,
+    explain_view,
+    figures,
+    navigation,
+    state,
+    stored_image,
+    tables,
+)
+from hematovision.explain.layercam import METHODS as LAYERCAM_METHODS
+from hematovision.explain.overlay import COLOUR_MAPS, overlay, png_bytes
+from hematovision.explain.saliency import DEFAULT_METHOD, FAST_METHOD, METHODS
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES, NOT_ANNOTATED_REASON, describe
 
 st.title("Explain")
@@ -35,14 +46,16 @@ if field_with_boxes is not None:
     st.image(field_with_boxes, caption=f"{chosen.result.source}: the cells found, numbered", width=420)
 
 with st.sidebar:
-    took = cache.method_seconds()
     method = st.radio(
-        "Method", list(METHODS), index=list(METHODS).index(FAST_METHOD),
-        captions=[text + (f" · {took[name]:.0f} s a map on this server" if took.get(name, 0) >= 1 else "")
-                  for name, text in METHODS.items()],
-        help="Grad-CAM is read from the model as it classifies, in a fraction of a second. The others need "
-        "TensorFlow and take seconds a map on a small server (timed here as they run); each map is then kept.",
+        "Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), captions=list(METHODS.values()),
+        help="The default is the finer map (28x28: it points at the cell more often than Grad-CAM, as faithfully). "
+        "Grad-CAM is read from the model as it classifies; the others need TensorFlow, which the server loads in its "
+        "first minute, and some take seconds a map; each map is then kept.",
     )  # fmt: skip
+    # Beside the choice, not in its captions: a widget whose captions change is a new widget, back at its default.
+    took = {name: seconds for name, seconds in cache.method_seconds().items() if seconds >= 1}
+    if took:
+        st.caption("A map took, on this server: " + ", ".join(f"{name} {s:.0f} s" for name, s in took.items()))
     target = st.selectbox(
         "Explain the class",
         card.classes,
@@ -58,17 +71,19 @@ if prediction.not_blood_cell:
     st.error(classify_view.NOT_BLOOD_MESSAGE)
 st.markdown(
     f"Predicted **{prediction.label}** ({100 * prediction.confidence:.1f}%). Showing evidence for "
-    f"**{target}** ({100 * prediction.probabilities[target]:.1f}%) by **{method}** on layer `{card.gradcam_layer}`."
+    f"**{target}** ({100 * prediction.probabilities[target]:.1f}%) by **{method}**"
+    + ("." if method in LAYERCAM_METHODS else f" on layer `{card.gradcam_layer}`.")
 )
+maps = st.empty()
+if method != FAST_METHOD and not cache.explainers_ready():
+    # TensorFlow's explainers are still loading (the server's first minute): Grad-CAM, read without them, first.
+    fast_heat = cache.heatmap(FAST_METHOD, chosen, card.classes.index(target))
+    note = f" · shown while {method} loads (first time only)"
+    explain_view.show_maps(maps.container(), chosen, fast_heat, FAST_METHOD, colour_map, opacity, note)
+    cache.warm_up_explainers()
 with st.spinner(f"Computing {method}…"):
     heat = cache.heatmap(method, chosen, card.classes.index(target))
-blended = overlay(chosen.display, heat, colour_map, opacity)
-
-original_column, heatmap_column, overlay_column = st.columns(3)
-seen_note = "pale: the photo mirrored beyond its edge" if chosen.mirrored_margin else "centre square"
-original_column.image(chosen.display, caption=f"as the network sees it ({seen_note})", width="stretch")
-heatmap_column.image(colourise(heat, colour_map), caption=f"{method} heatmap", width="stretch")
-overlay_column.image(blended, caption="overlay", width="stretch")
+blended = explain_view.show_maps(maps.container(), chosen, heat, method, colour_map, opacity)
 st.download_button(
     "Download overlay (PNG)",
     png_bytes(np.hstack([chosen.display, blended])),
@@ -138,5 +153,3 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
         if float(attribute_heat.max()) == 0.0:
             st.warning(f"No region raises the score for {attribute.replace('_', ' ')} {value}: the map is empty.")
 navigation.footer()
-# After the page, not before: loading TensorFlow would slow the rest of this first run.
-cache.warm_up_other_methods()

@@ -8,6 +8,7 @@ import pytest
 import streamlit as st
 
 from hematovision.core import paths
+from hematovision.explain.saliency import DEFAULT_METHOD
 from hematovision.workflows.differential import count_warning, differential_count
 from tests.conftest import app_on, encode, new_session, synthetic_cell, write_subtype_manifest
 
@@ -428,6 +429,10 @@ def test_explain_shows_faithfulness_and_the_removal_check(monkeypatch, tiny_sali
     at = app_on(monkeypatch, tiny_saliency_model_dir)
     at = upload(at.switch_page("pages/2_Explain.py").run(), ("cell.png", encode(synthetic_cell(0, 31)), "image/png"))
     assert not at.exception
+    # The finer map first (this tiny model's record has no figures for it, and the page says so) ...
+    assert f"by **{DEFAULT_METHOD}**." in texts(at)
+    assert f"No faithfulness figures recorded for {DEFAULT_METHOD}" in texts(at)
+    at.sidebar.radio[0].set_value("Grad-CAM").run()  # ... then Grad-CAM, whose figures the record holds
     shown = texts(at)
     assert "**Grad-CAM, measured on 3 PBC test images:**" in shown and "sanity check" in shown
     captions = [image.caption for element in at.get("image") for image in element.proto.imgs]

@@ -30,7 +30,7 @@ from hematovision.core.runtime import LITERT_FILE
 from hematovision.explain.faithfulness import RemovalCheck, removal_check
 from hematovision.explain.gradcam import AttributeCam
 from hematovision.explain.litert_gradcam import LiteRTAttributeCam, LiteRTGradCam, NotACamHead
-from hematovision.explain.saliency import FAST_METHOD, AttributionMethods
+from hematovision.explain.saliency import DEFAULT_METHOD, FAST_METHOD, AttributionMethods
 
 
 def model_key() -> tuple[str, str]:
@@ -78,19 +78,36 @@ def _load_attribution(model_dir: str, fingerprint: str) -> AttributionMethods:
 
 
 _warm_up_started: set[tuple[str, str]] = set()
+_warmed_up: set[tuple[str, str]] = set()
 _warm_up_lock = threading.Lock()
 
 
-def warm_up_other_methods() -> None:
-    """Load TensorFlow's explainers in the background, once per model and process, after the default map (read
-    from LiteRT) is on screen: loading them takes seconds on 2 cores, which a first switch of method would
-    otherwise wait for."""
+def warm_up_explainers(wait: bool = False) -> None:
+    """Load TensorFlow's explainers and draw one default map, in the background, once per model and process
+    (at server start, hematovision.cli.serve; and after an Explain page): loading them takes seconds on 2 cores,
+    which the first Explain page or the first switch of method would otherwise wait for."""
     key = model_key()
     with _warm_up_lock:
         if key in _warm_up_started:
             return
         _warm_up_started.add(key)
-    threading.Thread(target=_load_attribution, args=key, name="warm-up-explainers", daemon=True).start()
+
+    def warm_up() -> None:
+        with contextlib.suppress(ArtifactError):
+            methods = _load_attribution(*key)
+            size = methods.fast.input_size
+            methods.heatmap(DEFAULT_METHOD, np.zeros((size, size, 3), np.uint8), 0)  # traces the compiled pass
+            _warmed_up.add(key)
+
+    thread = threading.Thread(target=warm_up, name="warm-up-explainers", daemon=True)
+    thread.start()
+    if wait:
+        thread.join()
+
+
+def explainers_ready() -> bool:
+    """Whether TensorFlow's explainers for the model in use are loaded and warm (maps in a fraction of a second)."""
+    return model_key() in _warmed_up
 
 
 def attribution_methods() -> AttributionMethods:

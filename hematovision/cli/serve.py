@@ -19,10 +19,12 @@ def preload() -> None:
     from hematovision.app import cache
 
     cache.preload_classifier()
+    # Then TensorFlow's explainers, for the Explain page's finer default map (issue 38: the first Explain page in
+    # under 3 s); classification never waits for them. This costs the server TensorFlow's memory from the start.
+    cache.warm_up_explainers(wait=True)
     # Streamlit collects garbage after every script run, and each collection walks every object the model
     # and its libraries hold, which never die: frozen, they are skipped. `make load` (20 sessions) measured
-    # 1.12 s of server CPU per session before and 1.05 s after: little, because TensorFlow, which holds most of
-    # those objects, is loaded later, by the first Explain (README, speed).
+    # 1.12 s of server CPU per session before and 1.05 s after, with TensorFlow not yet loaded.
     gc.collect()
     gc.freeze()
 
