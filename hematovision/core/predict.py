@@ -327,50 +327,15 @@ class Classifier:
         results: list[ImageResult] = []
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
-
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | None, int | None]:
-            """The decoded image; for a field of view the white cells in it (None for one cell); for an image
-            read as one cell its framed view and framing note, for a field the platelets found in it (else None).
-            """
-            # Decoding, finding cells and framing run in the worker threads: Pillow and SciPy release the GIL.
-            try:
-                decoded = decode_image(source)
-            except ImageLoadError as exc:
-                return exc, None, None, None
-            boxes = field_boxes(decoded.rgb, mode)
-            if boxes is None or (not boxes and mode != "field"):
-                return decoded, boxes, frame_single_cell(decoded.rgb), None
-            return decoded, boxes, None, len(find_platelets(decoded.rgb, boxes))
-
+        inspect = functools.partial(inspect_image, mode=mode, input_size=self.card.input_size, keep_images=keep_images)
+        # Decoding, finding cells and framing run in the worker threads (Pillow releases the GIL while decoding).
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
-            for done, ((name, _), (decoded, boxes, framing, platelets)) in enumerate(
-                zip(sources, inspected, strict=True), 1
-            ):
-                if isinstance(decoded, ImageLoadError):
-                    results.append(ImageResult(name=name, source=name, error=str(decoded)))
-                elif framing is None:
-                    cells = self._field_cells(name, decoded, boxes, keep_images)
-                    for cell in cells:
-                        cell.field_platelets = platelets
-                    results.extend(cells)
-                    for cell in cells:
-                        if cell.error is None:
-                            inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
-                            classified.append(cell)
-                else:
-                    # Automatic mode finding no white cell in a wide frame falls back to one cell:
-                    # a wide crop of a single cell, or of a platelet, is still worth a class.
-                    notes = decoded.notes if boxes is None else [*decoded.notes, NO_CELL_FOUND_NOTE]
-                    framed, framing_note = framing
-                    if framing_note:
-                        notes = [*notes, framing_note]
-                    result = ImageResult(name=name, source=name, notes=notes)
-                    # The framed view, so that what is shown and explained is what the network saw.
-                    result.image = DecodedImage(framed, decoded.notes) if keep_images else None
-                    results.append(result)
-                    inputs.append(to_model_input(framed, self.card.input_size))
-                    classified.append(result)
+            for done, ((name, _), inspection) in enumerate(zip(sources, inspected, strict=True), 1):
+                these, those = self._results(name, inspection, keep_images)
+                results.extend(these)
+                classified.extend(those)
+                inputs.extend(inspection.inputs)
                 if on_progress:
                     on_progress(done, len(sources))
         if inputs:
@@ -379,16 +344,38 @@ class Classifier:
                 result.prediction = prediction
         return results
 
+    def _results(
+        self, name: str, inspection: Inspection, keep_images: bool
+    ) -> tuple[list[ImageResult], list[ImageResult]]:
+        """The results for one inspected input, and those of them that ``inspection.inputs`` classify, in order."""
+        if inspection.error is not None:
+            return [ImageResult(name=name, source=name, error=inspection.error)], []
+        if not inspection.single:
+            cells = self._field_cells(name, inspection, keep_images)
+            for cell in cells:
+                cell.field_platelets = inspection.platelets
+            return cells, [cell for cell in cells if cell.error is None]
+        # Automatic mode finding no white cell in a wide frame falls back to one cell:
+        # a wide crop of a single cell, or of a platelet, is still worth a class.
+        notes = inspection.notes if inspection.boxes is None else [*inspection.notes, NO_CELL_FOUND_NOTE]
+        if inspection.framing_note:
+            notes = [*notes, inspection.framing_note]
+        result = ImageResult(name=name, source=name, notes=notes)
+        # The framed view, so that what is shown and explained is what the network saw.
+        result.image = inspection.image if keep_images else None
+        return [result], [result]
+
     @staticmethod
-    def _field_cells(name: str, decoded: DecodedImage, boxes: list[CellBox], keep_images: bool) -> list[ImageResult]:
+    def _field_cells(name: str, inspection: Inspection, keep_images: bool) -> list[ImageResult]:
         """One result per white cell found in a field of view (a result with an error if none)."""
-        notes = [*decoded.notes, "whole field of view: white cells found and classified one by one"]
-        if not boxes:
+        notes = [*inspection.notes, "whole field of view: white cells found and classified one by one"]
+        decoded = inspection.image
+        if not inspection.boxes:
             message = "whole field of view, but no white cell was found in it (choose single-cell mode to classify it)"
             return [ImageResult(name=name, source=name, error=message, field_image=decoded if keep_images else None)]
         cells = []
-        for number, box in enumerate(boxes, start=1):
-            cut = cut_by_frame(box, decoded.rgb.shape)
+        for number, box in enumerate(inspection.boxes, start=1):
+            cut = cut_by_frame(box, inspection.shape)
             cell = ImageResult(
                 name=f"{name} · cell {number}",
                 source=name,
@@ -396,11 +383,65 @@ class Classifier:
                 box=box,
                 cut_by_frame=cut,
             )
-            if keep_images:
+            if keep_images and decoded is not None:
                 cell.image = DecodedImage(crop_cell(decoded.rgb, box))
                 cell.field_image = decoded
             cells.append(cell)
         return cells
+
+
+@dataclass
+class Inspection:
+    """What the decoding workers make of one input: small, and picklable, so that it may come from another process.
+
+    ``single``: read as one cell (``inputs`` holds its framed view); else a field of view (``boxes`` the white cells
+    found, ``inputs`` one crop per box). ``image``: kept only where asked (the framed view of one cell, or the
+    whole field); ``shape``: the decoded image's.
+    """
+
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+    single: bool = True
+    boxes: list[CellBox] | None = None
+    framing_note: str | None = None
+    platelets: int | None = None
+    inputs: list[np.ndarray] = field(default_factory=list)
+    image: DecodedImage | None = None
+
+
+def inspect_image(source: bytes | str | Path, mode: str, input_size: int, keep_images: bool = False) -> Inspection:
+    """Decode one input, decide how ``mode`` reads it, frame it and resize each cell to the network's input.
+
+    The white-cell finder, most of the time this takes, runs once: its boxes decide the reading and frame a
+    single cell.
+    """
+    try:
+        decoded = decode_image(source)
+    except ImageLoadError as exc:
+        return Inspection(error=str(exc))
+    rgb = decoded.rgb
+    found = None if mode == "single" else find_white_cells(rgb)
+    boxes = field_boxes(rgb, mode, found)
+    if boxes is None or (not boxes and mode != "field"):
+        framed, framing_note = frame_single_cell(rgb, found)
+        return Inspection(
+            notes=decoded.notes,
+            shape=rgb.shape,
+            boxes=boxes,
+            framing_note=framing_note,
+            inputs=[to_model_input(framed, input_size)],
+            image=DecodedImage(framed, decoded.notes) if keep_images else None,
+        )
+    return Inspection(
+        notes=decoded.notes,
+        shape=rgb.shape,
+        single=False,
+        boxes=boxes,
+        platelets=len(find_platelets(rgb, boxes)),
+        inputs=[to_model_input(crop_cell(rgb, box), input_size) for box in boxes],
+        image=decoded if keep_images else None,
+    )
 
 
 def load_for_command(model_dir: Path | None) -> Classifier | None:
@@ -478,16 +519,17 @@ def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
         raise ArtifactError(f"{path} could not be loaded: {exc}") from None
 
 
-def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
+def field_boxes(rgb: np.ndarray, mode: str, white_cells: list[CellBox] | None = None) -> list[CellBox] | None:
     """How a mode reads an image: None for one centred cell, else the white cells found in the field.
 
     "single" and "field" force a reading; "auto" decides by what the image shows (one white cell at its centre
     is one cell, whatever the image's size: :func:`hematovision.core.smear.is_whole_field`). One definition for the
-    app, the CLI and the evaluation, so all three frame images alike.
+    app, the CLI and the evaluation, so all three frame images alike. ``white_cells``: what
+    :func:`hematovision.core.smear.find_white_cells` found in ``rgb``, where the caller has it (else it runs here).
     """
     if mode == "single":
         return None
-    boxes = find_white_cells(rgb)
+    boxes = find_white_cells(rgb) if white_cells is None else white_cells
     if mode == "field" or is_whole_field(rgb, boxes):
         return boxes
     # One cell. A wide frame with no white cell at all gets [] so that the reader is told none was found.
