@@ -8,7 +8,7 @@ calibrated; a lab profile may then correct them for the user's lab (hematovision
 from __future__ import annotations
 
 import functools
-import os
+import logging
 import sys
 import threading
 from collections.abc import Iterable, Sequence
@@ -43,6 +43,10 @@ NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as o
 #: cells, against 6 of 235 inner ones), and many counting protocols leave them out: the reader decides.
 CUT_BY_FRAME_NOTE = "cut by the photo's edge: part of the cell is outside the photo"
 DECODE_WORKERS = 4
+#: "auto": LiteRT where the folder has an export for this card (else Keras); "litert": LiteRT or an error; "keras".
+RUNTIMES = ("auto", "litert", "keras")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,12 +135,16 @@ class Classifier:
         return self._model
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, runtime: str = "auto") -> Classifier:
+    def load(cls, model_dir: Path | None = None, runtime: str = "auto", batch: int = 1) -> Classifier:
         """Load model and card from an artifact folder, checking that they agree.
 
         ``runtime`` "auto" classifies with LiteRT where the folder holds an export made for this card's
-        features layer and the runtime is installed, else with Keras; "keras" always uses Keras.
+        features layer, else with Keras (with a logged warning where the export is there but LiteRT is not
+        installed); "litert" raises ArtifactError rather than fall back; "keras" always uses Keras.
+        ``batch``: images per LiteRT call (:class:`hematovision.core.runtime.LiteRTForward`).
         """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         folder = model_dir or paths.model_dir()
         card = load_card(folder)
         model_path = folder / paths.MODEL_FILE
@@ -148,7 +156,7 @@ class Classifier:
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{novelty_path} could not be read: {exc}") from None
         attributes = load_attribute_heads(folder, card)
-        forward = litert_forward(folder, card) if runtime == "auto" else None
+        forward = litert_forward(folder, card, batch, required=runtime == "litert") if runtime != "keras" else None
         if forward is not None:
             return cls(None, card, novelty, forward, model_path, attributes)
         return cls(load_keras_model(model_path, card), card, novelty, model_path=model_path, attributes=attributes)
@@ -459,8 +467,10 @@ def load_for_command(model_dir: Path | None) -> Classifier | None:
 
 
 def load_keras_model(model_path: Path, card: ModelCard):
-    """The Keras model, checked against its card (raises ArtifactError with a message for the user)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The Keras model, checked against its card (raises ArtifactError with a message for the user).
+
+    TensorFlow's start-up logging is the entry point's to quieten (``python -m hematovision`` and the app's
+    server set TF_CPP_MIN_LOG_LEVEL before anything imports it): a loader does not change the environment."""
     import keras
 
     import hematovision.explain.stain_density  # noqa: F401  (registers the layer a model may hold)
@@ -500,20 +510,33 @@ def load_attribute_heads(folder: Path, card: ModelCard) -> AttributeHeads | None
     return heads
 
 
-def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
-    """The exported network, where the folder has one made for this card and LiteRT is installed."""
+def litert_forward(folder: Path, card: ModelCard, batch: int = 1, required: bool = False) -> LiteRTForward | None:
+    """The exported network, where the folder has one made for this card and LiteRT is installed, else None.
+
+    A folder with a usable export but no LiteRT installed is a set-up fault worth knowing (Keras is slower to
+    start and per image): logged as a warning. ``required`` (LiteRT asked for by name) makes either absence an
+    ArtifactError instead of a fall-back to Keras.
+    """
     path = folder / LITERT_FILE
     export = card.inference.get("litert", {})
     # An export from before the centre features (two outputs) is left to Keras, which gives all three.
-    if (
-        not path.is_file()
-        or export.get("features_layer") != card.features_layer
-        or export.get("outputs") != list(OUTPUTS)
-    ):
+    if not path.is_file():
+        missing = f"{folder} has no {LITERT_FILE}"
+    elif export.get("features_layer") != card.features_layer or export.get("outputs") != list(OUTPUTS):
+        missing = f"{path} was not exported for this model card's outputs ({', '.join(OUTPUTS)})"
+    else:
+        missing = None
+    if missing is not None:
+        if required:
+            raise ArtifactError(f"LiteRT was asked for, but {missing} (make one with python -m training.export)")
         return None
     try:
-        return LiteRTForward(path)
-    except ImportError:
+        return LiteRTForward(path, batch=batch)
+    except ImportError as exc:
+        message = f"LiteRT (package ai-edge-litert) cannot be imported ({exc})"
+        if required:
+            raise ArtifactError(f"{message}: install it (requirements.txt) or ask for the Keras runtime") from None
+        logger.warning("%s: classifying with Keras instead, slower to start and per image", message)
         return None
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path} could not be loaded: {exc}") from None
