@@ -92,7 +92,80 @@ def classification(runtime: str) -> None:
     print(f"[{classifier.runtime}] resident memory of this process after classifying: {rss_gb():.2f} GB")
 
 
+#: The command line's marginal time per image: `classify` of CLI_LARGE files minus CLI_SMALL files, over the
+#: difference, so that start-up (model, worker processes) cancels out. Both above the process-pool threshold.
+CLI_SMALL, CLI_LARGE = 100, 400
+
+
+def cli_seconds(folder: Path, project: Path = paths.PROJECT_ROOT) -> float:
+    """Wall time of `python -m hematovision classify FOLDER` run from ``project`` (its own code), output discarded."""
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "hematovision", "classify", str(folder)],
+        cwd=project, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def cli_marginal_ms(repeats: int = 3, project: Path = paths.PROJECT_ROOT) -> list[float]:
+    """The batch command line's marginal ms per image on PBC test JPEGs, one figure per repeat."""
+    images = sample_images(CLI_LARGE)
+    figures = []
+    with tempfile.TemporaryDirectory() as root:
+        folders = {}
+        for count in (CLI_SMALL, CLI_LARGE):
+            folders[count] = Path(root) / str(count)
+            folders[count].mkdir()
+            for name, data in images[:count]:
+                (folders[count] / name).write_bytes(data)
+        for _ in range(repeats):
+            small, large = (cli_seconds(folders[count], project) for count in (CLI_SMALL, CLI_LARGE))
+            figures.append(1000 * (large - small) / (CLI_LARGE - CLI_SMALL))
+    return figures
+
+
+def network_batched_ms(repeats: int = 3) -> dict[str, list[float]]:
+    """The network alone on 64 framed PBC test inputs, ms per image per repeat: Keras batched, LiteRT in batches of
+    16 (the command line's) and one at a time (the app's)."""
+    from hematovision.core.predict import STREAM_BATCH
+    from hematovision.core.runtime import LITERT_FILE, LiteRTForward
+
+    keras = Classifier.load(runtime="keras")
+    batch = np.stack([keras.model_input(data) for _, data in sample_images(64)])
+    folder = paths.model_dir()
+    forwards = {
+        "Keras, batched": keras.network_outputs,
+        f"LiteRT, batches of {STREAM_BATCH}": LiteRTForward(folder / LITERT_FILE, batch=STREAM_BATCH),
+        "LiteRT, one at a time": LiteRTForward(folder / LITERT_FILE),
+    }
+    figures: dict[str, list[float]] = {name: [] for name in forwards}
+    for forward in forwards.values():
+        forward(batch)  # warm: traced, tensors allocated
+    for _ in range(repeats):
+        for name, forward in forwards.items():
+            started = time.perf_counter()
+            forward(batch)
+            figures[name].append(1000 * (time.perf_counter() - started) / len(batch))
+    return figures
+
+
+def command_line_against_network(repeats: int = 3) -> None:
+    """The batch CLI's marginal ms per image beside the network's own, in the same run (issue 41: CLI <= half of
+    Keras batched)."""
+
+    def shown(values: list[float]) -> str:
+        return f"{', '.join(f'{value:.1f}' for value in values)} (median {statistics.median(values):.1f})"
+
+    cli = cli_marginal_ms(repeats)
+    print(f"[cli] `python -m hematovision classify`, marginal ms per image ({CLI_LARGE} minus {CLI_SMALL} PBC "
+          f"test images), {repeats} repeats: {shown(cli)}")  # fmt: skip
+    for name, values in network_batched_ms(repeats).items():
+        print(f"[network] {name}, ms per image (64 framed inputs), {repeats} repeats: {shown(values)}")
+
+
 def main() -> None:
+    command_line_against_network()
     for runtime in ("auto", "keras"):
         subprocess.run([sys.executable, "-m", "benchmarks.speed", "--runtime", runtime], check=True)
     classifier = Classifier.load(runtime="keras")
@@ -137,8 +210,11 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runtime", choices=("auto", "keras"), help="only the classification figures, one runtime")
+    parser.add_argument("--cli", action="store_true", help="only the command line's ms per image beside the network's")
     arguments = parser.parse_args()
-    if arguments.runtime:
+    if arguments.cli:
+        command_line_against_network()
+    elif arguments.runtime:
         classification(arguments.runtime)
     else:
         main()

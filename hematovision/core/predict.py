@@ -7,12 +7,14 @@ calibrated; a lab profile may then correct them for the user's lab (hematovision
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,10 @@ CUT_BY_FRAME_NOTE = "cut by the photo's edge: part of the cell is outside the ph
 DECODE_WORKERS = 4
 #: "auto": LiteRT where the folder has an export for this card (else Keras); "litert": LiteRT or an error; "keras".
 RUNTIMES = ("auto", "litert", "keras")
+#: classify_stream: inputs taken from the stream and not yet given back (a bound on memory whatever the stream's
+#: length: a few MB of decoded images and model inputs), and cells per network call (LiteRTForward's batch).
+STREAM_IN_FLIGHT = 64
+STREAM_BATCH = 16
 
 logger = logging.getLogger(__name__)
 
@@ -351,6 +357,64 @@ class Classifier:
             for result, prediction in zip(classified, predictions, strict=True):
                 result.prediction = prediction
         return results
+
+    def classify_stream(
+        self,
+        sources: Iterable[tuple[str, bytes | str | Path]],
+        threshold: float | None = None,
+        mode: str = "auto",
+        profile: LabProfile | None = None,
+        pool: Executor | None = None,
+        in_flight: int = STREAM_IN_FLIGHT,
+        batch: int = STREAM_BATCH,
+    ) -> Iterator[ImageResult]:
+        """:meth:`classify` for a stream of any length (a folder of 100,000 images), results given back in input
+        order as they are ready, without their images.
+
+        Decoding, finding cells and framing run in ``pool`` (threads by default; a process pool spreads the
+        cell finder, which holds the GIL, over the cores) while the network classifies the images before them,
+        ``batch`` cells or more per call. At most ``in_flight`` inputs are taken from ``sources`` and not yet
+        given back, so memory stays bounded however long the stream.
+        """
+        if mode not in CLASSIFY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(CLASSIFY_MODES)}")
+        if in_flight < 1 or batch < 1:
+            raise ValueError("in_flight and batch must be at least 1")
+        inspect = functools.partial(inspect_image, mode=mode, input_size=self.card.input_size)
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(ThreadPoolExecutor(DECODE_WORKERS))
+            remaining = iter(sources)
+            pending: deque[tuple[str, Future]] = deque()
+            group: list[ImageResult] = []  # inspected, waiting for the network, in input order
+            classified: list[ImageResult] = []
+            inputs: list[np.ndarray] = []
+            files = 0  # inputs taken into ``group``
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) + files < in_flight:
+                    taken = next(remaining, None)
+                    if taken is None:
+                        exhausted = True
+                    else:
+                        pending.append((taken[0], pool.submit(inspect, taken[1])))
+                if pending:
+                    name, future = pending.popleft()
+                    inspection = future.result()
+                    these, those = self._results(name, inspection, keep_images=False)
+                    group += these
+                    classified += those
+                    inputs += inspection.inputs
+                    files += 1
+                if len(inputs) >= batch or not pending or 2 * files >= in_flight:
+                    if inputs:
+                        predictions = self.predictions(np.stack(inputs), threshold, profile)
+                        for result, prediction in zip(classified, predictions, strict=True):
+                            result.prediction = prediction
+                    yield from group
+                    group, classified, inputs, files = [], [], [], 0
+                if exhausted and not pending:
+                    return
 
     def _results(
         self, name: str, inspection: Inspection, keep_images: bool
