@@ -59,28 +59,37 @@ def test_the_stream_refuses_a_bound_of_nothing(tiny_classifier):
     assert list(tiny_classifier.classify_stream([])) == []
 
 
-def test_classify_cli_in_worker_processes_writes_the_rows_of_threads(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    """Past PROCESS_POOL_FROM files the images are read in worker processes: the same table, bad files named."""
-    from hematovision.cli import main as cli
+def test_the_stream_in_worker_processes_gives_what_threads_give(tiny_classifier):
+    """classify_stream takes a process pool (the finder holds the GIL): the same results, bad files named."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    sources = [(f"c{i}.png", data) for i, data in enumerate(cells(7))] + [("bad.png", BAD)]
+    threads = list(tiny_classifier.classify_stream(sources, in_flight=4, batch=2))
+    with ProcessPoolExecutor(2, mp_context=get_context("forkserver")) as pool:
+        processes = list(tiny_classifier.classify_stream(sources, in_flight=4, batch=2, pool=pool))
+    assert [r.name for r in processes] == [r.name for r in threads]
+    assert processes[-1].prediction is None and "not a recognised image format" in processes[-1].error
+    np.testing.assert_allclose(
+        [r.prediction.confidence for r in processes[:-1]], [r.prediction.confidence for r in threads[:-1]], atol=1e-6
+    )
+    assert [r.prediction.label for r in processes[:-1]] == [r.prediction.label for r in threads[:-1]]
+
+
+def test_classify_cli_names_a_broken_file_and_classifies_the_rest(tiny_model_dir, tmp_path, capsys):
+    import csv
+
+    from hematovision.cli.main import main
 
     folder = tmp_path / "cells"
     folder.mkdir()
     for i, data in enumerate(cells(9)):
         (folder / f"cell_{i}.png").write_bytes(data)
     (folder / "broken.png").write_bytes(BAD)
-    tables = {}
-    for name, threshold in (("threads", 10_000), ("processes", 1)):
-        monkeypatch.setattr(cli, "PROCESS_POOL_FROM", threshold)
-        tables[name] = tmp_path / f"{name}.csv"
-        assert cli.main(["classify", str(folder), "--model", str(tiny_model_dir), "--csv", str(tables[name])]) == 0
-        err = capsys.readouterr().err
-        assert f"{folder / 'broken.png'}\tERROR: not a recognised image format" in err
-        assert "classified 9 of 10 images or cells in 10 files" in err
-    import csv
-
-    threads, processes = (list(csv.DictReader(tables[name].open())) for name in ("threads", "processes"))
-    assert [row["file"] for row in processes] == [row["file"] for row in threads]
-    assert [row["predicted_class"] for row in processes] == [row["predicted_class"] for row in threads]
-    np.testing.assert_allclose(
-        [float(row["confidence"] or 0) for row in processes], [float(row["confidence"] or 0) for row in threads]
-    )
+    table = tmp_path / "out.csv"
+    assert main(["classify", str(folder), "--model", str(tiny_model_dir), "--csv", str(table)]) == 0
+    err = capsys.readouterr().err
+    assert f"{folder / 'broken.png'}\tERROR: not a recognised image format" in err
+    assert "classified 9 of 10 images or cells in 10 files" in err
+    rows = list(csv.DictReader(table.open()))
+    assert [row["file"] for row in rows] == sorted(str(path) for path in folder.iterdir())

@@ -68,8 +68,9 @@ def classify_command(args: argparse.Namespace) -> int:
             if not done:
                 writer.writeheader()
         # A bounded stream: a few dozen images in memory at a time, rows written as they come, whatever the folder.
-        pool = stack.enter_context(inspection_pool(len(todo)))
-        results = classifier.classify_stream(todo, threshold=args.threshold, mode=args.mode, profile=profile, pool=pool)
+        # Decoding runs in threads: worker processes for the cell finder were not faster on these shared 2-core
+        # machines (docs/experiments.md, issue 41), though classify_stream takes a process pool.
+        results = classifier.classify_stream(todo, threshold=args.threshold, mode=args.mode, profile=profile)
         for result in results:
             report(result)
             calls.append(network_call(result))
@@ -283,25 +284,6 @@ def describe_profile(profile: LabProfile) -> str:
 
 #: Rows between flushes of the CSV table, so that an interrupted run loses little (see --resume).
 STREAM_FLUSH = 64
-#: From this many files on, the images are decoded, searched for white cells and framed in worker processes: the
-#: finder holds the GIL, so threads cannot spread it over the cores; a process pool's start-up (about a second)
-#: is then small beside the work.
-PROCESS_POOL_FROM = 64
-
-
-def inspection_pool(files: int):
-    """The pool that decodes and frames for the classify command: processes for a large batch, else threads."""
-    import os
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-    from multiprocessing import get_context
-
-    from hematovision.core.predict import DECODE_WORKERS
-
-    if files < PROCESS_POOL_FROM:
-        return ThreadPoolExecutor(DECODE_WORKERS)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    # forkserver, not fork: the parent holds LiteRT's threads, which a forked child must not inherit.
-    return ProcessPoolExecutor(max(1, cores), mp_context=get_context("forkserver"))
 
 
 def in_shard(name: str, index: int, count: int) -> bool:
