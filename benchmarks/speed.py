@@ -4,13 +4,15 @@ Classification is timed through each runtime (LiteRT on the exported file, the a
 Keras), each in a fresh process so that one's memory does not count against the other. Targets
 (issue 25, on the slow 2-core machine): one image <= 25 ms median; 100 images <= 1.5 s; fast Grad-CAM
 <= 40 ms median; `make run` to the first class on screen <= 8 s; app memory <= 1.2 GB. A typical smear
-photo, every white cell found and classified, <= 1 s.
+photo, every white cell found and classified, <= 1 s. The batch command line's marginal time per image <= half
+the Keras model's batched time per image, measured in the same run (issue 41; printed first).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -97,19 +99,27 @@ def classification(runtime: str) -> None:
 CLI_SMALL, CLI_LARGE = 100, 400
 
 
-def cli_seconds(folder: Path, project: Path = paths.PROJECT_ROOT) -> float:
-    """Wall time of `python -m hematovision classify FOLDER` run from ``project`` (its own code), output discarded."""
+def cli_seconds(folder: Path, project: Path = paths.PROJECT_ROOT) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the command and its children) of `python -m hematovision classify
+    FOLDER` run from ``project`` (its own code), output discarded. CPU time is what other jobs on a shared
+    machine do not stretch."""
     env = {**os.environ, "PYTHONPATH": str(project)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "hematovision", "classify", str(folder)],
         cwd=project, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_marginal_ms(repeats: int = 3, project: Path = paths.PROJECT_ROOT) -> list[float]:
-    """The batch command line's marginal ms per image on PBC test JPEGs, one figure per repeat."""
+def cli_marginal_ms(
+    repeats: int = 3, project: Path = paths.PROJECT_ROOT, cpu: list[float] | None = None
+) -> list[float]:
+    """The batch command line's marginal ms per image on PBC test JPEGs, one figure per repeat (wall time; the
+    marginal CPU ms per image are appended to ``cpu`` where given)."""
     images = sample_images(CLI_LARGE)
     figures = []
     with tempfile.TemporaryDirectory() as root:
@@ -121,7 +131,9 @@ def cli_marginal_ms(repeats: int = 3, project: Path = paths.PROJECT_ROOT) -> lis
                 (folders[count] / name).write_bytes(data)
         for _ in range(repeats):
             small, large = (cli_seconds(folders[count], project) for count in (CLI_SMALL, CLI_LARGE))
-            figures.append(1000 * (large - small) / (CLI_LARGE - CLI_SMALL))
+            figures.append(1000 * (large[0] - small[0]) / (CLI_LARGE - CLI_SMALL))
+            if cpu is not None:
+                cpu.append(1000 * (large[1] - small[1]) / (CLI_LARGE - CLI_SMALL))
     return figures
 
 
@@ -157,9 +169,10 @@ def command_line_against_network(repeats: int = 3) -> None:
     def shown(values: list[float]) -> str:
         return f"{', '.join(f'{value:.1f}' for value in values)} (median {statistics.median(values):.1f})"
 
-    cli = cli_marginal_ms(repeats)
+    cpu: list[float] = []
+    cli = cli_marginal_ms(repeats, cpu=cpu)
     print(f"[cli] `python -m hematovision classify`, marginal ms per image ({CLI_LARGE} minus {CLI_SMALL} PBC "
-          f"test images), {repeats} repeats: {shown(cli)}")  # fmt: skip
+          f"test images), {repeats} repeats: {shown(cli)}; CPU ms per image: {shown(cpu)}")  # fmt: skip
     for name, values in network_batched_ms(repeats).items():
         print(f"[network] {name}, ms per image (64 framed inputs), {repeats} repeats: {shown(values)}")
 
