@@ -481,3 +481,14 @@ def test_the_channel_reductions_equal_numpys_exactly():
     mean = channel_mean(work)
     assert mean.dtype == np.float32
     np.testing.assert_array_equal(mean, work.mean(axis=2))
+
+
+def test_within_radius_is_the_distance_transforms_answer():
+    from hematovision.core.smear import within_radius
+
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        mask = rng.random(tuple(rng.integers(5, 120, 2))) < rng.choice([0.002, 0.02, 0.1])
+        mask[rng.integers(mask.shape[0]), rng.integers(mask.shape[1])] = True
+        for radius in (1, 3, 8):
+            np.testing.assert_array_equal(within_radius(mask, radius), ndi.distance_transform_edt(~mask) <= radius)

