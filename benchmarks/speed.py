@@ -4,13 +4,15 @@ Classification is timed through each runtime (LiteRT on the exported file, the a
 Keras), each in a fresh process so that one's memory does not count against the other. Targets
 (issue 25, on the slow 2-core machine): one image <= 25 ms median; 100 images <= 1.5 s; fast Grad-CAM
 <= 40 ms median; `make run` to the first class on screen <= 8 s; app memory <= 1.2 GB. A typical smear
-photo, every white cell found and classified, <= 1 s.
+photo, every white cell found and classified, <= 1 s. The batch command line's marginal time per image <= half
+the Keras model's batched time per image, measured in the same run (issue 41; printed first).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -92,7 +94,91 @@ def classification(runtime: str) -> None:
     print(f"[{classifier.runtime}] resident memory of this process after classifying: {rss_gb():.2f} GB")
 
 
+#: The command line's marginal time per image: `classify` of CLI_LARGE files minus CLI_SMALL files, over the
+#: difference, so that start-up (model, worker processes) cancels out. Both above the process-pool threshold.
+CLI_SMALL, CLI_LARGE = 100, 400
+
+
+def cli_seconds(folder: Path, project: Path = paths.PROJECT_ROOT) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the command and its children) of `python -m hematovision classify
+    FOLDER` run from ``project`` (its own code), output discarded. CPU time is what other jobs on a shared
+    machine do not stretch."""
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "hematovision", "classify", str(folder)],
+        cwd=project, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli_marginal_ms(
+    repeats: int = 3, project: Path = paths.PROJECT_ROOT, cpu: list[float] | None = None
+) -> list[float]:
+    """The batch command line's marginal ms per image on PBC test JPEGs, one figure per repeat (wall time; the
+    marginal CPU ms per image are appended to ``cpu`` where given)."""
+    images = sample_images(CLI_LARGE)
+    figures = []
+    with tempfile.TemporaryDirectory() as root:
+        folders = {}
+        for count in (CLI_SMALL, CLI_LARGE):
+            folders[count] = Path(root) / str(count)
+            folders[count].mkdir()
+            for name, data in images[:count]:
+                (folders[count] / name).write_bytes(data)
+        for _ in range(repeats):
+            small, large = (cli_seconds(folders[count], project) for count in (CLI_SMALL, CLI_LARGE))
+            figures.append(1000 * (large[0] - small[0]) / (CLI_LARGE - CLI_SMALL))
+            if cpu is not None:
+                cpu.append(1000 * (large[1] - small[1]) / (CLI_LARGE - CLI_SMALL))
+    return figures
+
+
+def network_batched_ms(repeats: int = 3) -> dict[str, list[float]]:
+    """The network alone on 64 framed PBC test inputs, ms per image per repeat: Keras batched, LiteRT in batches of
+    16 (the command line's) and one at a time (the app's)."""
+    from hematovision.core.predict import STREAM_BATCH
+    from hematovision.core.runtime import LITERT_FILE, LiteRTForward
+
+    keras = Classifier.load(runtime="keras")
+    batch = np.stack([keras.model_input(data) for _, data in sample_images(64)])
+    folder = paths.model_dir()
+    forwards = {
+        "Keras, batched": keras.network_outputs,
+        f"LiteRT, batches of {STREAM_BATCH}": LiteRTForward(folder / LITERT_FILE, batch=STREAM_BATCH),
+        "LiteRT, one at a time": LiteRTForward(folder / LITERT_FILE),
+    }
+    figures: dict[str, list[float]] = {name: [] for name in forwards}
+    for forward in forwards.values():
+        forward(batch)  # warm: traced, tensors allocated
+    for _ in range(repeats):
+        for name, forward in forwards.items():
+            started = time.perf_counter()
+            forward(batch)
+            figures[name].append(1000 * (time.perf_counter() - started) / len(batch))
+    return figures
+
+
+def command_line_against_network(repeats: int = 3) -> None:
+    """The batch CLI's marginal ms per image beside the network's own, in the same run (issue 41: CLI <= half of
+    Keras batched)."""
+
+    def shown(values: list[float]) -> str:
+        return f"{', '.join(f'{value:.1f}' for value in values)} (median {statistics.median(values):.1f})"
+
+    cpu: list[float] = []
+    cli = cli_marginal_ms(repeats, cpu=cpu)
+    print(f"[cli] `python -m hematovision classify`, marginal ms per image ({CLI_LARGE} minus {CLI_SMALL} PBC "
+          f"test images), {repeats} repeats: {shown(cli)}; CPU ms per image: {shown(cpu)}")  # fmt: skip
+    for name, values in network_batched_ms(repeats).items():
+        print(f"[network] {name}, ms per image (64 framed inputs), {repeats} repeats: {shown(values)}")
+
+
 def main() -> None:
+    command_line_against_network()
     for runtime in ("auto", "keras"):
         subprocess.run([sys.executable, "-m", "benchmarks.speed", "--runtime", runtime], check=True)
     classifier = Classifier.load(runtime="keras")
@@ -137,8 +223,11 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runtime", choices=("auto", "keras"), help="only the classification figures, one runtime")
+    parser.add_argument("--cli", action="store_true", help="only the command line's ms per image beside the network's")
     arguments = parser.parse_args()
-    if arguments.runtime:
+    if arguments.cli:
+        command_line_against_network()
+    elif arguments.runtime:
         classification(arguments.runtime)
     else:
         main()

@@ -69,3 +69,41 @@ def test_no_white_cell_or_one_off_centre_leaves_the_image_alone():
 def test_span_range_holds_the_training_span():
     low, high = SPAN_RANGE
     assert low < PBC_SPAN < high
+
+
+@pytest.fixture
+def finder_calls(monkeypatch) -> list:
+    """Every call of the white-cell finder, wherever classification makes it."""
+    from hematovision.core import framing, predict, smear
+
+    calls = []
+    real = smear.find_white_cells
+
+    def counting(rgb):
+        calls.append(rgb.shape)
+        return real(rgb)
+
+    for module in (predict, framing, smear):
+        monkeypatch.setattr(module, "find_white_cells", counting)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["auto", "single", "field"])
+def test_an_image_is_searched_for_white_cells_once(finder_calls, mode):
+    """The reading (one cell or a field) and the framing share one search: the finder is most of an image's time."""
+    from hematovision.core.predict import inspect_image
+    from tests.conftest import encode
+
+    image, _ = single_cell_image(120, 58)  # re-cut: the framing needs the central cell's box
+    inspection = inspect_image(encode(image), mode, 64)
+    assert inspection.error is None and len(inspection.inputs) == 1
+    assert len(finder_calls) == 1
+
+
+def test_classify_searches_each_image_once(finder_calls, tiny_classifier):
+    from tests.conftest import encode
+
+    sources = [(f"cell_{i}.png", encode(single_cell_image(side, 58)[0])) for i, side in enumerate((120, 360, 480))]
+    results = tiny_classifier.classify(sources)
+    assert all(result.prediction is not None for result in results)
+    assert len(finder_calls) == len(sources)

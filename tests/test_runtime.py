@@ -94,3 +94,66 @@ def test_classifying_and_the_default_map_never_import_tensorflow(exported_dir):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "litert", "True"]
     assert (exported_dir / LITERT_FILE).is_file()
+
+
+def test_batched_litert_calls_give_the_outputs_of_one_image_at_a_time(exported_dir):
+    from hematovision.core.artifacts import load_card
+    from hematovision.core.runtime import LiteRTForward
+
+    size = load_card(exported_dir).input_size
+    images = np.stack([synthetic_cell(i % 3, i, size) for i in range(11)])  # two full batches of 4, then 3 alone
+    one_at_a_time = LiteRTForward(exported_dir / LITERT_FILE)(images)
+    batched = LiteRTForward(exported_dir / LITERT_FILE, batch=4)
+    for single, grouped in zip(one_at_a_time, batched(images), strict=True):
+        np.testing.assert_array_equal(single, grouped)
+    assert sorted(batched._interpreters) == [1, 4]  # one interpreter per size, not one per call
+    with pytest.raises(ValueError):
+        LiteRTForward(exported_dir / LITERT_FILE, batch=0)
+
+
+def test_a_missing_litert_is_said_not_silently_replaced_by_keras(exported_dir, monkeypatch, caplog):
+    from hematovision.core.artifacts import ArtifactError
+    from hematovision.core.predict import Classifier
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import raises ImportError, as when not installed
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with caplog.at_level("WARNING", logger="hematovision.core.predict"):
+        assert Classifier.load(exported_dir).runtime == "keras"
+    assert "LiteRT" in caplog.text and "Keras instead" in caplog.text
+    with pytest.raises(ArtifactError, match="LiteRT"):
+        Classifier.load(exported_dir, runtime="litert")
+
+
+def test_litert_asked_for_without_an_export_is_an_error(exported_dir, tmp_path):
+    from hematovision.core.artifacts import ArtifactError
+    from hematovision.core.predict import Classifier
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported_dir, folder)
+    (folder / LITERT_FILE).unlink()
+    assert Classifier.load(folder).runtime == "keras"  # "auto": nothing to say, there is no export to use
+    with pytest.raises(ArtifactError, match=r"no model\.tflite"):
+        Classifier.load(folder, runtime="litert")
+    with pytest.raises(ValueError):
+        Classifier.load(folder, runtime="tflite")
+
+
+def test_loading_the_keras_model_leaves_the_environment_alone(tiny_model_dir, monkeypatch):
+    import os
+
+    from hematovision.core.predict import Classifier
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    Classifier.load(tiny_model_dir, runtime="keras")
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
+def test_the_command_line_quietens_tensorflow_before_importing_it():
+    code = (
+        "import os, runpy, sys; sys.argv = ['hematovision', '--help']\n"
+        "try:\n    runpy.run_module('hematovision', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('level', os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    )
+    env = {key: value for key, value in __import__("os").environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "level 2" in run.stdout

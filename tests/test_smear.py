@@ -467,3 +467,28 @@ def test_detection_counts_on_held_out_bccd_photos(bccd_test_scores):
     extra = bccd_test_scores["extra_detections_at_least"] / bccd_test_scores["detections_on_labelled_photos"]
     assert missed <= 0.05
     assert extra <= 0.10  # the time per photo is a benchmark's figure: python -m benchmarks.detection
+
+
+def test_the_channel_reductions_equal_numpys_exactly():
+    """The finder's fast per-plane max and mean give NumPy's reductions bit for bit (the boxes must not move)."""
+    from hematovision.core.smear import channel_max, channel_mean
+
+    rng = np.random.default_rng(0)
+    for channels in (3, 4):
+        image = rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)
+        np.testing.assert_array_equal(channel_max(image), image.max(axis=-1))
+    work = (rng.random((41, 29, 3)) * 255).astype(np.float32)
+    mean = channel_mean(work)
+    assert mean.dtype == np.float32
+    np.testing.assert_array_equal(mean, work.mean(axis=2))
+
+
+def test_within_radius_is_the_distance_transforms_answer():
+    from hematovision.core.smear import within_radius
+
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        mask = rng.random(tuple(rng.integers(5, 120, 2))) < rng.choice([0.002, 0.02, 0.1])
+        mask[rng.integers(mask.shape[0]), rng.integers(mask.shape[1])] = True
+        for radius in (1, 3, 8):
+            np.testing.assert_array_equal(within_radius(mask, radius), ndi.distance_transform_edt(~mask) <= radius)

@@ -14,7 +14,7 @@ from hematovision.core.datasets import LabelledImage
 from hematovision.core.framing import frame_single_cell
 from hematovision.core.imaging import ImageLoadError, to_model_input
 from hematovision.core.predict import Classifier, decode_all, field_boxes
-from hematovision.core.smear import central_cell, crop_cell
+from hematovision.core.smear import central_cell, crop_cell, find_white_cells
 from hematovision.heads.lab_profile import LabProfile
 from hematovision.heads.metrics import classification_report, softmax
 
@@ -70,9 +70,10 @@ def labelled_view(rgb: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     In "auto" a field of view is cut down to its white cell nearest the centre, cropped as the app
     crops each cell; an image with no white cell found is one cell, taken whole, as the app classifies it.
     """
-    boxes = field_boxes(rgb, mode)
+    found = None if mode == "single" else find_white_cells(rgb)  # once: it decides the reading and frames the cell
+    boxes = field_boxes(rgb, mode, found)
     if boxes is None:
-        return frame_single_cell(rgb)[0], "single_cell"
+        return frame_single_cell(rgb, found)[0], "single_cell"
     box = central_cell(boxes, rgb.shape[1], rgb.shape[0])
     return (rgb, "field_without_cells") if box is None else (crop_cell(rgb, box), "field_central_cell")
 

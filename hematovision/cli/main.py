@@ -39,6 +39,7 @@ def classify_command(args: argparse.Namespace) -> int:
 
     from hematovision.core.predict import load_for_command
 
+    # LiteRT one image per call: batches of 16 gave the same outputs but were not faster (docs/experiments.md).
     classifier = load_for_command(args.model)
     if classifier is None:
         return 2
@@ -66,19 +67,20 @@ def classify_command(args: argparse.Namespace) -> int:
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             if not done:
                 writer.writeheader()
-        # Chunks bound the memory: decoded images and tensors of one chunk at a time, rows written as they come.
-        for start in range(0, len(todo), STREAM_CHUNK):
-            chunk = todo[start : start + STREAM_CHUNK]
-            results = classifier.classify(chunk, threshold=args.threshold, mode=args.mode, profile=profile)
-            for result in results:
-                report(result)
-            calls += [network_call(result) for result in results]
-            field_platelets |= platelets_by_field(results)
+        # A bounded stream: a few dozen images in memory at a time, rows written as they come, whatever the folder.
+        # Decoding runs in threads: worker processes for the cell finder were not faster on these shared 2-core
+        # machines (docs/experiments.md, issue 41), though classify_stream takes a process pool.
+        results = classifier.classify_stream(todo, threshold=args.threshold, mode=args.mode, profile=profile)
+        for result in results:
+            report(result)
+            calls.append(network_call(result))
+            field_platelets |= platelets_by_field([result])
             if writer is not None:
-                writer.writerows(csv_row(result) for result in results)
-                handle.flush()
-            n_ok += sum(result.prediction is not None for result in results)
-            n_results += len(results)
+                writer.writerow(csv_row(result))
+                if n_results % STREAM_FLUSH == 0:
+                    handle.flush()
+            n_ok += result.prediction is not None
+            n_results += 1
     print(
         f"classified {n_ok} of {n_results} images or cells in {len(todo)} files"
         + (f"; table written to {args.csv}" if args.csv else ""),
@@ -287,8 +289,8 @@ def describe_profile(profile: LabProfile) -> str:
     )
 
 
-#: Files per chunk of the streamed batch: a few seconds of work, a few hundred MB at most.
-STREAM_CHUNK = 256
+#: Rows between flushes of the CSV table, so that an interrupted run loses little (see --resume).
+STREAM_FLUSH = 64
 
 
 def in_shard(name: str, index: int, count: int) -> bool:

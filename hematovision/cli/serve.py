@@ -9,6 +9,7 @@ model to load and warm up. Here a thread loads it into the same process-wide cac
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 
@@ -32,6 +33,8 @@ def preload() -> None:
 def main(argv: list[str] | None = None) -> None:
     from streamlit.web import cli
 
+    # Before anything imports TensorFlow (the first Explain does): its C++ start-up chatter is noise in a server log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threading.Thread(target=preload, name="preload-model", daemon=True).start()
     sys.argv = [
         "streamlit",

@@ -48,26 +48,34 @@ def cell_span(box: CellBox, shape: tuple[int, ...]) -> float:
     return max(box.width, box.height) / min(shape[:2])
 
 
-def centred_cell(rgb: np.ndarray) -> CellBox | None:
-    """The white cell a single-cell image is about: the one found nearest its centre, if near enough."""
+def centred_cell(rgb: np.ndarray, white_cells: list[CellBox] | None = None) -> CellBox | None:
+    """The white cell a single-cell image is about: the one found nearest its centre, if near enough.
+
+    ``white_cells``: what :func:`hematovision.core.smear.find_white_cells` found in ``rgb``, where the caller
+    has it already (the finder is most of the time a batch takes); else it is run here.
+    """
     height, width = rgb.shape[:2]
-    box = central_cell(find_white_cells(rgb), width, height)
+    boxes = find_white_cells(rgb) if white_cells is None else white_cells
+    box = central_cell(boxes, width, height)
     return box if box is not None and centre_offset(box, rgb.shape) <= CENTRE_TOLERANCE else None
 
 
-def frame_single_cell(rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """The image as the network should see it, and a note for the user where it was re-cut."""
-    framed, note, _ = frame_single_cell_with_window(rgb)
+def frame_single_cell(rgb: np.ndarray, white_cells: list[CellBox] | None = None) -> tuple[np.ndarray, str | None]:
+    """The image as the network should see it, and a note for the user where it was re-cut (``white_cells``:
+    as for :func:`centred_cell`)."""
+    framed, note, _ = frame_single_cell_with_window(rgb, white_cells)
     return framed, note
 
 
-def frame_single_cell_with_window(rgb: np.ndarray) -> tuple[np.ndarray, str | None, tuple[int, int, int]]:
+def frame_single_cell_with_window(
+    rgb: np.ndarray, white_cells: list[CellBox] | None = None
+) -> tuple[np.ndarray, str | None, tuple[int, int, int]]:
     """:func:`frame_single_cell`, plus the square the network sees as (left, top, side) in the image's own
     pixels (it may reach beyond the image, where the image is mirrored): how to map a heatmap back onto it."""
     height, width = rgb.shape[:2]
     side = min(height, width)  # unframed: imaging.to_model_input's centre square
     unframed = (width - side) // 2, (height - side) // 2, side
-    box = centred_cell(rgb)
+    box = centred_cell(rgb, white_cells)
     if box is None:
         return rgb, None, unframed
     span = cell_span(box, rgb.shape)

@@ -7,12 +7,14 @@ calibrated; a lab profile may then correct them for the user's lab (hematovision
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import os
+import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,14 @@ NO_CELL_FOUND_NOTE = "wide frame, but no white cell found in it: classified as o
 #: cells, against 6 of 235 inner ones), and many counting protocols leave them out: the reader decides.
 CUT_BY_FRAME_NOTE = "cut by the photo's edge: part of the cell is outside the photo"
 DECODE_WORKERS = 4
+#: "auto": LiteRT where the folder has an export for this card (else Keras); "litert": LiteRT or an error; "keras".
+RUNTIMES = ("auto", "litert", "keras")
+#: classify_stream: inputs taken from the stream and not yet given back (a bound on memory whatever the stream's
+#: length: a few MB of decoded images and model inputs), and cells per network call (LiteRTForward's batch).
+STREAM_IN_FLIGHT = 64
+STREAM_BATCH = 16
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,12 +141,16 @@ class Classifier:
         return self._model
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, runtime: str = "auto") -> Classifier:
+    def load(cls, model_dir: Path | None = None, runtime: str = "auto", batch: int = 1) -> Classifier:
         """Load model and card from an artifact folder, checking that they agree.
 
         ``runtime`` "auto" classifies with LiteRT where the folder holds an export made for this card's
-        features layer and the runtime is installed, else with Keras; "keras" always uses Keras.
+        features layer, else with Keras (with a logged warning where the export is there but LiteRT is not
+        installed); "litert" raises ArtifactError rather than fall back; "keras" always uses Keras.
+        ``batch``: images per LiteRT call (:class:`hematovision.core.runtime.LiteRTForward`).
         """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         folder = model_dir or paths.model_dir()
         card = load_card(folder)
         model_path = folder / paths.MODEL_FILE
@@ -148,7 +162,7 @@ class Classifier:
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{novelty_path} could not be read: {exc}") from None
         attributes = load_attribute_heads(folder, card)
-        forward = litert_forward(folder, card) if runtime == "auto" else None
+        forward = litert_forward(folder, card, batch, required=runtime == "litert") if runtime != "keras" else None
         if forward is not None:
             return cls(None, card, novelty, forward, model_path, attributes)
         return cls(load_keras_model(model_path, card), card, novelty, model_path=model_path, attributes=attributes)
@@ -330,50 +344,15 @@ class Classifier:
         results: list[ImageResult] = []
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
-
-        def inspect(source) -> tuple[DecodedImage | ImageLoadError, list[CellBox] | None, tuple | None, int | None]:
-            """The decoded image; for a field of view the white cells in it (None for one cell); for an image
-            read as one cell its framed view and framing note, for a field the platelets found in it (else None).
-            """
-            # Decoding, finding cells and framing run in the worker threads: Pillow and SciPy release the GIL.
-            try:
-                decoded = decode_image(source)
-            except ImageLoadError as exc:
-                return exc, None, None, None
-            boxes = field_boxes(decoded.rgb, mode)
-            if boxes is None or (not boxes and mode != "field"):
-                return decoded, boxes, frame_single_cell(decoded.rgb), None
-            return decoded, boxes, None, len(find_platelets(decoded.rgb, boxes))
-
+        inspect = functools.partial(inspect_image, mode=mode, input_size=self.card.input_size, keep_images=keep_images)
+        # Decoding, finding cells and framing run in the worker threads (Pillow releases the GIL while decoding).
         with ThreadPoolExecutor(DECODE_WORKERS) as pool:
             inspected = pool.map(inspect, (source for _, source in sources))
-            for done, ((name, _), (decoded, boxes, framing, platelets)) in enumerate(
-                zip(sources, inspected, strict=True), 1
-            ):
-                if isinstance(decoded, ImageLoadError):
-                    results.append(ImageResult(name=name, source=name, error=str(decoded)))
-                elif framing is None:
-                    cells = self._field_cells(name, decoded, boxes, keep_images)
-                    for cell in cells:
-                        cell.field_platelets = platelets
-                    results.extend(cells)
-                    for cell in cells:
-                        if cell.error is None:
-                            inputs.append(to_model_input(crop_cell(decoded.rgb, cell.box), self.card.input_size))
-                            classified.append(cell)
-                else:
-                    # Automatic mode finding no white cell in a wide frame falls back to one cell:
-                    # a wide crop of a single cell, or of a platelet, is still worth a class.
-                    notes = decoded.notes if boxes is None else [*decoded.notes, NO_CELL_FOUND_NOTE]
-                    framed, framing_note = framing
-                    if framing_note:
-                        notes = [*notes, framing_note]
-                    result = ImageResult(name=name, source=name, notes=notes)
-                    # The framed view, so that what is shown and explained is what the network saw.
-                    result.image = DecodedImage(framed, decoded.notes) if keep_images else None
-                    results.append(result)
-                    inputs.append(to_model_input(framed, self.card.input_size))
-                    classified.append(result)
+            for done, ((name, _), inspection) in enumerate(zip(sources, inspected, strict=True), 1):
+                these, those = self._results(name, inspection, keep_images)
+                results.extend(these)
+                classified.extend(those)
+                inputs.extend(inspection.inputs)
                 if on_progress:
                     on_progress(done, len(sources))
         if inputs:
@@ -382,16 +361,96 @@ class Classifier:
                 result.prediction = prediction
         return results
 
+    def classify_stream(
+        self,
+        sources: Iterable[tuple[str, bytes | str | Path]],
+        threshold: float | None = None,
+        mode: str = "auto",
+        profile: LabProfile | None = None,
+        pool: Executor | None = None,
+        in_flight: int = STREAM_IN_FLIGHT,
+        batch: int = STREAM_BATCH,
+    ) -> Iterator[ImageResult]:
+        """:meth:`classify` for a stream of any length (a folder of 100,000 images), results given back in input
+        order as they are ready, without their images.
+
+        Decoding, finding cells and framing run in ``pool`` (threads by default; a process pool spreads the
+        cell finder, which holds the GIL, over the cores) while the network classifies the images before them,
+        ``batch`` cells or more per call. At most ``in_flight`` inputs are taken from ``sources`` and not yet
+        given back, so memory stays bounded however long the stream.
+        """
+        if mode not in CLASSIFY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(CLASSIFY_MODES)}")
+        if in_flight < 1 or batch < 1:
+            raise ValueError("in_flight and batch must be at least 1")
+        inspect = functools.partial(inspect_image, mode=mode, input_size=self.card.input_size)
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(ThreadPoolExecutor(DECODE_WORKERS))
+            remaining = iter(sources)
+            pending: deque[tuple[str, Future]] = deque()
+            group: list[ImageResult] = []  # inspected, waiting for the network, in input order
+            classified: list[ImageResult] = []
+            inputs: list[np.ndarray] = []
+            files = 0  # inputs taken into ``group``
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) + files < in_flight:
+                    taken = next(remaining, None)
+                    if taken is None:
+                        exhausted = True
+                    else:
+                        pending.append((taken[0], pool.submit(inspect, taken[1])))
+                if pending:
+                    name, future = pending.popleft()
+                    inspection = future.result()
+                    these, those = self._results(name, inspection, keep_images=False)
+                    group += these
+                    classified += those
+                    inputs += inspection.inputs
+                    files += 1
+                if len(inputs) >= batch or not pending or 2 * files >= in_flight:
+                    if inputs:
+                        predictions = self.predictions(np.stack(inputs), threshold, profile)
+                        for result, prediction in zip(classified, predictions, strict=True):
+                            result.prediction = prediction
+                    yield from group
+                    group, classified, inputs, files = [], [], [], 0
+                if exhausted and not pending:
+                    return
+
+    def _results(
+        self, name: str, inspection: Inspection, keep_images: bool
+    ) -> tuple[list[ImageResult], list[ImageResult]]:
+        """The results for one inspected input, and those of them that ``inspection.inputs`` classify, in order."""
+        if inspection.error is not None:
+            return [ImageResult(name=name, source=name, error=inspection.error)], []
+        if not inspection.single:
+            cells = self._field_cells(name, inspection, keep_images)
+            for cell in cells:
+                cell.field_platelets = inspection.platelets
+            return cells, [cell for cell in cells if cell.error is None]
+        # Automatic mode finding no white cell in a wide frame falls back to one cell:
+        # a wide crop of a single cell, or of a platelet, is still worth a class.
+        notes = inspection.notes if inspection.boxes is None else [*inspection.notes, NO_CELL_FOUND_NOTE]
+        if inspection.framing_note:
+            notes = [*notes, inspection.framing_note]
+        result = ImageResult(name=name, source=name, notes=notes)
+        # The framed view, so that what is shown and explained is what the network saw.
+        result.image = inspection.image if keep_images else None
+        return [result], [result]
+
     @staticmethod
-    def _field_cells(name: str, decoded: DecodedImage, boxes: list[CellBox], keep_images: bool) -> list[ImageResult]:
+    def _field_cells(name: str, inspection: Inspection, keep_images: bool) -> list[ImageResult]:
         """One result per white cell found in a field of view (a result with an error if none)."""
-        notes = [*decoded.notes, "whole field of view: white cells found and classified one by one"]
-        if not boxes:
+        notes = [*inspection.notes, "whole field of view: white cells found and classified one by one"]
+        decoded = inspection.image
+        if not inspection.boxes:
             message = "whole field of view, but no white cell was found in it (choose single-cell mode to classify it)"
             return [ImageResult(name=name, source=name, error=message, field_image=decoded if keep_images else None)]
         cells = []
-        for number, box in enumerate(boxes, start=1):
-            cut = cut_by_frame(box, decoded.rgb.shape)
+        for number, box in enumerate(inspection.boxes, start=1):
+            cut = cut_by_frame(box, inspection.shape)
             cell = ImageResult(
                 name=f"{name} · cell {number}",
                 source=name,
@@ -399,11 +458,65 @@ class Classifier:
                 box=box,
                 cut_by_frame=cut,
             )
-            if keep_images:
+            if keep_images and decoded is not None:
                 cell.image = DecodedImage(crop_cell(decoded.rgb, box))
                 cell.field_image = decoded
             cells.append(cell)
         return cells
+
+
+@dataclass
+class Inspection:
+    """What the decoding workers make of one input: small, and picklable, so that it may come from another process.
+
+    ``single``: read as one cell (``inputs`` holds its framed view); else a field of view (``boxes`` the white cells
+    found, ``inputs`` one crop per box). ``image``: kept only where asked (the framed view of one cell, or the
+    whole field); ``shape``: the decoded image's.
+    """
+
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+    single: bool = True
+    boxes: list[CellBox] | None = None
+    framing_note: str | None = None
+    platelets: int | None = None
+    inputs: list[np.ndarray] = field(default_factory=list)
+    image: DecodedImage | None = None
+
+
+def inspect_image(source: bytes | str | Path, mode: str, input_size: int, keep_images: bool = False) -> Inspection:
+    """Decode one input, decide how ``mode`` reads it, frame it and resize each cell to the network's input.
+
+    The white-cell finder, most of the time this takes, runs once: its boxes decide the reading and frame a
+    single cell.
+    """
+    try:
+        decoded = decode_image(source)
+    except ImageLoadError as exc:
+        return Inspection(error=str(exc))
+    rgb = decoded.rgb
+    found = None if mode == "single" else find_white_cells(rgb)
+    boxes = field_boxes(rgb, mode, found)
+    if boxes is None or (not boxes and mode != "field"):
+        framed, framing_note = frame_single_cell(rgb, found)
+        return Inspection(
+            notes=decoded.notes,
+            shape=rgb.shape,
+            boxes=boxes,
+            framing_note=framing_note,
+            inputs=[to_model_input(framed, input_size)],
+            image=DecodedImage(framed, decoded.notes) if keep_images else None,
+        )
+    return Inspection(
+        notes=decoded.notes,
+        shape=rgb.shape,
+        single=False,
+        boxes=boxes,
+        platelets=len(find_platelets(rgb, boxes)),
+        inputs=[to_model_input(crop_cell(rgb, box), input_size) for box in boxes],
+        image=decoded if keep_images else None,
+    )
 
 
 def load_for_command(model_dir: Path | None) -> Classifier | None:
@@ -421,8 +534,10 @@ def load_for_command(model_dir: Path | None) -> Classifier | None:
 
 
 def load_keras_model(model_path: Path, card: ModelCard):
-    """The Keras model, checked against its card (raises ArtifactError with a message for the user)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The Keras model, checked against its card (raises ArtifactError with a message for the user).
+
+    TensorFlow's start-up logging is the entry point's to quieten (``python -m hematovision`` and the app's
+    server set TF_CPP_MIN_LOG_LEVEL before anything imports it): a loader does not change the environment."""
     import keras
 
     import hematovision.explain.stain_density  # noqa: F401  (registers the layer a model may hold)
@@ -462,35 +577,49 @@ def load_attribute_heads(folder: Path, card: ModelCard) -> AttributeHeads | None
     return heads
 
 
-def litert_forward(folder: Path, card: ModelCard) -> LiteRTForward | None:
-    """The exported network, where the folder has one made for this card and LiteRT is installed."""
+def litert_forward(folder: Path, card: ModelCard, batch: int = 1, required: bool = False) -> LiteRTForward | None:
+    """The exported network, where the folder has one made for this card and LiteRT is installed, else None.
+
+    A folder with a usable export but no LiteRT installed is a set-up fault worth knowing (Keras is slower to
+    start and per image): logged as a warning. ``required`` (LiteRT asked for by name) makes either absence an
+    ArtifactError instead of a fall-back to Keras.
+    """
     path = folder / LITERT_FILE
     export = card.inference.get("litert", {})
     # An export from before the centre features (two outputs) is left to Keras, which gives all three.
-    if (
-        not path.is_file()
-        or export.get("features_layer") != card.features_layer
-        or export.get("outputs") != list(OUTPUTS)
-    ):
+    if not path.is_file():
+        missing = f"{folder} has no {LITERT_FILE}"
+    elif export.get("features_layer") != card.features_layer or export.get("outputs") != list(OUTPUTS):
+        missing = f"{path} was not exported for this model card's outputs ({', '.join(OUTPUTS)})"
+    else:
+        missing = None
+    if missing is not None:
+        if required:
+            raise ArtifactError(f"LiteRT was asked for, but {missing} (make one with python -m training.export)")
         return None
     try:
-        return LiteRTForward(path)
-    except ImportError:
+        return LiteRTForward(path, batch=batch)
+    except ImportError as exc:
+        message = f"LiteRT (package ai-edge-litert) cannot be imported ({exc})"
+        if required:
+            raise ArtifactError(f"{message}: install it (requirements.txt) or ask for the Keras runtime") from None
+        logger.warning("%s: classifying with Keras instead, slower to start and per image", message)
         return None
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path} could not be loaded: {exc}") from None
 
 
-def field_boxes(rgb: np.ndarray, mode: str) -> list[CellBox] | None:
+def field_boxes(rgb: np.ndarray, mode: str, white_cells: list[CellBox] | None = None) -> list[CellBox] | None:
     """How a mode reads an image: None for one centred cell, else the white cells found in the field.
 
     "single" and "field" force a reading; "auto" decides by what the image shows (one white cell at its centre
     is one cell, whatever the image's size: :func:`hematovision.core.smear.is_whole_field`). One definition for the
-    app, the CLI and the evaluation, so all three frame images alike.
+    app, the CLI and the evaluation, so all three frame images alike. ``white_cells``: what
+    :func:`hematovision.core.smear.find_white_cells` found in ``rgb``, where the caller has it (else it runs here).
     """
     if mode == "single":
         return None
-    boxes = find_white_cells(rgb)
+    boxes = find_white_cells(rgb) if white_cells is None else white_cells
     if mode == "field" or is_whole_field(rgb, boxes):
         return boxes
     # One cell. A wide frame with no white cell at all gets [] so that the reader is told none was found.

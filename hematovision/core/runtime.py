@@ -41,37 +41,59 @@ class LiteRTForward:
 
     An interpreter holds its tensors between ``set_tensor`` and ``get_tensor``, so two Streamlit
     sessions sharing it must take turns; each call already runs on every core it is given.
+
+    ``batch`` > 1 runs each full group of that many images in one call of a second interpreter, sized for it
+    (made on first use, so a caller that never passes that many pays nothing for it); the rest go one at a time.
+    The outputs are the same either way (tests/test_runtime.py); measured under load it was not faster per image
+    than one at a time (docs/experiments.md, issue 41), so nothing uses it by default.
     """
 
-    def __init__(self, path: Path, threads: int = DEFAULT_THREADS) -> None:
+    def __init__(self, path: Path, threads: int = DEFAULT_THREADS, batch: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        self._path, self._threads, self.batch = path, threads, batch
+        self._interpreter_type = Interpreter
         self._lock = threading.Lock()
-        signatures = self._interpreter.get_signature_list()
+        self._interpreters: dict[int, tuple] = {}
+        self._interpreter_for(1)
+
+    def _interpreter_for(self, size: int) -> tuple:
+        """(interpreter, input index, output indices) with its input sized for ``size`` images."""
+        if size in self._interpreters:
+            return self._interpreters[size]
+        path = self._path
+        interpreter = self._interpreter_type(model_path=str(path), num_threads=self._threads)
+        signatures = interpreter.get_signature_list()
         if len(signatures) != 1:
             raise ValueError(f"{path} should hold one signature, not {len(signatures)}")
-        runner = self._interpreter.get_signature_runner(next(iter(signatures)))
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
         outputs = runner.get_output_details()
         if len(outputs) != len(OUTPUTS):
             raise ValueError(f"{path} should give {', '.join(OUTPUTS)}, not {len(outputs)} outputs")
         # The export names its outputs output_0, output_1, output_2 (OUTPUTS' order). Tensors are then read
         # by index: a signature runner keeps views of the interpreter's buffers, which blocks resizing.
-        self._output_indices = [outputs[name]["index"] for name in sorted(outputs)]
-        self._input_index = next(iter(runner.get_input_details().values()))["index"]
+        output_indices = [outputs[name]["index"] for name in sorted(outputs)]
+        input_index = next(iter(runner.get_input_details().values()))["index"]
         del runner
-        shape = self._interpreter.get_input_details()[0]["shape"]
-        self._interpreter.resize_tensor_input(self._input_index, [1, *shape[1:]])
-        self._interpreter.allocate_tensors()
+        shape = interpreter.get_input_details()[0]["shape"]
+        interpreter.resize_tensor_input(input_index, [size, *shape[1:]])
+        interpreter.allocate_tensors()
+        self._interpreters[size] = interpreter, input_index, output_indices
+        return self._interpreters[size]
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
+        batched = len(images) - len(images) % self.batch if self.batch > 1 else 0
         with self._lock:
-            for image in images:
-                self._interpreter.set_tensor(self._input_index, image[None].astype(np.float32))
-                self._interpreter.invoke()
-                for collected, index in zip(rows, self._output_indices, strict=True):
-                    collected.append(self._interpreter.get_tensor(index))
+            groups = [images[start : start + self.batch] for start in range(0, batched, self.batch)]
+            for group in [*groups, *(image[None] for image in images[batched:])]:
+                interpreter, input_index, output_indices = self._interpreter_for(len(group))
+                interpreter.set_tensor(input_index, group.astype(np.float32))
+                interpreter.invoke()
+                for collected, index in zip(rows, output_indices, strict=True):
+                    collected.append(interpreter.get_tensor(index))
         features, logits, centre = (np.concatenate(collected) for collected in rows)
         return features, logits, centre
 
