@@ -74,7 +74,7 @@ def test_span_range_holds_the_training_span():
 @pytest.fixture
 def finder_calls(monkeypatch) -> list:
     """Every call of the white-cell finder, wherever classification makes it."""
-    from hematovision.core import framing, predict, smear
+    from hematovision.core import framing, predict, reading, smear
 
     calls = []
     real = smear.find_white_cells
@@ -83,15 +83,16 @@ def finder_calls(monkeypatch) -> list:
         calls.append(rgb.shape)
         return real(rgb)
 
-    for module in (predict, framing, smear):
-        monkeypatch.setattr(module, "find_white_cells", counting)
+    for module in (predict, reading, framing, smear):
+        if hasattr(module, "find_white_cells"):
+            monkeypatch.setattr(module, "find_white_cells", counting)
     return calls
 
 
 @pytest.mark.parametrize("mode", ["auto", "single", "field"])
 def test_an_image_is_searched_for_white_cells_once(finder_calls, mode):
     """The reading (one cell or a field) and the framing share one search: the finder is most of an image's time."""
-    from hematovision.core.predict import inspect_image
+    from hematovision.core.reading import inspect_image
     from tests.conftest import encode
 
     image, _ = single_cell_image(120, 58)  # re-cut: the framing needs the central cell's box

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from hematovision.core import paths
 from hematovision.core.datasets import crops_info, parse_labels, read_manifest, smear_example, split_photos
 from hematovision.core.framing import WIDE_FRAME_NOTE, frame_single_cell
-from hematovision.core.predict import field_boxes
+from hematovision.core.reading import field_boxes
 from hematovision.core.smear import (
     OUTSIDE_SPECIMEN_LEVEL,
     CellBox,

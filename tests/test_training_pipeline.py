@@ -203,7 +203,7 @@ def test_classify_cli_field_mode_gives_a_row_per_cell(tiny_model_dir, tmp_path):
 
 
 def test_a_cell_cut_by_the_frame_says_so(tiny_classifier):
-    from hematovision.core.predict import CUT_BY_FRAME_NOTE
+    from hematovision.core.reading import CUT_BY_FRAME_NOTE
     from tests.test_smear import synthetic_smear
 
     smear, _ = synthetic_smear(seed=0)
@@ -216,7 +216,7 @@ def test_classify_cli_table_carries_each_cells_notes(tiny_model_dir, tmp_path):
     import csv
 
     from hematovision.cli.main import main
-    from hematovision.core.predict import CUT_BY_FRAME_NOTE
+    from hematovision.core.reading import CUT_BY_FRAME_NOTE
     from tests.test_smear import synthetic_smear
 
     smear, _ = synthetic_smear(seed=0)
@@ -229,7 +229,7 @@ def test_classify_cli_table_carries_each_cells_notes(tiny_model_dir, tmp_path):
 
 
 def test_automatic_mode_classifies_a_wide_frame_without_white_cells_as_one_cell(tiny_classifier):
-    from hematovision.core.predict import NO_CELL_FOUND_NOTE
+    from hematovision.core.reading import NO_CELL_FOUND_NOTE
 
     wide = encode(np.full((240, 320, 3), 230, np.uint8))
     [result] = tiny_classifier.classify([("wide.png", wide)], mode="auto")

@@ -13,7 +13,8 @@ import numpy as np
 from hematovision.core.datasets import LabelledImage
 from hematovision.core.framing import frame_single_cell
 from hematovision.core.imaging import ImageLoadError, to_model_input
-from hematovision.core.predict import Classifier, decode_all, field_boxes
+from hematovision.core.predict import Classifier
+from hematovision.core.reading import decode_all, field_boxes
 from hematovision.core.smear import central_cell, crop_cell, find_white_cells
 from hematovision.heads.lab_profile import LabProfile
 from hematovision.heads.metrics import classification_report, softmax

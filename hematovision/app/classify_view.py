@@ -10,7 +10,8 @@ from hematovision.app.captions import attribute_confidence_lines, unfamiliar_bat
 from hematovision.app.figures import probability_chart
 from hematovision.app.state import classify, explain
 from hematovision.app.stored_image import StoredImage, beyond_field, explainable
-from hematovision.core.predict import CLASSIFY_MODES, ImageResult
+from hematovision.core.predict import ImageResult
+from hematovision.core.reading import CLASSIFY_MODES
 from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo
 from hematovision.heads.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.workflows.count_tables import differential_table

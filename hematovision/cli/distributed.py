@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hematovision.core import paths
 from hematovision.core.inputs import expand_paths
-from hematovision.core.predict import CLASSIFY_MODES
+from hematovision.core.reading import CLASSIFY_MODES
 from hematovision.core.results_schema import csv_columns, csv_row
 
 BATCH_FILES = 256

@@ -14,7 +14,7 @@ from pathlib import Path
 from hematovision.core import paths
 from hematovision.core.artifacts import ArtifactError, load_evaluation
 from hematovision.core.inputs import expand_paths
-from hematovision.core.predict import CLASSIFY_MODES
+from hematovision.core.reading import CLASSIFY_MODES
 from hematovision.core.results_schema import csv_columns, csv_row
 from hematovision.explain.saliency import DEFAULT_METHOD, METHODS
 from hematovision.heads.lab_profile import MIN_PER_CLASS, LabProfile, ProfileError
