@@ -126,3 +126,27 @@ def test_a_label_at_the_photos_right_edge_slides_back_into_the_picture():
     label_rows = amber[:100]  # the label sits above the box
     columns = np.flatnonzero(label_rows.any(axis=0))
     assert columns.max() == 639 and columns.min() < 590 - 60  # all of it inside, reaching left of the box
+
+
+def test_sessions_asking_at_once_share_one_visualiser(tiny_classifier, monkeypatch):
+    """The app shares one AttributionMethods between sessions: a method is built once, however many ask."""
+    import threading
+
+    card = tiny_classifier.card
+    methods = AttributionMethods(tiny_classifier.model, card.gradcam_layer, card.logits_layer)
+    built = []
+    real_build = methods._build
+
+    def slow_build(method):
+        built.append(method)
+        threading.Event().wait(0.2)  # long enough for every thread to arrive while the first builds
+        return real_build(method)
+
+    monkeypatch.setattr(methods, "_build", slow_build)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(methods._visualiser("Grad-CAM++"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == ["Grad-CAM++"] and len({id(visualiser) for visualiser in got}) == 1

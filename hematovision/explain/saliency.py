@@ -7,6 +7,7 @@ one once, on first use, and keeps it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -45,6 +46,9 @@ class AttributionMethods:
         self.fast = GradCam(model, layer_name, logits_layer)
         self._visualisers: dict[str, Callable] = {}
         self._fine: layercam.FineCams | None = None
+        # One AttributionMethods serves every session of the app (st.cache_resource): two sessions asking for a
+        # method not yet built would otherwise both build it (seconds, a model clone each) and race on the dict.
+        self._build_lock = threading.Lock()
 
     def heatmaps(self, method: str, images: np.ndarray, class_indices) -> np.ndarray:
         """[0, 1] maps (N, size, size) for uint8 images (N, size, size, 3): one pass for the compiled methods."""
@@ -55,8 +59,9 @@ class AttributionMethods:
         return np.stack([self.heatmap(method, image, int(c)) for image, c in zip(images, class_indices, strict=True)])
 
     def fine(self, method: str, images: np.ndarray, class_indices) -> np.ndarray:
-        if self._fine is None:
-            self._fine = layercam.FineCams(self.model, self.logits_layer)
+        with self._build_lock:
+            if self._fine is None:
+                self._fine = layercam.FineCams(self.model, self.logits_layer)
         return self._fine(method, images, class_indices)
 
     def heatmap(self, method: str, image: np.ndarray, class_index: int) -> np.ndarray:
@@ -76,9 +81,10 @@ class AttributionMethods:
         return (heatmap - low) / (high - low + 1e-7)
 
     def _visualiser(self, method: str) -> Callable:
-        if method not in self._visualisers:
-            self._visualisers[method] = self._build(method)
-        return self._visualisers[method]
+        with self._build_lock:
+            if method not in self._visualisers:
+                self._visualisers[method] = self._build(method)
+            return self._visualisers[method]
 
     def _build(self, method: str) -> Callable:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
