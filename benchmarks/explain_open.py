@@ -4,8 +4,9 @@
 
 Each round starts the app as `make run` does (the classifier loaded while the server starts), opens Classify
 in headless Chromium at 1280x720, uploads one PBC test image (a generated cell without ../shared), waits for
-its result, then follows the sidebar link to Explain and times the click until the page's heatmap (its
-"Download overlay" button, drawn with it) is there, and until the page's run ends. Then it switches the method
+its result, then follows the sidebar link to Explain and times the click until the first heatmap is on screen
+(the default map, or Grad-CAM while the server still loads TensorFlow), until the default map's "Download
+overlay" button is there, and until the page's run ends. Then it switches the method
 to each other gradient method in turn and times the switch, after ``--pause`` seconds spent looking at the first
 map (the page loads TensorFlow's explainers in the background meanwhile). Target (issue 38): first open <= 3 s,
 every switch <= 2 s, on 2 cores.
@@ -28,7 +29,7 @@ FINISHED = "[data-test-script-state=notRunning]"
 TIMEOUT_MS = 300_000
 
 
-def one_round(image: Path, methods: list[str], pause: float) -> tuple[float, float, dict[str, float]]:
+def one_round(image: Path, methods: list[str], pause: float) -> tuple[float, float, float, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
     with running_app(["make", "--no-print-directory", "run"]) as (port, _, _), sync_playwright() as playwright:
@@ -40,9 +41,13 @@ def one_round(image: Path, methods: list[str], pause: float) -> tuple[float, flo
         page.locator(FINISHED).wait_for(timeout=TIMEOUT_MS)
         started = time.perf_counter()
         page.get_by_role("link", name="Explain").click(timeout=TIMEOUT_MS)
-        overlay = page.locator("[data-testid=stDownloadButton]").filter(has_text="Download overlay")
-        overlay.first.wait_for(timeout=TIMEOUT_MS)
+        # The first heatmap drawn: the default map, or Grad-CAM shown while the server still loads TensorFlow.
+        page.locator("[data-testid=stImage]").filter(has_text="heatmap").first.wait_for(timeout=TIMEOUT_MS)
         heatmap_seconds = time.perf_counter() - started
+        page.locator("[data-testid=stDownloadButton]").filter(has_text="Download overlay").first.wait_for(
+            timeout=TIMEOUT_MS
+        )
+        default_seconds = time.perf_counter() - started
         page.locator(FINISHED).wait_for(timeout=TIMEOUT_MS)
         finished_seconds = time.perf_counter() - started
         switches = {}
@@ -54,7 +59,7 @@ def one_round(image: Path, methods: list[str], pause: float) -> tuple[float, flo
             page.locator(FINISHED).wait_for(timeout=TIMEOUT_MS)
             switches[method] = time.perf_counter() - started
         browser.close()
-    return heatmap_seconds, finished_seconds, switches
+    return heatmap_seconds, default_seconds, finished_seconds, switches
 
 
 def main() -> None:
@@ -68,13 +73,14 @@ def main() -> None:
         image = Path(folder) / name
         image.write_bytes(data)
         rounds = [one_round(image, args.methods, args.pause) for _ in range(args.rounds)]
-    heatmaps = [round(heatmap, 2) for heatmap, _, _ in rounds]
+    heatmaps = [round(heatmap, 2) for heatmap, _, _, _ in rounds]
     print(
         f"Explain's first open, click -> heatmap on screen: {heatmaps} s (median {statistics.median(heatmaps):.2f}, "
-        f"target <= {FIRST_OPEN_TARGET:.0f} s); -> page finished: {[round(done, 2) for _, done, _ in rounds]} s"
+        f"target <= {FIRST_OPEN_TARGET:.0f} s); -> the default map: {[round(r[1], 2) for r in rounds]} s; -> page "
+        f"finished: {[round(r[2], 2) for r in rounds]} s"
     )
     for method in args.methods:
-        times = [round(switches[method], 2) for _, _, switches in rounds]
+        times = [round(switches[method], 2) for *_, switches in rounds]
         after = f"{args.pause:.0f} s after the first map"
         print(f"  switch to {method}, {after}: {times} s (target <= {SWITCH_TARGET:.0f} s)")
 
