@@ -1,5 +1,6 @@
-"""HematoVision's entry point (`streamlit run streamlit_app.py`): the pages, the sidebar they share, then the
-page the visitor chose. Each page is a script in pages/."""
+"""HematoVision's entry point: the pages, the sidebar they share, then the page the visitor chose. Each page is a
+script in pages/. Start it with `make run` (`python -m hematovision.cli.serve`), which also makes a page's own
+address (/Classify) open the app as laid out here."""
 
 import streamlit as st
 

@@ -96,6 +96,10 @@ if float(heat.max()) == 0.0:
 record = cache.saliency_record()
 line = captions.saliency_line(record, method) if record else None
 st.markdown(line or f"No faithfulness figures recorded for {method} (`python -m training.saliency_eval`).")
+pointing = cache.pointing_record()
+pointing_line = captions.pointing_line(pointing, method) if pointing else None
+if pointing_line:
+    st.markdown(pointing_line)
 
 st.subheader("Does removing the hot region change the answer?")
 check = cache.heatmap_check(method, chosen, card.classes.index(target))
@@ -125,6 +129,17 @@ if record:
         )
         st.dataframe(tables.saliency_table(record), hide_index=True)
         st.plotly_chart(figures.saliency_chart(record))
+if pointing:
+    with st.expander("Does each map point at the cell? Cells moved off-centre and pairs of cells"):
+        st.caption(
+            f"{pointing['n_cells']} PBC {pointing['split']} cells (seed {pointing['seed']}), each re-cut with its "
+            "centre at 30% or 70% of each side (the photo mirrored beyond its edge), and "
+            f"{pointing['n_composites']} pairs of cells of two classes side by side, each map asked for one class. "
+            "Peak on the cell: the map's hottest point within 0.2 of the side from the cell's centre. Map on the "
+            "cell: the share of the map inside the cell's outline (from the stain's density). A centred blob "
+            "scores well when every cell is in the middle, and not at all here."
+        )
+        st.dataframe(tables.pointing_table(pointing), hide_index=True)
 
 if classifier.attributes is not None and not prediction.not_blood_cell:
     st.header("Morphology: where is the evidence for an attribute?")

@@ -50,7 +50,7 @@ def wait_for_health(port: int, process: subprocess.Popen, timeout: float = 60.0)
 def running_app(command: list[str] | None = None, env: dict[str, str] | None = None):
     """Start the app on a free port; yields (port, process, seconds from start to healthy)."""
     port = free_port()
-    command = command or [str(paths.PROJECT_ROOT / ".venv" / "bin" / "streamlit"), "run", "streamlit_app.py"]
+    command = command or [str(paths.PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "hematovision.cli.serve"]
     environment = {**os.environ, **(env or {}), "STREAMLIT_SERVER_PORT": str(port),
                    "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # fmt: skip
     started = time.perf_counter()
@@ -69,8 +69,11 @@ def running_app(command: list[str] | None = None, env: dict[str, str] | None = N
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def classify_in_browser(port: int, image: Path, screenshot: Path | None = None, timeout_ms: int = 60_000) -> str:
-    """Upload ``image`` on the Classify page and return the verdict text the page shows."""
+def classify_in_browser(
+    port: int, image: Path, screenshot: Path | None = None, timeout_ms: int = 60_000
+) -> tuple[str, str]:
+    """Upload ``image`` on the Classify page, opened at its own address as a first visitor would; return the
+    verdict text the page shows and the sidebar's page list."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -88,7 +91,7 @@ def classify_in_browser(port: int, image: Path, screenshot: Path | None = None, 
             if screenshot is not None:
                 page.wait_for_timeout(1500)  # let the chart finish drawing
                 page.screenshot(path=str(screenshot), full_page=True)
-            return text
+            return text, page.locator("[data-testid=stSidebarNav]").inner_text()
         finally:
             browser.close()
 

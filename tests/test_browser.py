@@ -34,7 +34,9 @@ def test_upload_shows_the_predicted_class(tmp_path):
 
     with running_app() as (port, _, _):
         screenshot = tmp_path / "classify.png"
-        verdict = classify_in_browser(port, image, screenshot)
+        verdict, pages = classify_in_browser(port, image, screenshot)
+    # The app's own navigation (streamlit_app.py), not the page alone as an old-style multipage app would show it.
+    assert "Review and report" in pages and "streamlit app" not in pages
     if expected.not_blood_cell:
         assert "does not look like a blood-cell image" in verdict
     else:

@@ -282,3 +282,24 @@ def test_missing_figures_read_as_a_dash():
 
     table = tables.with_words_for_missing(pd.DataFrame({"a": [1.5, None], "b": [np.nan, 2.0]}))
     assert table.to_dict("list") == {"a": [1.5, "—"], "b": ["—", 2.0]}
+
+
+def test_the_pointing_line_and_table_read_the_record_they_describe():
+    def figure(mean, se, n=4):
+        return {"mean": mean, "se": se, "n": n}
+
+    def method(off, pairs, baseline=False):
+        entry = {key: {"pointing": figure(value, 0.05), "mass_inside": figure(0.4, 0.02)}
+                 for key, value in (("centred", 1.0), ("off_centre", off), ("composite", pairs))}  # fmt: skip
+        return {**entry, "baseline": True} if baseline else entry
+
+    record = {"split": "test", "seed": 3, "n_cells": 4, "n_composites": 2,
+              "targets": {"off_centre_pointing": 0.95, "composite_pointing": 0.9},
+              "methods": {"Map A": method(0.75, 1.0), "centred blob": method(0.0, 0.0, baseline=True)}}  # fmt: skip
+    line = captions.pointing_line(record, "Map A")
+    assert "4 PBC test cells moved off-centre" in line and "75% ± 5 (centred blob 0% ± 5) (target 95%)" in line
+    assert "2 pairs of cells" in line and "100% ± 5" in line
+    assert captions.pointing_line(record, "Map B") is None
+    table = tables.pointing_table(record)
+    assert list(table["method"]) == ["Map A", "centred blob (baseline)"]
+    assert table.loc[0, "off-centre: peak on the cell"] == "75% ± 5"

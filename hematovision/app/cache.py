@@ -203,6 +203,11 @@ def _cached_check(
     return removal_check(_image, _heat, load_classifier(model_dir, fingerprint).network_probabilities, class_index)
 
 
+def pointing_record() -> dict | None:
+    """The offline pointing test (`python -m training.pointing_eval`), or None where none was recorded."""
+    return (evaluation_or_none() or {}).get("pointing")
+
+
 def saliency_record() -> dict | None:
     """The offline faithfulness figures (`python -m training.saliency_eval`), or None where none were recorded."""
     return (evaluation_or_none() or {}).get("saliency")

@@ -250,3 +250,31 @@ def saliency_line(record: dict[str, Any], method: str) -> str | None:
             f"`{sanity['rule_layer']}` up; passes below {sanity['threshold']})"
         )
     return line + "."
+
+
+def percent_with_se(figure: dict[str, float]) -> str:
+    return f"{100 * figure['mean']:.0f}% ± {100 * figure['se']:.0f}"
+
+
+def pointing_line(record: dict[str, Any], method: str) -> str | None:
+    """One line for the Explain page: how often a method's map points at the cell when the cell is not in the
+    middle, and at the right cell of two, against the centred blob (``training.pointing_eval``); None where the
+    record does not hold the method."""
+    figures = record.get("methods", {}).get(method)
+    if figures is None:
+        return None
+    blob = record["methods"].get("centred blob", {})
+
+    def versus(key: str) -> str:
+        baseline = blob.get(key, {}).get("pointing")
+        return percent_with_se(figures[key]["pointing"]) + (
+            f" (centred blob {percent_with_se(baseline)})" if baseline else ""
+        )
+
+    targets = record.get("targets", {})
+    return (
+        f"**Does it point at the cell? {record['n_cells']} PBC {record['split']} cells moved off-centre:** the map's "
+        f"peak on the cell {versus('off_centre')} (target {100 * targets.get('off_centre_pointing', 0.95):.0f}%) · "
+        f"**{record['n_composites']} pairs of cells side by side:** on the cell of the class asked for "
+        f"{versus('composite')} (target {100 * targets.get('composite_pointing', 0.9):.0f}%)."
+    )

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hematovision.app.captions import ATTRIBUTE_ANCHORS, DATASET_NAMES, OTHER_LAB_SETS, sanity_of
+from hematovision.app.captions import ATTRIBUTE_ANCHORS, DATASET_NAMES, OTHER_LAB_SETS, percent_with_se, sanity_of
 from hematovision.heads.lab_profile import LabProfile
 from hematovision.heads.metrics import wilson_interval
 from hematovision.heads.morphology import ATTRIBUTES
@@ -290,4 +290,18 @@ def saliency_table(record: dict[str, Any]) -> pd.DataFrame:
                 "s / image": round(figures["seconds_per_image"], 3) if "seconds_per_image" in figures else None,
             }
         )
+    return pd.DataFrame(rows)
+
+
+def pointing_table(record: dict[str, Any]) -> pd.DataFrame:
+    """Every method of the pointing record: where its map peaks and how much of it lies on the cell, for cells in
+    the middle, moved off-centre and in pairs (percent, ± standard error over cells)."""
+    rows = []
+    for method, figures in record.get("methods", {}).items():
+        row = {"method": method + (" (baseline)" if figures.get("baseline") else "")}
+        for key, words in (("centred", "centred"), ("off_centre", "off-centre"), ("composite", "pairs")):
+            for measure, label in (("pointing", "peak on the cell"), ("mass_inside", "map on the cell")):
+                figure = figures.get(key, {}).get(measure)
+                row[f"{words}: {label}"] = percent_with_se(figure) if figure else "—"
+        rows.append(row)
     return pd.DataFrame(rows)

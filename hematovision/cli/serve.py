@@ -31,8 +31,14 @@ def preload() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
+    # streamlit_app.py lays the pages out with st.navigation, but Streamlit treats an app with a pages/ folder as
+    # an old-style multipage app until the first run calls st.navigation: a first visitor arriving at a page's
+    # own address (/Classify) would get that page alone, without the entry point's layout and sidebar, and so
+    # would every visitor after them. The project never uses the old style, so it is off from the start.
+    PagesManager.uses_pages_directory = False
     # Before anything imports TensorFlow (the first Explain does): its C++ start-up chatter is noise in a server log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threading.Thread(target=preload, name="preload-model", daemon=True).start()
