@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from hematovision.app.cache import classifier_or_stop, evaluation_or_none, fast_gradcam, heatmap
+from hematovision.app.cache import attribution_methods, classifier_or_stop, evaluation_or_none, heatmap
 from hematovision.app.classify_view import labelled_boxes, show_morphology
 from hematovision.app.results_table import results_csv
 from hematovision.app.state import CLASSIFIED_BATCHES_KEY, CURRENT_BATCH_KEY, KEPT_REVIEWS, REPORT_KEY, REVIEWS_KEY
@@ -16,7 +16,7 @@ from hematovision.app.stored_image import StoredImage, explainable
 from hematovision.core.imaging import centre_square
 from hematovision.core.predict import ImageResult
 from hematovision.explain.overlay import draw_cell_boxes, overlay
-from hematovision.explain.saliency import FAST_METHOD
+from hematovision.explain.saliency import DEFAULT_METHOD, FAST_METHOD
 from hematovision.workflows.report import ModelSummary, cell_pictures, field_pictures, pdf_report
 from hematovision.workflows.review import (
     NOT_BLOOD,
@@ -250,7 +250,9 @@ def reviewed_class_options(classes: list[str]) -> list[str]:
 
 def report_download(container, batch: ReviewedBatch, count_cut_cells: bool = True) -> None:
     """Make the PDF on request (seconds, with heatmaps) and offer it while it still matches the review."""
-    with_heatmaps = container.checkbox("With heatmaps", help="Each cell's Grad-CAM heatmap for its network class")
+    with_heatmaps = container.checkbox(
+        "With heatmaps", help=f"Each cell's heatmap ({DEFAULT_METHOD}, as Explain opens on) for its network class"
+    )
     if container.button("Make the PDF report"):
         with st.spinner("Writing the report…"):
             pdf = review_pdf(batch, with_heatmaps, count_cut_cells)
@@ -266,14 +268,14 @@ def report_download(container, batch: ReviewedBatch, count_cut_cells: bool = Tru
 
 
 def review_pdf(batch: ReviewedBatch, with_heatmaps: bool, count_cut_cells: bool = True) -> bytes:
-    """The report of the review as it stands (heatmaps by the fast Grad-CAM, for each cell's network class)."""
+    """The report of the review as it stands (heatmaps by Explain's default map, for each cell's network class)."""
     classifier = classifier_or_stop()
     heatmap_of = None
     if with_heatmaps:
-        gradcam = fast_gradcam()
+        methods = attribution_methods()
 
         def heatmap_of(image: np.ndarray, class_index: int) -> np.ndarray:
-            return gradcam(image[None], [class_index])[0]
+            return methods.heatmap(DEFAULT_METHOD, image, class_index)
 
     pictures = cell_pictures(batch.results, batch.digests, classifier.card.input_size, heatmap_of, classifier.classes)
     model = ModelSummary.from_artifacts(classifier.card, evaluation_or_none() or {}, classifier.model_id, batch.results)

@@ -132,12 +132,13 @@ def report_command(args: argparse.Namespace) -> int:
         review.sample = args.sample
     heatmap_of = None
     if args.heatmaps:
-        from hematovision.explain.gradcam import GradCam
+        from hematovision.explain.saliency import AttributionMethods
 
-        gradcam = GradCam(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
+        # The same map as `explain` and the Explain page open on (issue 38: one map everywhere).
+        methods = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
 
         def heatmap_of(image, class_index):
-            return gradcam(image[None], [class_index])[0]
+            return methods.heatmap(DEFAULT_METHOD, image, class_index)
 
     pictures = cell_pictures(results, digests, classifier.card.input_size, heatmap_of, classifier.classes)
     model = ModelSummary.from_artifacts(classifier.card, evaluation_or_empty(args.model), review.model_id, results)
@@ -409,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("paths", nargs="+", type=Path, help="image files, folders and/or ZIP archives of images")
     report.add_argument("--pdf", type=Path, required=True, help="the report to write")
     report.add_argument("--review", type=Path, help="a review saved from the app's Review page (JSON)")
-    report.add_argument("--heatmaps", action="store_true", help="add each cell's Grad-CAM heatmap for its class")
+    report.add_argument(
+        "--heatmaps", action="store_true", help=f"add each cell's heatmap for its class ({DEFAULT_METHOD})"
+    )
     report.add_argument("--reviewer", help="the reviewer's name for the report (default: the review file's)")
     report.add_argument("--sample", help="the sample's identifier for the report (default: the review file's)")
     report.add_argument("--mode", choices=CLASSIFY_MODES, default="auto", help="as for classify")
