@@ -346,6 +346,12 @@ LEAVE_OUT_CUT_HELP = (
 )
 
 
+def add_model_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hematovision", description="HematoVision command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -377,9 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         help="single: each image is one centred cell; field: find and classify every white cell in each image "
         "(one row per cell, with its box as 'left top right bottom'); auto: decide per image (default)",
     )
-    classify.add_argument(
-        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
-    )
+    add_model_argument(classify)
     classify.add_argument(
         "--threshold",
         type=float,
@@ -397,9 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     adapt.add_argument("examples", type=Path, help="folder holding one folder of images per class")
     adapt.add_argument("--out", type=Path, required=True, help="the profile file to write (.npz)")
-    adapt.add_argument(
-        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
-    )
+    add_model_argument(adapt)
     report = commands.add_parser(
         "report",
         help="classify images and write a PDF review report",
@@ -419,9 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--lab", type=Path, help="a lab profile (from `adapt`) to read the cells through")
     report.add_argument("--threshold", type=float, default=None, help="as for classify")
     report.add_argument("--leave-out-cut-cells", action="store_true", help=LEAVE_OUT_CUT_HELP)
-    report.add_argument(
-        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
-    )
+    add_model_argument(report)
     explain = commands.add_parser(
         "explain",
         help="write each image's heatmap (.npy, in the image's own pixels), its overlay and explain.csv",
@@ -435,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD, help="default: %(default)s")
     explain.add_argument("--target", help="the class to explain (default: each image's predicted class)")
     explain.add_argument("--threshold", type=float, default=None, help=argparse.SUPPRESS)
-    explain.add_argument(
-        "--model", type=Path, default=None, help=f"artifact folder (default: ${paths.MODEL_DIR_ENV} or models/)"
-    )
+    add_model_argument(explain)
     explain.set_defaults(error=explain.error)
     args = parser.parse_args(argv)
     commands_by_name = {
