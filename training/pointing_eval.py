@@ -29,11 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hematovision.core import paths
 from hematovision.core.artifacts import load_evaluation, write_json
-from hematovision.core.datasets import find_manifest, read_manifest
 from hematovision.core.imaging import ImageLoadError
 from hematovision.explain import faithfulness as fm
 from hematovision.explain import pointing as pt
-from hematovision.explain.saliency import ALL_METHODS, DEFAULT_METHOD, FAST_METHOD, FINE_METHOD, AttributionMethods
+from hematovision.explain.saliency import DEFAULT_METHOD, FAST_METHOD, FINE_METHOD, AttributionMethods
+from training.saliency_eval import methods_from_option, sample_split
 
 RECORD_KEY = "pointing"
 BASELINE = fm.CENTRE_MAP
@@ -41,18 +41,6 @@ BASELINE = fm.CENTRE_MAP
 TARGETS = {"off_centre_pointing": 0.95, "composite_pointing": 0.90}
 #: A mask covering more than this share of the image is not one cell (the finder failed): the cell is skipped.
 MAX_MASK_SHARE = 0.5
-
-
-def sample_split(data: Path, split: str, n: int, seed: int) -> list[tuple[Path, str]]:
-    """``n`` (path, label) of ``split`` drawn with ``seed``, in the order drawn."""
-    manifest = find_manifest(data)
-    if manifest is None:
-        raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
-    rows = sorted(((image.path, image.label) for image in read_manifest(manifest) if image.split == split), key=str)
-    if not rows:
-        raise FileNotFoundError(f"no {split!r} images in {manifest}")
-    chosen = np.random.default_rng(seed).choice(len(rows), size=min(n, len(rows)), replace=False)
-    return [rows[i] for i in chosen]
 
 
 def pair_cells(labels: list[str]) -> list[tuple[int, int]]:
@@ -193,14 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in ALL_METHODS]
-    if unknown:
-        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}", file=sys.stderr)
-        return 2
     try:
-        drawn = sample_split(args.data, args.split, args.n, args.seed)
-    except FileNotFoundError as exc:
+        methods = methods_from_option(args.methods)
+        drawn = [(image.path, image.label) for image in sample_split(args.data, args.split, args.n, args.seed)]
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     classifier = Classifier.load(args.model)

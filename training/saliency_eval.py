@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hematovision.core import paths
 from hematovision.core.artifacts import load_evaluation, write_json
-from hematovision.core.datasets import find_manifest, read_manifest
+from hematovision.core.datasets import LabelledImage, find_manifest, read_manifest
 from hematovision.core.imaging import ImageLoadError
 from hematovision.core.predict import Classifier
 from hematovision.explain import faithfulness as fm
@@ -44,18 +44,31 @@ RULE_LAYER = "block_16_expand"
 RECORD_KEY = "saliency"
 
 
-def sample_test_split(data: Path, n: int, seed: int, split: str = "test") -> list[Path]:
-    """``n`` images of ``split`` (the test split unless told) drawn with ``seed`` (the same seed, the same
-    sample), in the order drawn: a run stopped early has then measured a random part of the sample, not the
-    classes that sort first."""
+def sample_split(data: Path, split: str, n: int, seed: int) -> list[LabelledImage]:
+    """``n`` manifest images of ``split`` drawn with ``seed`` (the same seed, the same sample), in the order drawn:
+    a run stopped early has then measured a random part of the sample, not the classes that sort first."""
     manifest = find_manifest(data)
     if manifest is None:
         raise FileNotFoundError(f"no pbc_manifest.csv in {data}")
-    test = sorted((image.path for image in read_manifest(manifest) if image.split == split), key=str)
-    if not test:
+    images = sorted((image for image in read_manifest(manifest) if image.split == split), key=lambda i: str(i.path))
+    if not images:
         raise FileNotFoundError(f"no {split!r} images in {manifest}")
-    chosen = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
-    return [test[i] for i in chosen]
+    chosen = np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False)
+    return [images[i] for i in chosen]
+
+
+def sample_test_split(data: Path, n: int, seed: int, split: str = "test") -> list[Path]:
+    """The paths of :func:`sample_split` (the test split unless told)."""
+    return [image.path for image in sample_split(data, split, n, seed)]
+
+
+def methods_from_option(text: str) -> list[str]:
+    """The methods of a comma-separated ``--methods``; ValueError naming any that is not in ALL_METHODS."""
+    methods = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in ALL_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+    return methods
 
 
 def load_inputs(classifier: Classifier, files: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -185,14 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
     args = parser.parse_args(argv)
 
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in ALL_METHODS]
-    if unknown:
-        print(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}", file=sys.stderr)
-        return 2
     try:
+        methods = methods_from_option(args.methods)
         files = sample_test_split(args.data, args.n, args.seed, args.split)
-    except FileNotFoundError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     classifier = Classifier.load(args.model)
