@@ -107,6 +107,17 @@ def tiny_model_dir(tmp_path_factory, tiny_dataset, tiny_other_lab) -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model's folder with its LiteRT export (model.tflite), as training.export writes it."""
+    from training.export import main
+
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    assert main(["--model", str(folder), "--data", str(folder / "no-data-here")]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_classifier(tiny_model_dir):
     from hematovision.core.predict import Classifier
 

@@ -1,7 +1,5 @@
 """The fast Grad-CAM against tf-keras-vis, and every attribution method on a tiny trained model."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -40,25 +38,15 @@ def test_fast_gradcam_matches_tf_keras_vis(tiny_classifier, images):
     assert compared >= 2, "too few non-empty maps to compare"
 
 
-@pytest.fixture(scope="module")
-def exported_dir(tiny_model_dir, tmp_path_factory):
-    from training.export import main
-
-    folder = tmp_path_factory.mktemp("exported") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    assert main(["--model", str(folder), "--data", str(folder / "no-data-here")]) == 0
-    return folder
-
-
-def test_gradcam_read_from_litert_is_tensorflows(exported_dir, images):
+def test_gradcam_read_from_litert_is_tensorflows(exported_model_dir, images):
     from hematovision.core.predict import Classifier
     from hematovision.explain.litert_gradcam import LiteRTGradCam
 
-    classifier = Classifier.load(exported_dir, runtime="keras")
+    classifier = Classifier.load(exported_model_dir, runtime="keras")
     card = classifier.card
     classes = [0, 1, 2, 1]
     reference = GradCam(classifier.model, card.gradcam_layer, card.logits_layer)(images, classes)
-    read = LiteRTGradCam(exported_dir / LITERT_FILE)(images, classes)
+    read = LiteRTGradCam(exported_model_dir / LITERT_FILE)(images, classes)
     assert read.shape == reference.shape
     np.testing.assert_allclose(read, reference, atol=1e-3)
     assert any(np.abs(reference[i] - reference[j]).max() > 0.1 for i in range(4) for j in range(i))  # not all flat
