@@ -117,8 +117,8 @@ def attribution_methods() -> AttributionMethods:
 
 @st.cache_resource(show_spinner=False)
 def _load_fast_gradcam(model_dir: str, fingerprint: str) -> Callable[[np.ndarray, Sequence[int]], np.ndarray]:
-    """The default map (FAST_METHOD): read from the LiteRT model where its head allows, so that Explain, Review,
-    the teaching pages and the PDF report show it without loading TensorFlow; else TensorFlow's Grad-CAM."""
+    """Grad-CAM (FAST_METHOD): read from the LiteRT model where its head allows, so that Review, the teaching
+    pages and Explain (while TensorFlow loads) show it without TensorFlow; else TensorFlow's Grad-CAM."""
     classifier = load_classifier(model_dir, fingerprint)
     if classifier.runtime == "litert":
         with contextlib.suppress(NotACamHead):

@@ -11,12 +11,8 @@ import plotly.graph_objects as go
 from hematovision.core.predict import Prediction
 
 HIGHLIGHT = "#c2185b"  # the predicted class: a strong magenta that reads on a projector
-
-
 MUTED = "#90a4ae"
-
 UNCERTAIN = "#f9a825"
-
 FONT = {"size": 16}
 
 

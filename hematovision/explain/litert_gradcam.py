@@ -1,4 +1,4 @@
-"""Grad-CAM read from the LiteRT model, without TensorFlow: the default heatmap in milliseconds, from a cold start.
+"""Grad-CAM read from the LiteRT model, without TensorFlow: a heatmap in milliseconds, from a cold start.
 
 Where the logits are one dense layer on the global average of the Grad-CAM layer's map (the shipped head:
 pooling, dropout, dense), the gradient of class c's logit with respect to the map is, at every position, the
