@@ -12,13 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hematovision.core.datasets import (
-    LabelledImage,
-    find_manifest,
-    read_manifest,
-    scan_class_folders,
-    stratified_split,
-)
+from hematovision.core.datasets import LabelledImage, find_manifest, read_manifest, scan_class_folders, stratified_split
 from hematovision.heads.morphology import ATTRIBUTES
 from training.config import TrainConfig
 from training.scoring import LabelledBatch, decode_labelled

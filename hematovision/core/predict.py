@@ -33,11 +33,7 @@ from hematovision.core.reading import (
     inspect_image,
 )
 from hematovision.core.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
-from hematovision.core.smear import (
-    CellBox,
-    crop_cell,
-    cut_by_frame,
-)
+from hematovision.core.smear import CellBox, crop_cell, cut_by_frame
 from hematovision.heads.lab_profile import LabProfile, ProfileError, build_profile, model_identity
 from hematovision.heads.metrics import softmax
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
