@@ -100,6 +100,9 @@ pointing = cache.pointing_record()
 pointing_line = captions.pointing_line(pointing, method) if pointing else None
 if pointing_line:
     st.markdown(pointing_line)
+class_line = captions.class_pointing_line(pointing, method, target) if pointing else None
+if class_line:
+    st.caption(class_line)
 
 st.subheader("Does removing the hot region change the answer?")
 check = cache.heatmap_check(method, chosen, card.classes.index(target))

@@ -303,3 +303,18 @@ def test_the_pointing_line_and_table_read_the_record_they_describe():
     table = tables.pointing_table(record)
     assert list(table["method"]) == ["Map A", "centred blob (baseline)"]
     assert table.loc[0, "off-centre: peak on the cell"] == "75% ± 5"
+    assert captions.class_pointing_line(record, "Map A", "neutrophil") is None  # a record without per-class figures
+    record["methods"]["Map A"]["off_centre"]["by_class"] = {
+        "neutrophil": figure(1.0, 0.0, 3),
+        "platelet": figure(0.25, 0.1),
+    }
+    record["cell_removed"] = {
+        "neutrophil": {"n": 3, "still_called": 0.0, "probability_before": 0.99, "probability_after": 0.01},
+        "platelet": {"n": 4, "still_called": 1.0, "probability_before": 0.99, "probability_after": 0.98},
+    }
+    neutrophil = captions.class_pointing_line(record, "Map A", "neutrophil")
+    assert "neutrophil** cells moved off-centre the peak is on the cell 100% of the time (3 cells)" in neutrophil
+    assert "removed" not in neutrophil  # its call needs the cell
+    platelet = captions.class_pointing_line(record, "Map A", "platelet")
+    assert "25% of the time (4 cells)" in platelet and "still calls 100% of these platelet images platelet" in platelet
+    assert "99.0% → 98.0%" in platelet

@@ -129,6 +129,26 @@ def test_a_small_platelet_among_many_red_cells_is_the_mask_not_the_red_cells():
     assert mask[90, 90] and mask.sum() < np.pi * (6 + round(pt.CYTOPLASM_RIM * 180) + 2) ** 2
 
 
+def test_removing_the_cell_fills_it_with_red_cells_and_glass_and_leaves_the_rest():
+    image = smear()
+    mask = pt.cell_mask(image)
+    removed = pt.remove_cell(image, mask)
+    nucleus_colour = np.array(NUCLEUS, float)
+    assert np.abs(image[90, 90] - nucleus_colour).max() < 15  # the nucleus was there...
+    assert np.abs(removed[80:101, 80:101].astype(float) - nucleus_colour).max(axis=-1).min() > 40  # ...and is gone
+    assert not pt.cell_mask(removed)[70:111, 70:111].any()
+    far = ~np.pad(np.ones((80, 80), bool), 50)  # beyond the nucleus and its removal margin
+    assert np.array_equal(removed[far], image[far])
+
+
+def test_off_centre_pointing_is_also_given_per_class():
+    from training.pointing_eval import by_class
+
+    figures = by_class([1.0, 0.0, 1.0, 0.5], ["a", "b", "a", "b"])
+    assert list(figures) == ["a", "b"]
+    assert figures["a"]["mean"] == 1.0 and figures["a"]["n"] == 2 and figures["b"]["mean"] == 0.25
+
+
 def test_cells_pair_with_the_next_cell_of_another_class():
     from training.pointing_eval import pair_cells
 
@@ -168,3 +188,11 @@ def test_the_cli_records_a_self_describing_pointing_record_and_keeps_the_rest(tm
     assert blob["baseline"] is True and blob["off_centre"]["pointing"]["mean"] == 0.0  # the centre cannot win
     assert blob["centred"]["pointing"]["mean"] == 1.0  # ...where the cell is at the centre, it does
     assert set(record["meets_targets"]) == {FAST_METHOD, FINE_METHOD}
+    labels = {name.split("/")[-2] for name in record["images"]}
+    for figures in record["methods"].values():
+        per_class = figures["off_centre"]["by_class"]
+        assert set(per_class) == labels and sum(figure["n"] for figure in per_class.values()) == record["n_cells"]
+    removed = record["cell_removed"]
+    assert set(removed) == labels and sum(figures["n"] for figures in removed.values()) == record["n_cells"]
+    for figures in removed.values():
+        assert 0.0 <= figures["still_called"] <= 1.0 and 0.0 <= figures["probability_after"] <= 1.0

@@ -10,8 +10,11 @@ two-cell composite explained for each cell's class in turn. The class explained 
 label. Per method, and for the centred blob (the baseline that "look at the middle" would score): the pointing
 hit rate (the map's peak within 0.2 x side of the cell's centre) and the share of the map's mass inside the cell's
 mask, each a mean with its standard error over cells (off-centre: the four re-crops of a cell averaged first, as
-they are not independent) or over composites (its two maps averaged first). The untouched cells are scored the
-same way, for reference. With ``--record`` the figures go into the artifact folder's evaluation.json under
+they are not independent) or over composites (its two maps averaged first); off-centre pointing also per class
+(``by_class``). The untouched cells are scored the same way, for reference. Then the cell-removed check
+(hematovision.explain.pointing.remove_cell), per class: how often the network still calls a cell's class with the
+cell itself replaced by red cells from its own image, and its probability before and after (``cell_removed``).
+With ``--record`` the figures go into the artifact folder's evaluation.json under
 "pointing" (self-describing: split, seed, n, settings, per method mean and SE); other keys are kept.
 """
 
@@ -75,6 +78,35 @@ def grouped(values: list, size: int) -> list[float]:
     return [float(np.mean(values[i : i + size])) for i in range(0, len(values), size)]
 
 
+def by_class(values: list[float], labels: list[str]) -> dict[str, dict]:
+    """Mean per class (one value per cell), in the order the classes first appear."""
+    return {
+        label: mean_and_error([value for value, other in zip(values, labels, strict=True) if other == label])
+        for label in dict.fromkeys(labels)
+    }
+
+
+def cell_removed(classifier, cells: list[dict]) -> dict:
+    """Per class: how often the network still calls each cell's class with the cell removed, and its probability
+    of the class before and after (the network's own, without the lowering for unfamiliar images)."""
+    before = classifier.network_probabilities(np.stack([cell["image"] for cell in cells]))
+    after = classifier.network_probabilities(np.stack([pt.remove_cell(cell["image"], cell["mask"]) for cell in cells]))
+    rows = np.arange(len(cells))
+    classes = np.array([cell["class"] for cell in cells])
+    labels = [cell["label"] for cell in cells]
+    still_called = (after.argmax(axis=1) == classes).astype(float)
+    return {
+        label: {
+            "n": len(members),
+            "still_called": float(still_called[members].mean()),
+            "probability_before": float(before[rows, classes][members].mean()),
+            "probability_after": float(after[rows, classes][members].mean()),
+        }
+        for label in dict.fromkeys(labels)
+        for members in [np.flatnonzero(np.array(labels) == label)]
+    }
+
+
 def evaluate(attribution: AttributionMethods, methods: list[str], cells: list[dict], pairs: list[tuple[int, int]]):
     size = cells[0]["image"].shape[0]
     centred_images = np.stack([cell["image"] for cell in cells])
@@ -120,6 +152,8 @@ def evaluate(attribution: AttributionMethods, methods: list[str], cells: list[di
                 "mass_inside": mean_and_error(grouped(inside, group)),
                 "maps": len(hits),
             }
+            if part == "off_centre":
+                figures[part]["by_class"] = by_class(grouped(hits, group), [cell["label"] for cell in cells])
         count = len(centred_images) + len(moved_images) + len(composite_images)
         if name == BASELINE:
             figures["baseline"] = True
@@ -131,6 +165,11 @@ def evaluate(attribution: AttributionMethods, methods: list[str], cells: list[di
             f"± {figures['off_centre']['pointing']['se']:.3f}, composite "
             f"{figures['composite']['pointing']['mean']:.3f} ± {figures['composite']['pointing']['se']:.3f}, "
             f"mass inside (off-centre) {figures['off_centre']['mass_inside']['mean']:.3f}",
+            flush=True,
+        )
+        print(
+            "    off-centre by class: "
+            + ", ".join(f"{label} {figure['mean']:.2f}" for label, figure in figures["off_centre"]["by_class"].items()),
             flush=True,
         )
     return results
@@ -199,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     attribution = AttributionMethods(classifier.model, card.gradcam_layer, card.logits_layer)
     print(f"{len(cells)} {args.split} cells, {len(pairs)} composites", flush=True)
     results = evaluate(attribution, methods, cells, pairs)
+    removed = cell_removed(classifier, cells)
+    for label, figures in removed.items():
+        print(
+            f"cell removed, {label}: still called {label} {figures['still_called']:.2f} (n {figures['n']}), "
+            f"p {figures['probability_before']:.3f} -> {figures['probability_after']:.3f}",
+            flush=True,
+        )
     record = {
         "dataset": f"pbc_{args.split}",
         "split": args.split,
@@ -222,12 +268,16 @@ def main(argv: list[str] | None = None) -> int:
             "mask": "red-channel optical density over the glass colour, Otsu threshold (floor "
             f"{pt.MIN_NUCLEAR_DENSITY}), lobes joined, the component nearest the centre, a rim of "
             f"{pt.CYTOPLASM_RIM} of the side (hematovision.explain.pointing)",
+            "cell_removed": "the cell's mask widened by "
+            f"{pt.REMOVAL_MARGIN} of the side, filled with the image shifted by half its side (its corners' red "
+            "cells); the network's own probabilities, without the lowering for unfamiliar images",
             "standard_error": "over cells (the four re-crops of a cell averaged first) and over composites "
             "(their two maps averaged first)",
             "baseline": f"{BASELINE}: Gaussian, sigma {fm.CENTRE_SIGMA} of the side, at the image centre",
         },
         "targets": TARGETS,
         "methods": results,
+        "cell_removed": removed,
         "meets_targets": {name: meets_targets(figures) for name, figures in results.items() if name != BASELINE},
     }
     if args.record:

@@ -256,6 +256,31 @@ def percent_with_se(figure: dict[str, float]) -> str:
     return f"{100 * figure['mean']:.0f}% ± {100 * figure['se']:.0f}"
 
 
+#: A class still called this often with its cell removed is read from the surroundings (pointing_eval's check).
+READ_FROM_SURROUNDINGS = 0.5
+
+
+def class_pointing_line(record: dict[str, Any], method: str, label: str) -> str | None:
+    """For the class explained: how often the method's map points at off-centre cells of that class, and, where the
+    network still calls the class with the cell removed, that no map of it can point at the cell; None where the
+    record has neither for this class."""
+    per_class = record.get("methods", {}).get(method, {}).get("off_centre", {}).get("by_class", {}).get(label)
+    removed = record.get("cell_removed", {}).get(label)
+    parts = []
+    if per_class:
+        share = 100 * per_class["mean"]
+        parts.append(f"For **{label}** cells moved off-centre the peak is on the cell {share:.0f}% of the time "
+                     f"({per_class['n']} cells).")  # fmt: skip
+    if removed and removed["still_called"] >= READ_FROM_SURROUNDINGS:
+        parts.append(
+            f"With the cell itself removed (filled with red cells from the same image) the network still calls "
+            f"{100 * removed['still_called']:.0f}% of these {label} images {label} (probability "
+            f"{100 * removed['probability_before']:.1f}% → {100 * removed['probability_after']:.1f}%): it reads "
+            f"{label} from the cells around it, so its map need not lie on the {label}."
+        )
+    return " ".join(parts) or None
+
+
 def pointing_line(record: dict[str, Any], method: str) -> str | None:
     """One line for the Explain page: how often a method's map points at the cell when the cell is not in the
     middle, and at the right cell of two, against the centred blob (``training.pointing_eval``); None where the

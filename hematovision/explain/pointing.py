@@ -25,6 +25,12 @@ so that the cell's centre sits at 30% or 70% of each side (four positions). The 
 keep their middle half-width strips, side by side: the same side as the originals, each cell at its own
 scale, the centres at 25% and 75% of the width.
 
+**The cell removed.** Does the network's call need the cell at all? The mask, widened by ``REMOVAL_MARGIN`` of
+the side for the cytoplasm it leaves out, is filled with the same image shifted by half its side (both ways,
+wrapping round): what lands there is the image's corners, red cells and glass of the same smear and stain, so
+the hole is not a shape of its own. A class still called with its cell gone is read from the surroundings,
+and no map of it can point at the cell.
+
 **Scores.** Pointing hit: the map's peak lies within ``POINTING_TOLERANCE`` x side of the cell's centre.
 Mass inside: the share of the map's (non-negative) mass inside the cell's mask.
 """
@@ -47,6 +53,8 @@ MIN_NUCLEAR_DENSITY = 0.2
 LOBE_JOIN = 0.02
 #: Cytoplasm rim added around the nuclear signal, as a fraction of the side.
 CYTOPLASM_RIM = 0.02
+#: How far beyond the mask a removed cell is filled, as a fraction of the side (pale cytoplasm, a rim of stain).
+REMOVAL_MARGIN = 0.05
 
 
 def optical_density(rgb: np.ndarray) -> np.ndarray:
@@ -154,6 +162,17 @@ def composite(
     left = np.concatenate([masks[0], np.zeros_like(masks[1])], axis=1)
     right = np.concatenate([np.zeros_like(masks[0]), masks[1]], axis=1)
     return image, left, right
+
+
+def remove_cell(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` with the cell under ``mask`` (widened by :data:`REMOVAL_MARGIN`) replaced by the same image shifted
+    by half its side: the red cells and glass of its corners (see the module's docstring)."""
+    side = min(image.shape[:2])
+    widened = ndi.binary_dilation(mask, structure=_disc(max(1, round(REMOVAL_MARGIN * side))))
+    shifted = np.roll(image, (image.shape[0] // 2, image.shape[1] // 2), axis=(0, 1))
+    removed = image.copy()
+    removed[widened] = shifted[widened]
+    return removed
 
 
 def peak(heatmap: np.ndarray) -> tuple[float, float]:
