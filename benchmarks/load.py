@@ -4,8 +4,9 @@ Starts the app as `make run` does, then drives N headless Chromium pages (one br
 session, so each is its own Streamlit session), in three phases with a barrier between them:
 
 1. **open**: every session opens the Classify page and waits for its uploader;
-2. **classify**: all upload 5 different images at the same moment and wait for all 5 results (one
-   probability chart per image);
+2. **classify**: all upload 5 images at the same moment, each session its own (``--handout``: the same 5 for
+   all, a lecture's handout, which the server reads once), and wait for all 5 results (one probability chart
+   per image);
 3. **explain**: all open Explain for their first image (skip with ``--no-explain``).
 
 For each phase it reads the server process's own CPU time (user + system, from ``/proc/<pid>/stat`` of the
@@ -297,20 +298,23 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=1, help="waves of sessions on the same server")
     parser.add_argument("--rounds", type=int, default=1, help="times each config runs, alternating")
     parser.add_argument(
+        "--handout", action="store_true", help="every session uploads the same 5 images (a lecture's handout)"
+    )
+    parser.add_argument(
         "--configs", nargs="+", default=[""], help='server settings to compare, each "section.option=value ..."'
     )
     args = parser.parse_args()
     if chromium_path() is None:
         raise SystemExit("needs Chromium (apt-get install chromium)")
     sessions = 100 if args.hall else args.sessions
-    images = sample_images(IMAGES_PER_SESSION * sessions)
+    images = sample_images(IMAGES_PER_SESSION * (1 if args.handout else sessions))
     with tempfile.TemporaryDirectory() as folder:
         files = []
         for name, data in images:
             path = Path(folder) / name
             path.write_bytes(data)
             files.append(path)
-        # Fewer images than sessions need (no ../shared, or a short test split): the sessions share them.
+        # Fewer images than sessions need (--handout, no ../shared, or a short test split): the sessions share them.
         groups = [
             [files[(IMAGES_PER_SESSION * i + j) % len(files)] for j in range(IMAGES_PER_SESSION)]
             for i in range(sessions)

@@ -50,6 +50,46 @@ def test_classify_one_image(app):
     assert len(set(bars["marker"]["color"])) == 2  # one highlighted bar
 
 
+def test_a_hall_uploading_the_same_image_reads_it_once_and_each_session_keeps_its_own_threshold(app, monkeypatch):
+    from hematovision.app import state
+    from hematovision.core.predict import Classifier
+
+    read = []
+    classify_by_source = Classifier.classify_by_source
+
+    def counting(self, sources, *args, **kwargs):
+        read.extend(name for name, _ in sources)
+        return classify_by_source(self, sources, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "classify_by_source", counting)
+    handout = ("handout.png", encode(synthetic_cell(2, 13)), "image/png")
+    lenient = app.switch_page("pages/1_Classify.py").run()
+    lenient.sidebar.slider[0].set_value(0).run()
+    lenient = upload(lenient, handout)
+    strict = new_session().switch_page("pages/1_Classify.py").run()
+    strict.sidebar.slider[0].set_value(100).run()
+    strict = upload(strict, handout)
+    other = upload(new_session().switch_page("pages/1_Classify.py").run(), ("other.png", handout[1], "image/png"))
+    assert not (lenient.exception or strict.exception or other.exception)
+    assert read == ["handout.png", "other.png"]  # the second session's handout was not read again
+    assert chart_specs(strict)[0]["data"][0]["x"] == chart_specs(lenient)[0]["data"][0]["x"]
+    assert len(strict.warning) == 1 and "Uncertain" in strict.warning[0].value  # below its 100% threshold...
+    (lenient_results,) = lenient.session_state[state.CLASSIFIED_BATCHES_KEY].values()
+    assert lenient_results[0].prediction.uncertain is False  # ...while the first session's copy is not
+
+
+def test_shared_results_keep_the_most_recently_used():
+    from hematovision.app.cache import SharedResults
+    from hematovision.core.predict import ImageResult
+
+    shared = SharedResults(capacity=2)
+    for name in ("a", "b"):
+        shared.put(name, [ImageResult(name=name)])
+    assert shared.get("a")[0].name == "a"  # "a" is now the most recent...
+    shared.put("c", [ImageResult(name="c")])
+    assert shared.get("b") is None and shared.get("a") is not None and len(shared) == 2  # ...so "b" went
+
+
 def test_classify_offers_held_out_examples_only_where_the_data_is(app, monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "absent")
     at = app.switch_page("pages/1_Classify.py").run()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from hematovision.core.artifacts import (
     load_test_predictions,
 )
 from hematovision.core.datasets import examples_per_class, smear_example
-from hematovision.core.predict import Classifier
+from hematovision.core.predict import Classifier, ImageResult
 from hematovision.core.runtime import LITERT_FILE
 from hematovision.explain.faithfulness import RemovalCheck, removal_check
 from hematovision.explain.gradcam import AttributeCam
@@ -69,6 +70,45 @@ def classifier_or_stop() -> Classifier:
             "complete artifact folder."
         )
         st.stop()
+
+
+#: Inputs whose results every session shares: a lecture's handout or the example images, uploaded by a whole hall,
+#: are read once. Each entry holds its framed images (about 0.4 MB for a PBC cell), so the store is bounded.
+SHARED_INPUTS = 256
+
+
+class SharedResults:
+    """Each input's results, by a key that says everything they depend on, for every session; oldest dropped first.
+
+    Sessions read the results, never change them (state.classify copies what a session may change)."""
+
+    def __init__(self, capacity: int = SHARED_INPUTS) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[Hashable, list[ImageResult]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> list[ImageResult] | None:
+        with self._lock:
+            results = self._entries.get(key)
+            if results is not None:
+                self._entries.move_to_end(key)
+            return results
+
+    def put(self, key: Hashable, results: list[ImageResult]) -> None:
+        with self._lock:
+            self._entries[key] = results
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@st.cache_resource(show_spinner=False)
+def shared_results() -> SharedResults:
+    """The server's one :class:`SharedResults`."""
+    return SharedResults()
 
 
 @st.cache_resource(show_spinner=False)

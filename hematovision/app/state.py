@@ -3,12 +3,13 @@ counting choice that follows the user from page to page."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 import streamlit as st
 
-from hematovision.app.cache import classifier_or_stop, load_classifier, model_key
+from hematovision.app.cache import classifier_or_stop, load_classifier, model_key, shared_results
 from hematovision.app.stored_image import StoredImage, explainable
 from hematovision.core.inputs import ArchiveError, class_folder_examples
 from hematovision.core.predict import ImageResult
@@ -55,9 +56,7 @@ def classify(
     if key not in batches:
         if len(batches) >= KEPT_BATCHES:
             del batches[next(iter(batches))]
-        batches[key] = load_classifier(*key[:2]).classify(
-            sources, keep_images=True, mode=mode, on_progress=on_progress, profile=profile
-        )
+        batches[key] = classify_shared(sources, key, mode, profile, on_progress)
     results = batches[key]
     for result in results:
         if result.prediction is not None:
@@ -65,6 +64,30 @@ def classify(
     if to_review:
         st.session_state[CURRENT_BATCH_KEY] = key, digests
     return results
+
+
+def classify_shared(sources, batch_key, mode, profile, on_progress) -> list[ImageResult]:
+    """The batch's results, each input read once for the whole server (SharedResults): a hall uploading the same
+    handout, or trying the examples, costs one reading. Keyed by model, input name and content, mode and lab profile;
+    each session gets its own copies of the results and predictions, whose uncertain flag it sets by its threshold."""
+    shared = shared_results()
+    keys = [(*batch_key[:2], name, file_digest(data), mode, batch_key[-1]) for name, data in sources]
+    found = {index: shared.get(key) for index, key in enumerate(keys)}
+    missing = [index for index, results in found.items() if results is None]
+    if missing:
+        read = load_classifier(*batch_key[:2]).classify_by_source(
+            [sources[index] for index in missing], keep_images=True, mode=mode, on_progress=on_progress, profile=profile
+        )
+        for index, results in zip(missing, read, strict=True):
+            shared.put(keys[index], results)
+            found[index] = results
+    return [session_copy(result) for index in range(len(sources)) for result in found[index]]
+
+
+def session_copy(result: ImageResult) -> ImageResult:
+    """A result this session may change (its uncertain flag) without changing another session's; images shared."""
+    prediction = dataclasses.replace(result.prediction) if result.prediction is not None else None
+    return dataclasses.replace(result, prediction=prediction)
 
 
 def store_results(results: list[ImageResult], input_size: int) -> None:

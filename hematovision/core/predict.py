@@ -333,9 +333,23 @@ class Classifier:
         each image and classifies each (one result per cell, with its box); "auto" decides per image
         (:func:`hematovision.core.smear.is_whole_field`). ``on_progress(done, total)`` follows decoding.
         """
+        by_source = self.classify_by_source(sources, threshold, keep_images, on_progress, mode, profile)
+        return [result for results in by_source for result in results]
+
+    def classify_by_source(
+        self,
+        sources: Sequence[tuple[str, bytes | str | Path]],
+        threshold: float | None = None,
+        keep_images: bool = False,
+        on_progress=None,
+        mode: str = "auto",
+        profile: LabProfile | None = None,
+    ) -> list[list[ImageResult]]:
+        """:meth:`classify`, its results kept apart per input (a field of view gives several, a single cell or an
+        unreadable file one), in the inputs' order."""
         if mode not in CLASSIFY_MODES:
             raise ValueError(f"mode must be one of {', '.join(CLASSIFY_MODES)}")
-        results: list[ImageResult] = []
+        results: list[list[ImageResult]] = []
         inputs: list[np.ndarray] = []
         classified: list[ImageResult] = []
         inspect = functools.partial(inspect_image, mode=mode, input_size=self.card.input_size, keep_images=keep_images)
@@ -344,7 +358,7 @@ class Classifier:
             inspected = pool.map(inspect, (source for _, source in sources))
             for done, ((name, _), inspection) in enumerate(zip(sources, inspected, strict=True), 1):
                 these, those = self._results(name, inspection, keep_images)
-                results.extend(these)
+                results.append(these)
                 classified.extend(those)
                 inputs.extend(inspection.inputs)
                 if on_progress:
