@@ -196,3 +196,16 @@ def test_the_cli_records_a_self_describing_pointing_record_and_keeps_the_rest(tm
     assert set(removed) == labels and sum(figures["n"] for figures in removed.values()) == record["n_cells"]
     for figures in removed.values():
         assert 0.0 <= figures["still_called"] <= 1.0 and 0.0 <= figures["probability_after"] <= 1.0
+
+
+def test_a_red_cell_view_has_no_cell_left_and_none_is_made_without_a_cell():
+    from hematovision.core.smear import find_white_cells
+    from training.red_cells import red_cell_view, red_cell_views
+
+    image = smear(side=240, nucleus=(120, 120), radius=30, red_cells=((40, 40), (200, 50), (50, 200), (200, 200)))
+    assert find_white_cells(image)  # the finder sees the generated white cell...
+    view = red_cell_view(image)
+    assert view is not None and not find_white_cells(view)  # ...and, once removed, nothing
+    blank = np.full((240, 240, 3), 240, np.uint8)
+    assert red_cell_view(blank) is None
+    assert len(red_cell_views(np.stack([image, blank, image]), 3, seed=0)) == 2

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -612,3 +613,29 @@ def test_grey_views_keep_luminance_and_only_the_asked_share_lose_colour():
     assert not any(
         np.ptp(grey_view(image, tf.constant([i, 7], tf.int64), 0.0).numpy(), axis=-1).max() < 1e-6 for i in range(20)
     )
+
+
+def test_red_cells_alone_train_towards_no_class_and_are_recorded(tmp_path, tiny_dataset, tiny_other_lab, capsys):
+    from tests.conftest import tiny_training_args
+    from training.train import main
+
+    out = tmp_path / "model"
+    assert main([*tiny_training_args(tiny_dataset, tiny_other_lab, out), "--red-cells", "12"]) == 0
+    made = int(re.search(r"red cells alone: (\d+) views of 12", capsys.readouterr().out).group(1))
+    assert 0 < made <= 12  # generated cells on plain glass: most lose their nucleus and nothing else is left
+    assert load_card(out).training["config"]["red_cells"] == 12
+
+
+def test_red_cell_views_join_the_batches_with_the_uniform_target_and_their_weight():
+    from training.config import TrainConfig
+    from training.data import training_dataset
+    from training.scoring import LabelledBatch
+
+    config = TrainConfig(batch_size=64, red_cell_weight=0.25, image_size=32)
+    split = LabelledBatch(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 1, 2]), [], [])
+    red_cells = np.full((2, 32, 32, 3), 200, np.uint8)
+    _, targets, weights = next(iter(training_dataset(split, 4, config, np.ones(3, np.float32), red_cells=red_cells)))
+    rows = list(zip(targets.numpy().tolist(), weights.numpy().tolist(), strict=True))
+    assert [row for row in rows if max(row[0]) < 1] == [([0.25] * 4, 0.25)] * 2  # no class, their own weight
+    labelled = [row for row in rows if max(row[0]) == 1]
+    assert sorted(target.index(1.0) for target, _ in labelled) == [0, 1, 2] and {w for _, w in labelled} == {1.0}

@@ -127,6 +127,13 @@ class TrainConfig:
     # distinct cells in 511 crops), and training refuses a manifest where a sequence falls in both splits.
     chula: str = ""
     chula_repeat: int = 1
+    # Red cells alone, trained towards no class (outlier exposure, Hendrycks et al., 2019): up to `red_cells` PBC
+    # train images with their cell removed (training.red_cells) join the fine-tuning phase with the uniform
+    # distribution as their target, each weighted `red_cell_weight`. Without them the network learned "no white
+    # cell here" as platelet: a field of red cells is called platelet at 0.99, and a platelet's heatmap lies on the
+    # red cells around it (docs/experiments.md, 2026-12-06). 0 = off.
+    red_cells: int = 0
+    red_cell_weight: float = 0.5
 
     # The "uncertain" flag: lowest confidence above which validation predictions are this accurate.
     threshold_target_accuracy: float = 0.995

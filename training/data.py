@@ -232,14 +232,24 @@ def training_dataset(
     config: TrainConfig,
     sample_weights: np.ndarray,
     auxiliary: Sequence[AuxiliaryTargets] = (),
+    red_cells: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Augmented, shuffled batches; with ``auxiliary`` targets the targets and weights are tuples, class first,
-    each auxiliary head's loss weighted 0 where its image has no target."""
+    each auxiliary head's loss weighted 0 where its image has no target. ``red_cells`` (training.red_cells) join
+    with the uniform distribution as their target, each weighted ``config.red_cell_weight``."""
+    images = split.images
     targets = tf.one_hot(split.labels, n_classes)
+    if red_cells is not None and len(red_cells):
+        if auxiliary:
+            raise ValueError("red-cell-only images take no auxiliary targets: train them without auxiliary heads")
+        images = np.concatenate([images, red_cells])
+        targets = tf.concat([targets, tf.fill([len(red_cells), n_classes], 1.0 / n_classes)], axis=0)
+        sample_weights = np.concatenate([sample_weights, np.full(len(red_cells), config.red_cell_weight)])
+        sample_weights = sample_weights.astype(np.float32)
     if auxiliary:
         targets = (targets, *(extra.one_hot() for extra in auxiliary))
         sample_weights = (sample_weights, *(sample_weights * extra.known() for extra in auxiliary))
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, targets, sample_weights))
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets, sample_weights))
     # A seeded stream of augmentation seeds, new in each epoch and identical across runs.
     augmentation_seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
 
@@ -249,7 +259,7 @@ def training_dataset(
 
     return (
         tf.data.Dataset.zip(
-            dataset.shuffle(len(split.labels), seed=config.seed, reshuffle_each_iteration=True), augmentation_seeds
+            dataset.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True), augmentation_seeds
         )
         .map(one_view, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size)

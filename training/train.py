@@ -86,6 +86,7 @@ from training.model import (
     set_trainable,
     with_auxiliary_heads,
 )
+from training.red_cells import red_cell_views
 from training.scoring import LabelledBatch, evaluate_arrays
 
 OPTION_HELP = {
@@ -139,6 +140,9 @@ OPTION_HELP = {
     "chula": "optional folder of the Chula lab's crops (manifest.csv with a sequence and a split column): its "
     "train sequences are mixed in, its test sequences scored as chula_test",
     "chula_repeat": "times each Chula train crop is repeated per epoch",
+    "red_cells": "PBC train images to show again with their cell removed, trained towards no class in fine-tuning "
+    "(0: none)",
+    "red_cell_weight": "loss weight of each red-cell-only image",
     "threshold_target_accuracy": "validation accuracy the 'uncertain' threshold must secure above it",
 }
 
@@ -308,14 +312,17 @@ def fine_tune(
     auxiliary: Auxiliary | None = None,
     saver: Callable[[WeightAverage], keras.callbacks.Callback] | None = None,
     resumed: Checkpoint | None = None,
+    red_cells: np.ndarray | None = None,
 ) -> None:
     """Phase 2: unfreeze the upper backbone and train end to end on augmented images.
 
     With ``auxiliary`` targets (subtypes, attributes) training-only heads learn alongside the class head.
     ``saver`` makes the callback that checkpoints each epoch; ``resumed`` continues a stopped run's phase.
+    ``red_cells``: red-cell-only images, trained towards no class (training.red_cells).
     """
     n_trainable = set_trainable(model, config.fine_tune_from)
-    steps = -(-len(splits["train"].labels) // config.batch_size) * config.fine_tune_epochs
+    n_images = len(splits["train"].labels) + (len(red_cells) if red_cells is not None else 0)
+    steps = -(-n_images // config.batch_size) * config.fine_tune_epochs
     schedule = keras.optimizers.schedules.CosineDecay(
         config.fine_tune_learning_rate, decay_steps=steps, alpha=config.final_learning_rate_fraction
     )
@@ -357,7 +364,7 @@ def fine_tune(
     averager = WeightAverage(config.fine_tune_epochs, config.average_last_epochs)
     sample_weights = weights[splits["train"].labels].astype(np.float32)
     dataset = training_dataset(
-        splits["train"], n_classes, config, sample_weights, auxiliary.heads("train") if auxiliary else ()
+        splits["train"], n_classes, config, sample_weights, auxiliary.heads("train") if auxiliary else (), red_cells
     )
     first_epoch = 0
     if resumed is not None and resumed.state.fine_tune_epochs_done > 0:
@@ -656,11 +663,15 @@ def main(argv: list[str] | None = None) -> int:
         subtype_targets(images, fit_splits) if config.subtype_loss_weight > 0 else None,
         attribute_targets(args.data, fit_splits) if config.attribute_loss_weight > 0 else None,
     )
+    red_cells = None
+    if config.red_cells > 0:
+        red_cells = red_cell_views(splits["train"].images, config.red_cells, config.seed)
+        print(f"red cells alone: {len(red_cells)} views of {config.red_cells} PBC train images tried", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     state = resumed.state if resumed else RunState(dataclasses.asdict(config), sources)
     history = state.history
     with distribution_strategy(args.distribute, args.cpu_devices).scope():
-        model = fit_model(config, classes, fit_splits, auxiliary, state, resumed, checkpoint_path, started)
+        model = fit_model(config, classes, fit_splits, auxiliary, state, resumed, checkpoint_path, started, red_cells)
     model.save(args.out / paths.MODEL_FILE)
 
     card = ModelCard(
@@ -737,6 +748,7 @@ def fit_model(
     resumed,
     checkpoint_path: Path,
     started: float,
+    red_cells: np.ndarray | None = None,
 ) -> keras.Model:
     """Both phases (or what a resumed run has left of them); returns the model without its optimizer."""
     model = build_model(config, len(classes))
@@ -753,7 +765,7 @@ def fit_model(
         def saver(averager: WeightAverage) -> keras.callbacks.Callback:
             return SaveEachEpoch(checkpoint_path, state, averager, lambda: time.perf_counter() - started)
 
-        fine_tune(model, fit_splits, weights, config, state.history, auxiliary, saver, resumed)
+        fine_tune(model, fit_splits, weights, config, state.history, auxiliary, saver, resumed, red_cells)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
     return copy_without_optimizer(model, config, len(classes))
 
