@@ -42,8 +42,6 @@ RECORD_KEY = "pointing"
 BASELINE = fm.CENTRE_MAP
 #: Issue 38's targets: off-centre pointing, and composites whose map for class X peaks on the X cell.
 TARGETS = {"off_centre_pointing": 0.95, "composite_pointing": 0.90}
-#: A mask covering more than this share of the image is not one cell (the finder failed): the cell is skipped.
-MAX_MASK_SHARE = 0.5
 
 
 def pair_cells(labels: list[str]) -> list[tuple[int, int]]:
@@ -185,7 +183,7 @@ def load_cells(classifier, data: Path, drawn: list[tuple[Path, str]]) -> tuple[l
             skipped.append(f"{name}: {exc}")
             continue
         mask = pt.cell_mask(image)
-        if not mask.any() or mask.mean() > MAX_MASK_SHARE:
+        if not mask.any() or mask.mean() > pt.MAX_MASK_SHARE:
             skipped.append(f"{name}: no single-cell mask (share {mask.mean():.2f})")
             continue
         cells.append(

@@ -14,10 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hematovision.core.smear import find_platelets, find_white_cells
-from hematovision.explain.pointing import cell_mask, remove_cell
-
-#: A mask over more than this share of the image is not one cell (the mask failed): no view is made from it.
-MAX_MASK_SHARE = 0.5
+from hematovision.explain.pointing import MAX_MASK_SHARE, cell_mask, remove_cell
 
 
 def red_cell_view(image: np.ndarray) -> np.ndarray | None:

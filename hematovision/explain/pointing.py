@@ -53,6 +53,8 @@ MIN_NUCLEAR_DENSITY = 0.2
 LOBE_JOIN = 0.02
 #: Cytoplasm rim added around the nuclear signal, as a fraction of the side.
 CYTOPLASM_RIM = 0.02
+#: A mask over more than this share of the image is not one cell (the mask failed): such an image is left out.
+MAX_MASK_SHARE = 0.5
 #: How far beyond the mask a removed cell is filled, as a fraction of the side (pale cytoplasm, a rim of stain).
 REMOVAL_MARGIN = 0.05
 
