@@ -78,15 +78,21 @@ def test_a_hall_uploading_the_same_image_reads_it_once_and_each_session_keeps_it
     assert lenient_results[0].prediction.uncertain is False  # ...while the first session's copy is not
 
 
-def test_shared_results_keep_the_most_recently_used():
-    from hematovision.app.cache import SharedResults
+def test_shared_results_keep_the_most_recently_used_within_their_bytes():
+    from hematovision.app.cache import SharedResults, image_bytes
+    from hematovision.core.imaging import DecodedImage
     from hematovision.core.predict import ImageResult
 
-    shared = SharedResults(capacity=2)
+    def results(name):
+        image = DecodedImage(np.zeros((10, 10, 3), np.uint8))  # 300 bytes
+        return [ImageResult(name=name, image=image, field_image=image), ImageResult(name=name, field_image=image)]
+
+    assert image_bytes(results("x")) == 300  # one photo, however many results show it
+    shared = SharedResults(capacity_bytes=600)
     for name in ("a", "b"):
-        shared.put(name, [ImageResult(name=name)])
+        shared.put(name, results(name))
     assert shared.get("a")[0].name == "a"  # "a" is now the most recent...
-    shared.put("c", [ImageResult(name="c")])
+    shared.put("c", results("c"))
     assert shared.get("b") is None and shared.get("a") is not None and len(shared) == 2  # ...so "b" went
 
 

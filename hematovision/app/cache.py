@@ -72,34 +72,46 @@ def classifier_or_stop() -> Classifier:
         st.stop()
 
 
-#: Inputs whose results every session shares: a lecture's handout or the example images, uploaded by a whole hall,
-#: are read once. Each entry holds its framed images (about 0.4 MB for a PBC cell), so the store is bounded.
-SHARED_INPUTS = 256
+#: The images the shared results may hold, in bytes: a lecture's handout or the example images, uploaded by a whole
+#: hall, are read once, but a few large fields of view must not fill the server's memory.
+SHARED_BYTES = 512 * 2**20
+
+
+def image_bytes(results: list[ImageResult]) -> int:
+    """The bytes of the images an input's results hold (a field's photo counted once, whatever its cells)."""
+    arrays = {id(image.rgb): image.rgb for result in results for image in (result.image, result.field_image) if image}
+    return sum(array.nbytes for array in arrays.values())
 
 
 class SharedResults:
-    """Each input's results, by a key that says everything they depend on, for every session; oldest dropped first.
+    """Each input's results, by a key that says everything they depend on, for every session; the least recently
+    used dropped first once their images pass ``capacity_bytes``.
 
     Sessions read the results, never change them (state.classify copies what a session may change)."""
 
-    def __init__(self, capacity: int = SHARED_INPUTS) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[Hashable, list[ImageResult]] = OrderedDict()
+    def __init__(self, capacity_bytes: int = SHARED_BYTES) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._entries: OrderedDict[Hashable, tuple[list[ImageResult], int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> list[ImageResult] | None:
         with self._lock:
-            results = self._entries.get(key)
-            if results is not None:
-                self._entries.move_to_end(key)
-            return results
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
 
     def put(self, key: Hashable, results: list[ImageResult]) -> None:
+        size = image_bytes(results)
         with self._lock:
-            self._entries[key] = results
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            if key in self._entries:
+                self._bytes -= self._entries.pop(key)[1]
+            self._entries[key] = results, size
+            self._bytes += size
+            while self._bytes > self.capacity_bytes and len(self._entries) > 1:
+                self._bytes -= self._entries.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._entries)
