@@ -50,13 +50,14 @@ def classify(
     uploaded on Explain to be explained does not).
     """
     _, profile = chosen_profile()
-    digests = {name: file_digest(data) for name, data in sources}
+    source_digests = [file_digest(data) for _, data in sources]
+    digests = dict(zip((name for name, _ in sources), source_digests, strict=True))
     key = (*model_key(), tuple(digests.items()), mode, profile.digest() if profile else "")
     batches: dict = st.session_state.setdefault(CLASSIFIED_BATCHES_KEY, {})
     if key not in batches:
         if len(batches) >= KEPT_BATCHES:
             del batches[next(iter(batches))]
-        batches[key] = classify_shared(sources, key, mode, profile, on_progress)
+        batches[key] = classify_shared(sources, source_digests, mode, profile, on_progress)
     results = batches[key]
     for result in results:
         if result.prediction is not None:
@@ -66,16 +67,21 @@ def classify(
     return results
 
 
-def classify_shared(sources, batch_key, mode, profile, on_progress) -> list[ImageResult]:
+def classify_shared(
+    sources: list[tuple[str, bytes]], digests: list[str], mode: str, profile: LabProfile | None, on_progress
+) -> list[ImageResult]:
     """The batch's results, each input read once for the whole server (SharedResults): a hall uploading the same
-    handout, or trying the examples, costs one reading. Keyed by model, input name and content, mode and lab profile;
-    each session gets its own copies of the results and predictions, whose uncertain flag it sets by its threshold."""
+    handout, or trying the examples, costs one reading. Keyed by model, input name and content (``digests``, in the
+    order of ``sources``), mode and lab profile; each session gets its own copies of the results and predictions,
+    whose uncertain flag it sets by its threshold."""
     shared = shared_results()
-    keys = [(*batch_key[:2], name, file_digest(data), mode, batch_key[-1]) for name, data in sources]
+    model = model_key()
+    profile_digest = profile.digest() if profile else ""
+    keys = [(*model, name, digest, mode, profile_digest) for (name, _), digest in zip(sources, digests, strict=True)]
     found = {index: shared.get(key) for index, key in enumerate(keys)}
     missing = [index for index, results in found.items() if results is None]
     if missing:
-        read = load_classifier(*batch_key[:2]).classify_by_source(
+        read = load_classifier(*model).classify_by_source(
             [sources[index] for index in missing], keep_images=True, mode=mode, on_progress=on_progress, profile=profile
         )
         for index, results in zip(missing, read, strict=True):
