@@ -624,6 +624,9 @@ def test_red_cells_alone_train_towards_no_class_and_are_recorded(tmp_path, tiny_
     made = int(re.search(r"red cells alone: (\d+) views of 12", capsys.readouterr().out).group(1))
     assert 0 < made <= 12  # generated cells on plain glass: most lose their nucleus and nothing else is left
     assert load_card(out).training["config"]["red_cells"] == 12
+    with_heads = [*tiny_training_args(tiny_dataset, tiny_other_lab, tmp_path / "other"), "--red-cells", "12"]
+    assert main([*with_heads, "--subtype-loss-weight", "0.5"]) == 2
+    assert "--red-cells takes no subtype or attribute head" in capsys.readouterr().err
 
 
 def test_red_cell_views_join_the_batches_with_the_uniform_target_and_their_weight():

@@ -608,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     extra_dir = Path(config.extra_data) if config.extra_data else None
+    if config.red_cells > 0 and (config.subtype_loss_weight > 0 or config.attribute_loss_weight > 0):
+        # Refused before any work, not when phase 2 builds its batches half an hour later.
+        print("error: --red-cells takes no subtype or attribute head (their loss weights must be 0)", file=sys.stderr)
+        return 2
     if extra_dir is not None and not (extra_dir / "train").is_dir():
         print(f"error: --extra-data {extra_dir} has no train/ folder of class folders", file=sys.stderr)
         return 2
