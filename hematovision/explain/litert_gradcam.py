@@ -91,6 +91,10 @@ class LiteRTGradCam:
             ]
         )
 
+    def features_map(self, image: np.ndarray, channel_weights: np.ndarray) -> np.ndarray:
+        """The [0, 1] map of ``channel_weights`` on the features layer's map (where the morphology heads read)."""
+        return self._map(self._read(image, self._features_map_index), channel_weights)
+
     def attribute_cam(self, heads: AttributeHeads, features_layer: str) -> LiteRTAttributeCam:
         """The morphology heads' maps, where they read the layer this export pools into ``features``."""
         if self._features_map_index is None or heads.features_layer != features_layer:
@@ -108,5 +112,4 @@ class LiteRTAttributeCam:
 
     def __call__(self, image: np.ndarray, attribute: str, value_index: int) -> np.ndarray:
         """A [0, 1] heatmap (input_size x input_size) for one uint8 image (size, size, 3)."""
-        features = self._cam._read(image, self._cam._features_map_index)
-        return self._cam._map(features, score_weights(self.heads, attribute, value_index))
+        return self._cam.features_map(image, score_weights(self.heads, attribute, value_index))
