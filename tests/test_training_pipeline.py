@@ -642,3 +642,28 @@ def test_red_cell_views_join_the_batches_with_the_uniform_target_and_their_weigh
     assert [row for row in rows if max(row[0]) < 1] == [([0.25] * 4, 0.25)] * 2  # no class, their own weight
     labelled = [row for row in rows if max(row[0]) == 1]
     assert sorted(target.index(1.0) for target, _ in labelled) == [0, 1, 2] and {w for _, w in labelled} == {1.0}
+
+
+def test_init_from_continues_an_earlier_run_without_phase_1(tmp_path, tiny_model_dir, tiny_dataset, tiny_other_lab):
+    from tests.conftest import tiny_training_args
+    from training.train import main
+
+    out = tmp_path / "continued"
+    args = [*tiny_training_args(tiny_dataset, tiny_other_lab, out), "--init-from", str(tiny_model_dir)]
+    assert main([*args, "--fine-tune-learning-rate", "0"]) == 0
+    assert {row["phase"] for row in load_history(out)} == {"fine_tune"}
+    card = load_card(out)
+    assert card.training["init_from"]["command"] == load_card(tiny_model_dir).training["command"]
+    # At a learning rate of 0 the continued model is the earlier one, so its scores are the earlier run's.
+    before, after = (load_evaluation(d)["datasets"]["pbc_val"]["accuracy"] for d in (tiny_model_dir, out))
+    assert after == before
+
+
+def test_init_from_refuses_a_model_of_other_classes(tmp_path, tiny_model_dir, tiny_other_lab, capsys):
+    from tests.conftest import tiny_training_args
+    from training.train import main
+
+    data = write_class_folders(tmp_path / "data", 6, classes=TINY_CLASSES[:2])
+    args = [*tiny_training_args(data, tiny_other_lab, tmp_path / "out"), "--init-from", str(tiny_model_dir)]
+    assert main(args) == 2
+    assert "has the classes" in capsys.readouterr().err

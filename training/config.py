@@ -134,6 +134,11 @@ class TrainConfig:
     # red cells around it (docs/experiments.md, 2026-12-06). 0 = off.
     red_cells: int = 0
     red_cell_weight: float = 0.5
+    # Start from an earlier run's model (its artifact folder) instead of ImageNet: phase 1 is skipped and phase 2
+    # continues that model's fine-tuning with this run's options. For a change that must keep what the earlier run
+    # learned: run 39 (red cells from ImageNet) lost the heatmaps' grip on the cell, while 3 epochs continuing
+    # run 35 kept it (docs/experiments.md, 2026-12-06). The card records the earlier run's command. "" = off.
+    init_from: str = ""
 
     # The "uncertain" flag: lowest confidence above which validation predictions are this accurate.
     threshold_target_accuracy: float = 0.995

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from hematovision.core import paths
-from hematovision.core.artifacts import WHITE_CELL_CLASSES, ModelCard, write_json
+from hematovision.core.artifacts import WHITE_CELL_CLASSES, ModelCard, load_card, write_json
 from hematovision.core.datasets import (
     CREDIT_FILE,
     LabelledImage,
@@ -143,6 +143,8 @@ OPTION_HELP = {
     "red_cells": "PBC train images to show again with their cell removed, trained towards no class in fine-tuning "
     "(0: none)",
     "red_cell_weight": "loss weight of each red-cell-only image",
+    "init_from": "an earlier run's artifact folder to start from (same classes and backbone): phase 1 is skipped and "
+    "phase 2 continues its fine-tuning",
     "threshold_target_accuracy": "validation accuracy the 'uncertain' threshold must secure above it",
 }
 
@@ -619,6 +621,13 @@ def main(argv: list[str] | None = None) -> int:
     if chula_dir is not None and not (chula_dir / CHULA_MANIFEST).is_file():
         print(f"error: --chula {chula_dir} has no {CHULA_MANIFEST}", file=sys.stderr)
         return 2
+    init_card = None
+    if config.init_from:
+        try:
+            init_card = load_card(Path(config.init_from))
+        except (OSError, ValueError) as error:
+            print(f"error: --init-from {config.init_from}: {error}", file=sys.stderr)
+            return 2
     checkpoint_path = args.out / CHECKPOINT_FILE
     sources = {"data": str(args.data), "extra_data": config.extra_data}
     resumed = None
@@ -640,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
 
     images, split_source = find_images(args.data, config.seed)
     classes = sorted({item.label for item in images})
+    if init_card is not None and init_card.classes != classes:
+        print(f"error: --init-from {config.init_from} has the classes {init_card.classes}, the data {classes}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     splits = load_splits(images, classes, config.image_size)
     if len(splits["train"].labels) == 0 or len(splits["val"].labels) == 0:
         print("error: the train and val splits both need images", file=sys.stderr)
@@ -729,6 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_rule": f"lowest confidence above which validation accuracy >= {config.threshold_target_accuracy}",
         "validation_share_flagged_uncertain": share_uncertain,
     }
+    if init_card is not None:
+        card.training["init_from"] = {
+            "model": config.init_from,
+            "command": init_card.training.get("command", ""),
+            "wall_time_minutes": init_card.training.get("wall_time_minutes"),
+        }
     if auxiliary.subtypes:
         card.training["subtypes"] = auxiliary.subtypes["train"].names
     write_card_and_evaluation(args.out, card, classifier, evaluation, splits["val"].images)
@@ -755,9 +774,14 @@ def fit_model(
     red_cells: np.ndarray | None = None,
 ) -> keras.Model:
     """Both phases (or what a resumed run has left of them); returns the model without its optimizer."""
-    model = build_model(config, len(classes))
+    # With --init-from the ImageNet weights would only be overwritten.
+    model = build_model(dataclasses.replace(config, weights="none") if config.init_from else config, len(classes))
     weights = class_weights(fit_splits["train"].labels, len(classes), config.class_weight_power)
-    if resumed is None:
+    if resumed is None and config.init_from:
+        start_from(model, Path(config.init_from))
+        state.seconds = time.perf_counter() - started
+        save_checkpoint(checkpoint_path, state, model)
+    elif resumed is None:
         train_head(model, fit_splits, weights, config, state.history)
         state.seconds = time.perf_counter() - started
         save_checkpoint(checkpoint_path, state, model)
@@ -772,6 +796,13 @@ def fit_model(
         fine_tune(model, fit_splits, weights, config, state.history, auxiliary, saver, resumed, red_cells)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
     return copy_without_optimizer(model, config, len(classes))
+
+
+def start_from(model: keras.Model, folder: Path) -> None:
+    """Phase 1's place for --init-from: the earlier run's weights, layer by layer (ValueError if they differ)."""
+    earlier = keras.models.load_model(folder / paths.MODEL_FILE, compile=False)
+    model.set_weights(earlier.get_weights())
+    print(f"phase 1: skipped, starting from {folder / paths.MODEL_FILE}", flush=True)
 
 
 def distribution_strategy(distribute: bool, cpu_devices: int) -> tf.distribute.Strategy:
