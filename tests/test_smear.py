@@ -492,3 +492,13 @@ def test_within_radius_is_the_distance_transforms_answer():
         mask[rng.integers(mask.shape[0]), rng.integers(mask.shape[1])] = True
         for radius in (1, 3, 8):
             np.testing.assert_array_equal(within_radius(mask, radius), ndi.distance_transform_edt(~mask) <= radius)
+
+
+def test_close_twice_is_scipys_binary_closing():
+    from hematovision.core.smear import close_twice
+
+    rng = np.random.default_rng(3)
+    for density in (0.05, 0.4, 0.9, 1.0):
+        for shape in ((242, 240), (17, 5), (1, 9), (2, 2)):
+            mask = rng.random(shape) < density
+            np.testing.assert_array_equal(close_twice(mask), ndi.binary_closing(mask, iterations=2))

@@ -172,7 +172,31 @@ def stained_mask(work: np.ndarray) -> np.ndarray:
     glass_tiles = ndi.maximum_filter(glass_tiles, size=3)
     glass = np.asarray(Image.fromarray(glass_tiles).resize((width, height), Image.Resampling.BILINEAR))
     # Closing bridges the gaps between an eosinophil's separate granules and pale specks in cytoplasm.
-    return ndi.binary_closing(lightness < glass - GLASS_MARGIN, iterations=2)
+    return close_twice(lightness < glass - GLASS_MARGIN)
+
+
+def close_twice(mask: np.ndarray) -> np.ndarray:
+    """Exactly ``ndi.binary_closing(mask, iterations=2)`` (3x3 cross, nothing beyond the edge), by shifted slices:
+    a fifteenth of its time, which was a sixth of the finder's (issue 41)."""
+    closed = np.asarray(mask, dtype=bool)
+    for grow in (True, True, False, False):
+        step = closed.copy()
+        for target, source in (
+            (step[1:], closed[:-1]),
+            (step[:-1], closed[1:]),
+            (step[:, 1:], closed[:, :-1]),
+            (step[:, :-1], closed[:, 1:]),
+        ):
+            if grow:
+                target |= source
+            else:
+                target &= source
+        if not grow:
+            # Erosion treats beyond the edge as unstained, as scipy's border_value=0 does.
+            step[0] = step[-1] = False
+            step[:, 0] = step[:, -1] = False
+        closed = step
+    return closed
 
 
 def leading_run(rays: np.ndarray) -> np.ndarray:
