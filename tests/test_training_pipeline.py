@@ -667,3 +667,23 @@ def test_init_from_refuses_a_model_of_other_classes(tmp_path, tiny_model_dir, ti
     args = [*tiny_training_args(data, tiny_other_lab, tmp_path / "out"), "--init-from", str(tiny_model_dir)]
     assert main(args) == 2
     assert "has the classes" in capsys.readouterr().err
+
+
+def test_recording_a_headline_set_keeps_the_cards_figures_in_step(tiny_model_dir, tmp_path):
+    import shutil
+
+    from training.evaluate import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = load_card(model).metrics
+    data = write_subtype_manifest(tmp_path / "data")
+    assert main(["--model", str(model), "--data", str(data), "--record", "lab_b"]) == 0
+    assert load_card(model).metrics == before  # a set the card does not name leaves it alone
+    stale = json.loads((model / paths.CARD_FILE).read_text())
+    stale["metrics"].update(accuracy=0.0, n=0)  # as a card left behind by an earlier record would read
+    write_json(model / paths.CARD_FILE, stale)
+    assert main(["--model", str(model), "--data", str(data), "--record", "pbc_test"]) == 0
+    card, test = load_card(model).metrics, load_evaluation(model)["datasets"]["pbc_test"]
+    assert card["accuracy"] == round(test["accuracy"], 4) > 0 and card["n"] == test["n"] > 0
+    assert {key for key in card if key.endswith("_accuracy")} == {key for key in before if key.endswith("_accuracy")}

@@ -19,12 +19,33 @@ import sys
 from pathlib import Path
 
 from hematovision.core import paths
-from hematovision.core.artifacts import load_evaluation, write_json
+from hematovision.core.artifacts import load_evaluation, read_json, write_json
 from hematovision.core.datasets import MANIFEST_NAME, SPLITS, find_manifest, read_manifest, scan_class_folders
 from hematovision.core.predict import load_for_command
 from hematovision.heads.lab_profile import LabProfile, ProfileError
 from training.attributes import print_scores, test_scores
-from training.scoring import EVALUATION_MODES, PREDICTION_COLUMNS, evaluate_files, predictions_on_files
+from training.scoring import (
+    EVALUATION_MODES,
+    PREDICTION_COLUMNS,
+    evaluate_files,
+    metrics_summary,
+    predictions_on_files,
+)
+
+
+def refresh_card_metrics(model_dir: Path, evaluation: dict, record: str) -> bool:
+    """Re-derive the card's headline figures when ``record`` is one of them, so the card never quotes a score its own
+    evaluation no longer holds (a re-recorded pbc_test once left the card behind until it was mended by hand).
+    The card keeps the sets it already names; True where it changed."""
+    card_path = model_dir / paths.CARD_FILE
+    card = read_json(card_path)
+    named = card.get("metrics") or {}
+    others = [key.removesuffix("_accuracy") for key in named if key.endswith("_accuracy") and key != "val_accuracy"]
+    if not named or not (record.startswith("pbc_") or record in others):
+        return False
+    card["metrics"] = metrics_summary(evaluation, others)
+    write_json(card_path, card)
+    return True
 
 
 def print_report(report: dict) -> None:
@@ -179,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             del descriptions[args.record]  # a bare name says less than the page's own for known sets
         write_json(args.model / paths.EVALUATION_FILE, evaluation)
         print(f"recorded as '{args.record}' in {args.model / paths.EVALUATION_FILE}")
+        if refresh_card_metrics(args.model, evaluation, args.record):
+            print(f"the card's headline figures ({paths.CARD_FILE} metrics) follow the new record")
     return 0
 
 

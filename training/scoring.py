@@ -144,3 +144,21 @@ def predictions_on_files(
             }
         )
     return rows, decoded.unreadable
+
+
+def metrics_summary(evaluation: dict, other_sets: Sequence[str] | None = None) -> dict:
+    """The card's headline figures: the PBC test split's (validation's where there is no test split), and each other
+    recorded set's accuracy (only ``other_sets``' where given: the sets a card already names)."""
+    summary_source = evaluation["datasets"].get("pbc_test", evaluation["datasets"]["pbc_val"])
+    return {
+        "evaluated_on": "pbc_test" if "pbc_test" in evaluation["datasets"] else "pbc_val",
+        **{key: round(summary_source[key], 4) for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated")},
+        "n": summary_source["n"],
+        "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
+        "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
+        **{
+            f"{name}_accuracy": round(report["accuracy"], 4)
+            for name, report in evaluation["datasets"].items()
+            if not name.startswith("pbc_") and (other_sets is None or name in other_sets)
+        },
+    }

@@ -87,7 +87,7 @@ from training.model import (
     with_auxiliary_heads,
 )
 from training.red_cells import red_cell_views
-from training.scoring import LabelledBatch, evaluate_arrays
+from training.scoring import LabelledBatch, evaluate_arrays, metrics_summary
 
 OPTION_HELP = {
     "backbone": "the ImageNet-pretrained network under the head (EfficientNet-Lite: convert it first with "
@@ -532,23 +532,6 @@ def calibrate_and_evaluate(
             evaluation["datasets"][f"{extra_dir.name}_{name}"] = evaluate_arrays(classifier, split.images, split.labels)
     share_uncertain = float((val_probabilities.max(axis=1) < card.low_confidence_threshold).mean())
     return evaluation, round(share_uncertain, 4)
-
-
-def metrics_summary(evaluation: dict) -> dict:
-    """The card's headline figures: the PBC test split's (validation's where there is no test split)."""
-    summary_source = evaluation["datasets"].get("pbc_test", evaluation["datasets"]["pbc_val"])
-    return {
-        "evaluated_on": "pbc_test" if "pbc_test" in evaluation["datasets"] else "pbc_val",
-        **{key: round(summary_source[key], 4) for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated")},
-        "n": summary_source["n"],
-        "min_class_recall": round(min(c["recall"] for c in summary_source["per_class"].values()), 4),
-        "val_accuracy": round(evaluation["datasets"]["pbc_val"]["accuracy"], 4),
-        **{
-            f"{name}_accuracy": round(report["accuracy"], 4)
-            for name, report in evaluation["datasets"].items()
-            if not name.startswith("pbc_")
-        },
-    }
 
 
 def write_card_and_evaluation(
