@@ -318,3 +318,5 @@ def test_the_pointing_line_and_table_read_the_record_they_describe():
     platelet = captions.class_pointing_line(record, "Map A", "platelet")
     assert "25% of the time (4 cells)" in platelet and "still calls 100% of these platelet images platelet" in platelet
     assert "99.0% → 98.0%" in platelet
+    record["cell_removed"]["platelet"]["probability_after"] = 0.16  # on top, but no longer read from anywhere
+    assert "removed" not in captions.class_pointing_line(record, "Map A", "platelet")

@@ -256,7 +256,9 @@ def percent_with_se(figure: dict[str, float]) -> str:
     return f"{100 * figure['mean']:.0f}% ± {100 * figure['se']:.0f}"
 
 
-#: A class still called this often with its cell removed is read from the surroundings (pointing_eval's check).
+#: A class still called this often with its cell removed, at this mean probability, is read from the surroundings
+#: (pointing_eval's check). The probability counts too: a network that answers nearly uniformly once the cell is
+#: gone may keep the class on top without reading it anywhere (run 42's platelets: still on top, p 0.16).
 READ_FROM_SURROUNDINGS = 0.5
 
 
@@ -271,7 +273,11 @@ def class_pointing_line(record: dict[str, Any], method: str, label: str) -> str 
         share = 100 * per_class["mean"]
         parts.append(f"For **{label}** cells moved off-centre the peak is on the cell {share:.0f}% of the time "
                      f"({per_class['n']} cells).")  # fmt: skip
-    if removed and removed["still_called"] >= READ_FROM_SURROUNDINGS:
+    if (
+        removed
+        and removed["still_called"] >= READ_FROM_SURROUNDINGS
+        and removed["probability_after"] >= READ_FROM_SURROUNDINGS
+    ):
         parts.append(
             f"With the cell itself removed (filled with red cells from the same image) the network still calls "
             f"{100 * removed['still_called']:.0f}% of these {label} images {label} (probability "
