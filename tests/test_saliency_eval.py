@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from hematovision.core import paths
 from hematovision.explain.faithfulness import BASELINES
 from hematovision.explain.saliency import DEFAULT_METHOD
@@ -109,3 +111,51 @@ def test_add_scores_new_methods_on_the_recorded_sample_and_keeps_the_rest(tmp_pa
     assert after["sanity"]["methods"]["Grad-CAM"] == before["sanity"]["methods"]["Grad-CAM"]
     assert after["default_method"] == DEFAULT_METHOD
     assert after["default_meets_targets"] == meets_targets(after, DEFAULT_METHOD)
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_to_the_same_record(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import training.saliency_eval as cli
+    from hematovision.explain import faithfulness
+
+    data = write_subtype_manifest(tmp_path / "data")
+    arguments = ["--data", str(data), "--n", "4", "--sanity-n", "2", "--save-every", "2", "--methods", "Grad-CAM"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    for folder in (whole, stopped):
+        shutil.copytree(tiny_model_dir, folder)
+    assert main(["--model", str(whole), *arguments]) == 0
+
+    scored = []
+    real_score_map = faithfulness.score_map
+
+    def score_map_then_stop(*args, **kwargs):
+        if len(scored) == 6:  # 2 images x (1 method + 2 baselines): the checkpoint holds them, then the run dies
+            raise KeyboardInterrupt
+        scored.append(1)
+        return real_score_map(*args, **kwargs)
+
+    checkpoint = tmp_path / "scores.pickle"
+    monkeypatch.setattr(cli.fm, "score_map", score_map_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--model", str(stopped), *arguments, "--checkpoint", str(checkpoint)])
+    assert checkpoint.is_file()
+    scored.clear()
+
+    def counted_score_map(*args, **kwargs):
+        scored.append(1)
+        return real_score_map(*args, **kwargs)
+
+    monkeypatch.setattr(cli.fm, "score_map", counted_score_map)
+    assert main(["--model", str(stopped), *arguments, "--checkpoint", str(checkpoint)]) == 0
+    assert len(scored) == 6  # only the last 2 images were scored again
+
+    def figures(folder):
+        record = json.loads((folder / paths.EVALUATION_FILE).read_text())["saliency"]
+        for method in record["methods"].values():
+            method.pop("seconds_per_image", None)
+        return record
+
+    assert figures(stopped) == figures(whole)
+    other = [*arguments[:-1], "Grad-CAM,LayerCAM"]  # another run's options: its checkpoint is refused
+    assert main(["--model", str(stopped), *other, "--checkpoint", str(checkpoint)]) == 2

@@ -12,15 +12,21 @@ correlation of each method's maps with the original ones. Images reach the netwo
 probabilities are the network's own at the card's temperature (``Classifier.network_probabilities``:
 without the distance-grown temperature, which flattens every perturbed image alike). The sample (seed and file
 names) and the results go into the artifact folder's evaluation.json under "saliency", saved every
-``--save-every`` images, so an interrupted run leaves its figures with the number of images it reached.
+``--save-every`` images, so an interrupted run leaves its figures with the number of images it reached; with
+``--checkpoint FILE`` each image's scores are kept there too, and the same command run again continues where it
+stopped (an hour's run on 2 cores need not start over).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import pickle
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +48,47 @@ CUT_LAYERS = ("logits", "Conv_1", "block_16_expand", "block_13_expand", "block_1
 #: The pass rule is read here: every layer from the last convolutional block (block 16) up randomised.
 RULE_LAYER = "block_16_expand"
 RECORD_KEY = "saliency"
+
+
+@dataclass
+class Progress:
+    """What a run has scored so far, per image, and what it belongs to (``key``: the network file, sample and
+    methods), so that an interrupted run can continue without scoring an image twice."""
+
+    key: dict
+    sanity: dict
+    scores: dict[str, list[fm.ImageScores]]
+    seconds: dict[str, list[float]]
+
+    def done(self) -> int:
+        return min((len(values) for values in self.scores.values()), default=0)
+
+
+def progress_key(model_dir: Path, names: list[str], methods: list[str], args: argparse.Namespace) -> dict:
+    digest = hashlib.sha256((model_dir / paths.MODEL_FILE).read_bytes()).hexdigest()
+    return {"model": digest, "split": args.split, "seed": args.seed, "images": names, "methods": methods,
+            "sanity_n": args.sanity_n}  # fmt: skip
+
+
+def load_progress(path: Path, key: dict) -> Progress | None:
+    """The checkpoint's progress, None where there is none yet; ValueError where it belongs to another run."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        progress = pickle.load(handle)  # a file this command wrote for the same user, never a download
+    if progress.key != key:
+        differing = sorted(name for name in key if progress.key.get(name) != key[name])
+        raise ValueError(
+            f"{path} holds another run's scores (different {', '.join(differing)}); delete it to start over"
+        )
+    return progress
+
+
+def save_progress(path: Path, progress: Progress) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        pickle.dump(progress, handle)
+    os.replace(partial, path)  # a run stopped mid-write leaves the previous checkpoint whole
 
 
 def sample_split(data: Path, split: str, n: int, seed: int) -> list[LabelledImage]:
@@ -111,7 +158,11 @@ def evaluate(
     save,
     save_every: int,
     recorded: dict | None = None,
+    progress: Progress | None = None,
+    keep: Callable[[Progress], None] | None = None,
 ) -> dict:
+    """Score every image; with ``progress`` (a checkpoint's) only the images after those it holds, and ``keep``
+    called with the progress at each save."""
     probability_fn = classifier.network_probabilities
     classes = probability_fn(images).argmax(axis=1)
     attribution = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
@@ -119,8 +170,17 @@ def evaluate(
     every = [*methods, *(() if recorded else fm.BASELINES)]
     scores: dict[str, list[fm.ImageScores]] = {name: [] for name in every}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
+    done = 0
+    if progress is not None:
+        done = progress.done()
+        scores = {name: progress.scores.get(name, [])[:done] for name in every}
+        seconds = {name: progress.seconds.get(name, [])[:done] for name in methods}
+        if done:
+            print(f"continuing after the {done} images in the checkpoint", flush=True)
     record: dict = {}
     for number, (image, class_index) in enumerate(zip(images, classes, strict=True), start=1):
+        if number <= done:
+            continue
         shape = image.shape[:2]
         for name in every:
             started = time.perf_counter()
@@ -133,6 +193,9 @@ def evaluate(
         if number % save_every == 0 or number == len(images):
             record = summary(names[:number], scores, seconds, recorded)
             save(record, complete=number == len(images))
+            if keep is not None and progress is not None:
+                progress.scores, progress.seconds = scores, seconds
+                keep(progress)
             line = ", ".join(f"{n} del {r['deletion_auc']:.3f}" for n, r in record["methods"].items())
             print(f"{number}/{len(images)} images: {line}", flush=True)
     return record
@@ -196,7 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         "its other methods, baselines and sanity verdicts are kept",
     )
     parser.add_argument("--save-every", type=int, default=10, help="write the figures so far every this many images")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="keep each image's scores in this file (every --save-every images) and, run again with the same "
+        "options on the same network, continue after them",
+    )
     args = parser.parse_args(argv)
+    if args.checkpoint and args.add:
+        print("error: --checkpoint is for a whole record, not --add", file=sys.stderr)
+        return 2
 
     try:
         methods = methods_from_option(args.methods)
@@ -238,8 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     previous = load_evaluation(args.model).get(args.record_key, {})
     if args.add:
         return add_methods(args, classifier, previous, record, names, images, methods)
+    progress = None
+    if args.checkpoint:
+        try:
+            progress = load_progress(args.checkpoint, progress_key(args.model, names, methods, args))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     same_images = previous.get("images", [])[: len(sample)] == names[: len(sample)]
-    if args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
+    if progress is not None:
+        print(f"sanity check kept from {args.checkpoint}", flush=True)
+        record["sanity"] = progress.sanity
+    elif args.keep_sanity and same_images and previous.get("sanity", {}).get("n") == len(sample):
         print(f"sanity check kept from the record ({len(sample)} images, the same ones)", flush=True)
         record["sanity"] = previous["sanity"]
     else:
@@ -249,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     for method, result in record["sanity"]["methods"].items():
         figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
         print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
+    if args.checkpoint and progress is None:
+        key = progress_key(args.model, names, methods, args)
+        progress = Progress(key, record["sanity"], {}, {})
     print(f"faithfulness on {len(images)} images...", flush=True)
-    evaluate(classifier, names, images, methods, args.seed, save, args.save_every)
+    keep = (lambda progress: save_progress(args.checkpoint, progress)) if args.checkpoint else None
+    evaluate(classifier, names, images, methods, args.seed, save, args.save_every, progress=progress, keep=keep)
     print_table(record)
     print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{args.record_key}'")
     return 0
