@@ -159,10 +159,10 @@ def evaluate(
     save_every: int,
     recorded: dict | None = None,
     progress: Progress | None = None,
-    keep: Callable[[Progress], None] | None = None,
+    keep: Callable[[dict, dict], None] | None = None,
 ) -> dict:
     """Score every image; with ``progress`` (a checkpoint's) only the images after those it holds, and ``keep``
-    called with the progress at each save."""
+    called with the scores and seconds so far at each save."""
     probability_fn = classifier.network_probabilities
     classes = probability_fn(images).argmax(axis=1)
     attribution = AttributionMethods(classifier.model, classifier.card.gradcam_layer, classifier.card.logits_layer)
@@ -193,9 +193,8 @@ def evaluate(
         if number % save_every == 0 or number == len(images):
             record = summary(names[:number], scores, seconds, recorded)
             save(record, complete=number == len(images))
-            if keep is not None and progress is not None:
-                progress.scores, progress.seconds = scores, seconds
-                keep(progress)
+            if keep is not None:
+                keep(scores, seconds)
             line = ", ".join(f"{n} del {r['deletion_auc']:.3f}" for n, r in record["methods"].items())
             print(f"{number}/{len(images)} images: {line}", flush=True)
     return record
@@ -312,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         return add_methods(args, classifier, previous, record, names, images, methods)
     progress = None
     if args.checkpoint:
+        key = progress_key(args.model, names, methods, args)
         try:
-            progress = load_progress(args.checkpoint, progress_key(args.model, names, methods, args))
+            progress = load_progress(args.checkpoint, key)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -332,11 +332,17 @@ def main(argv: list[str] | None = None) -> int:
         figures = ", ".join(f"{cut} {value:.2f}" for cut, value in result["mean_abs_spearman"].items())
         print(f"  {method}: {'passes' if result['passes'] else 'FAILS'} ({figures})", flush=True)
     if args.checkpoint and progress is None:
-        key = progress_key(args.model, names, methods, args)
         progress = Progress(key, record["sanity"], {}, {})
     print(f"faithfulness on {len(images)} images...", flush=True)
-    keep = (lambda progress: save_progress(args.checkpoint, progress)) if args.checkpoint else None
-    evaluate(classifier, names, images, methods, args.seed, save, args.save_every, progress=progress, keep=keep)
+
+    def keep(scores: dict, seconds: dict) -> None:
+        progress.scores, progress.seconds = scores, seconds
+        save_progress(args.checkpoint, progress)
+
+    evaluate(
+        classifier, names, images, methods, args.seed, save, args.save_every,
+        progress=progress, keep=keep if progress else None,
+    )  # fmt: skip
     print_table(record)
     print(f"recorded in {args.model / paths.EVALUATION_FILE} under '{args.record_key}'")
     return 0
