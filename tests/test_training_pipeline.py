@@ -659,7 +659,9 @@ def test_init_from_continues_an_earlier_run_without_phase_1(tmp_path, tiny_model
     assert after == before
 
 
-def test_init_from_refuses_a_model_of_other_classes(tmp_path, tiny_model_dir, tiny_other_lab, capsys):
+def test_init_from_refuses_a_model_of_other_classes_or_shape(
+    tmp_path, tiny_model_dir, tiny_dataset, tiny_other_lab, capsys
+):
     from tests.conftest import tiny_training_args
     from training.train import main
 
@@ -667,6 +669,9 @@ def test_init_from_refuses_a_model_of_other_classes(tmp_path, tiny_model_dir, ti
     args = [*tiny_training_args(data, tiny_other_lab, tmp_path / "out"), "--init-from", str(tiny_model_dir)]
     assert main(args) == 2
     assert "has the classes" in capsys.readouterr().err
+    wider = [*tiny_training_args(tiny_dataset, tiny_other_lab, tmp_path / "out"), "--init-from", str(tiny_model_dir)]
+    assert main([*wider, "--alpha", "1.0"]) == 2
+    assert "is another network: alpha 0.35 here 1.0" in capsys.readouterr().err
 
 
 def test_recording_a_headline_set_keeps_the_cards_figures_in_step(tiny_model_dir, tmp_path):

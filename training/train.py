@@ -611,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as error:
             print(f"error: --init-from {config.init_from}: {error}", file=sys.stderr)
             return 2
+        differing = init_differences(init_card, config)
+        if differing:
+            # Refused before any work: the weights would not fit, and set_weights would say so only after the data.
+            print(f"error: --init-from {config.init_from} is another network: {'; '.join(differing)}", file=sys.stderr)
+            return 2
     checkpoint_path = args.out / CHECKPOINT_FILE
     sources = {"data": str(args.data), "extra_data": config.extra_data}
     resumed = None
@@ -779,6 +784,14 @@ def fit_model(
         fine_tune(model, fit_splits, weights, config, state.history, auxiliary, saver, resumed, red_cells)
     # Saved from an uncompiled copy: the optimizer's moment estimates would more than double the file.
     return copy_without_optimizer(model, config, len(classes))
+
+
+def init_differences(card: ModelCard, config: TrainConfig) -> list[str]:
+    """How an earlier run's network differs from the one this config builds (backbone, width, input size)."""
+    earlier, ours = card.backbone or {}, backbone_card(config)
+    pairs = {key: (earlier.get(key), ours[key]) for key in ("architecture", "alpha")}
+    pairs["input size"] = card.input_size, config.image_size
+    return [f"{key} {old} here {new}" for key, (old, new) in pairs.items() if old != new]
 
 
 def start_from(model: keras.Model, folder: Path) -> None:
