@@ -107,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: frame each image as the app's Automatic mode does (a field of view is scored by its white "
         "cell nearest the centre); single: score every image whole, as one centred cell",
     )
-    parser.add_argument(
-        "--split", choices=SPLITS, default="test", help="the manifest split to score (default: test)"
-    )
+    parser.add_argument("--split", choices=SPLITS, default="test", help="the manifest split to score (default: test)")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
         "--predictions",
