@@ -1,6 +1,5 @@
 """Explain: heatmaps of the image regions that drove a class score."""
 
-import numpy as np
 import streamlit as st
 
 from hematovision.app import (
@@ -83,10 +82,10 @@ if method != FAST_METHOD and not cache.explainers_ready():
     cache.warm_up_explainers()
 with st.spinner(f"Computing {method}…"):
     heat = cache.heatmap(method, chosen, card.classes.index(target))
-blended = explain_view.show_maps(maps.container(), chosen, heat, method, colour_map, opacity)
+picture_and_overlay = explain_view.show_maps(maps.container(), chosen, heat, method, colour_map, opacity)
 st.download_button(
     "Download overlay (PNG)",
-    png_bytes(np.hstack([chosen.display, blended])),
+    png_bytes(picture_and_overlay),
     file_name=f"{chosen.name.rsplit('.', 1)[0]}_{method}_{target}.png",
     mime="image/png",
 )
@@ -161,7 +160,11 @@ if classifier.attributes is not None and not prediction.not_blood_cell:
         attribute_heat, attribute_layer = cache.attribute_heatmap(chosen, attribute, values.index(value))
         cell_column, class_column, attribute_heat_column = st.columns(3)
         cell_column.image(chosen.display, caption="the cell", width="stretch")
-        class_column.image(blended, caption=f"{method}: evidence for the class {target}", width="stretch")
+        class_column.image(
+            overlay(chosen.display, heat, colour_map, opacity),
+            caption=f"{method}: evidence for the class {target}",
+            width="stretch",
+        )
         attribute_heat_column.image(
             overlay(chosen.display, attribute_heat, colour_map, opacity),
             caption=f"Grad-CAM through the {attribute.replace('_', ' ')} head: evidence for {value} over the other "

@@ -491,3 +491,12 @@ def test_explain_shows_faithfulness_and_the_removal_check(monkeypatch, tiny_sali
     at.sidebar.radio[0].set_value("SmoothGrad").run()  # not in the record: said so, the check still runs
     assert not at.exception
     assert "No faithfulness figures recorded for SmoothGrad" in texts(at)
+
+
+def test_explain_lays_the_map_on_the_uploaded_image_where_the_cell_was_re_cut(app):
+    from tests.test_explain_cli import off_centre_cell
+
+    at = upload(app.switch_page("pages/2_Explain.py").run(), ("moved.png", encode(off_centre_cell()), "image/png"))
+    assert not at.exception
+    captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+    assert "as the network sees it (re-cut around the cell)" in captions and "overlay on your image" in captions

@@ -13,7 +13,7 @@ from hematovision.core.framing import frame_single_cell_with_window
 from hematovision.core.imaging import to_model_input
 from hematovision.explain.export import peak, to_image_coordinates, unique_stem
 from hematovision.explain.saliency import DEFAULT_METHOD
-from tests.conftest import synthetic_cell, write_class_folders
+from tests.conftest import encode, synthetic_cell, write_class_folders
 
 
 def off_centre_cell(height: int = 300, width: int = 400, centre=(140, 170), radius: int = 20) -> np.ndarray:
@@ -106,3 +106,32 @@ def test_explain_unknown_target_lists_the_classes(tiny_model_dir, tmp_path, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "dragon" in err and "lymphocyte" in err and "neutrophil" in err
+
+
+def test_a_re_cut_cell_keeps_its_upload_and_the_explain_overlay_lies_on_it(tiny_model_dir):
+    """Issue 38, item 3: where the app re-cuts a cell before the network reads it, the Explain page lays the map
+    back onto the uploaded image; an image read as it is keeps its overlay on what the network saw."""
+    from hematovision.app.explain_view import overlay_on_upload
+    from hematovision.app.stored_image import explainable
+    from hematovision.core.predict import Classifier
+    from hematovision.core.smear import window_beyond_photo
+
+    classifier = Classifier.load(tiny_model_dir)
+    rgb = off_centre_cell()
+    sources = [("moved.png", encode(rgb)), ("centred.png", encode(synthetic_cell(0, 30)))]
+    moved, centred = classifier.classify(sources, keep_images=True)
+    _, _, window = frame_single_cell_with_window(rgb)
+    assert moved.window == window and np.array_equal(moved.upload.rgb, rgb)
+    assert moved.image.rgb.shape[:2] == (window[2], window[2])  # the network's square, not the upload
+    assert moved.beyond_photo() == window_beyond_photo(rgb.shape, window)
+    assert centred.window is None and centred.upload is None
+    unkept = classifier.classify(sources[:1])[0]
+    assert unkept.window == window and unkept.upload is None  # the upload is kept only with the images
+
+    stored_moved, stored_centred = explainable([moved, centred], classifier.card.input_size)
+    heat = darkness_map(stored_moved.model_input)
+    laid = overlay_on_upload(stored_moved, heat, "inferno", 1.0)
+    assert laid.shape == rgb.shape
+    cell_rows, cell_cols = np.nonzero(laid.astype(int).sum(axis=-1) == laid.astype(int).sum(axis=-1).max())
+    assert abs(cell_rows.mean() - 140) < 20 and abs(cell_cols.mean() - 170) < 20  # brightest where the cell is
+    assert overlay_on_upload(stored_centred, darkness_map(stored_centred.model_input), "inferno", 1.0) is None

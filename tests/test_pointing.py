@@ -1,7 +1,10 @@
 """The pointing game's parts on generated smears: the cell's mask, the re-crops, composites and the scores."""
 
+import csv
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from hematovision.explain import pointing as pt
 
@@ -209,3 +212,42 @@ def test_a_red_cell_view_has_no_cell_left_and_none_is_made_without_a_cell():
     blank = np.full((240, 240, 3), 240, np.uint8)
     assert red_cell_view(blank) is None
     assert len(red_cell_views(np.stack([image, blank, image]), 3, seed=0)) == 2
+
+
+def test_a_peak_on_the_moved_cell_hits_and_the_image_centre_misses():
+    from training.pointing_cli import is_hit
+
+    side = 100
+    cell = (30.0, 70.0)  # row, col: moved to 30% down and 70% across
+    assert is_hit((70.0, 30.0), cell, side)  # the peak is given as (x, y)
+    assert not is_hit((30.0, 70.0), cell, side)  # the same numbers read the other way round are far off
+    assert not is_hit(((side - 1) / 2, (side - 1) / 2), cell, side)  # the centre is 0.28 x side away
+
+
+def test_moved_cells_go_through_the_explain_command_and_are_recorded(tmp_path, tiny_model_dir):
+    import json
+    import shutil
+
+    from hematovision.core import paths
+    from tests.conftest import write_subtype_manifest
+    from training.pointing_cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = json.loads((model / paths.EVALUATION_FILE).read_text())
+    data = write_subtype_manifest(tmp_path / "data")
+    keep = tmp_path / "kept"
+    arguments = ["--model", str(model), "--data", str(data), "--split", "test", "--n", "4", "--seed", "1"]
+    assert main([*arguments, "--keep", str(keep), "--record"]) == 0
+    evaluation = json.loads((model / paths.EVALUATION_FILE).read_text())
+    assert {key: evaluation[key] for key in before} == before
+    record = evaluation["pointing_cli"]
+    assert record["n_cells"] + len(record["skipped"]) == 4 and record["maps"] == 4 * record["n_cells"] >= 4
+    with (keep / "explained" / "explain.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == record["maps"] == len(list((keep / "moved").glob("*.png")))
+    for row in rows:  # each map is in the moved image's own pixels
+        side = Image.open(keep / "moved" / row["file"].rsplit("/", 1)[-1]).size[0]
+        assert np.load(keep / "explained" / row["map"]).shape == (side, side)
+    assert record["centred_blob_pointing"]["mean"] == 0.0  # the centre cannot win
+    assert 0.0 <= record["pointing"]["mean"] <= 1.0 and record["meets_target"] == (record["pointing"]["mean"] >= 0.9)

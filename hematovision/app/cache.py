@@ -79,7 +79,8 @@ SHARED_BYTES = 512 * 2**20
 
 def image_bytes(results: list[ImageResult]) -> int:
     """The bytes of the images an input's results hold (a field's photo counted once, whatever its cells)."""
-    arrays = {id(image.rgb): image.rgb for result in results for image in (result.image, result.field_image) if image}
+    images = (image for result in results for image in (result.image, result.field_image, result.upload) if image)
+    arrays = {id(image.rgb): image.rgb for image in images}
     return sum(array.nbytes for array in arrays.values())
 
 

@@ -9,7 +9,7 @@ from hematovision.app.cache import classifier_or_stop
 from hematovision.app.captions import attribute_confidence_lines, unfamiliar_batch_message
 from hematovision.app.figures import probability_chart
 from hematovision.app.state import classify, explain
-from hematovision.app.stored_image import StoredImage, beyond_field, explainable
+from hematovision.app.stored_image import StoredImage, explainable
 from hematovision.core.predict import ImageResult
 from hematovision.core.reading import CLASSIFY_MODES
 from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo
@@ -165,7 +165,7 @@ def show_field(
         confidence = "" if cell.prediction.not_blood_cell else f" ({100 * cell.prediction.confidence:.1f}%)"
         with st.expander(f"cell {number}: {name}{confidence}"):
             crop_column, chart_column = st.columns([1, 2])
-            beyond = beyond_field(cell)
+            beyond = cell.beyond_photo()
             crop_column.image(
                 fade_beyond_photo(cell.image.rgb, beyond),
                 caption="pale: the photo mirrored beyond its edge" if any(beyond) else None,

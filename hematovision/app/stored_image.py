@@ -9,7 +9,6 @@ import numpy as np
 
 from hematovision.core.imaging import centre_square, to_model_input
 from hematovision.core.predict import ImageResult
-from hematovision.core.smear import beyond_photo
 from hematovision.explain.overlay import fade_beyond_photo
 
 
@@ -26,7 +25,16 @@ class StoredImage:
     @property
     def mirrored_margin(self) -> bool:
         """Whether a cell's crop reaches beyond its photo's edge (that margin is faded in ``display``)."""
-        return any(beyond_field(self.result))
+        return any(self.result.beyond_photo())
+
+    @property
+    def seen_as(self) -> str:
+        """How the network's square was cut from what the user gave, in a few words for a caption."""
+        if self.mirrored_margin:
+            return "pale: the photo mirrored beyond its edge"
+        if self.result.window is not None:
+            return "re-cut around the cell"
+        return "cut around the cell" if self.result.box is not None else "centre square"
 
 
 def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage]:
@@ -41,15 +49,8 @@ def explainable(results: list[ImageResult], input_size: int) -> list[StoredImage
                 name=result.name,
                 digest=hashlib.sha1(model_input.tobytes()).hexdigest(),
                 model_input=model_input,
-                display=centre_square(fade_beyond_photo(result.image.rgb, beyond_field(result))),
+                display=centre_square(fade_beyond_photo(result.image.rgb, result.beyond_photo())),
                 result=result,
             )
         )
     return stored
-
-
-def beyond_field(result: ImageResult) -> tuple[int, int, int, int]:
-    """How far a cell's crop reaches beyond its field's edge (all 0 for an image classified whole)."""
-    if result.box is None or result.field_image is None:
-        return (0, 0, 0, 0)
-    return beyond_photo(result.field_image.rgb.shape, result.box)

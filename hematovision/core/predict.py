@@ -33,7 +33,7 @@ from hematovision.core.reading import (
     inspect_image,
 )
 from hematovision.core.runtime import LITERT_FILE, OUTPUTS, Forward, LiteRTForward, keras_forward
-from hematovision.core.smear import CellBox, crop_cell, cut_by_frame
+from hematovision.core.smear import CellBox, beyond_photo, crop_cell, cut_by_frame, window_beyond_photo
 from hematovision.heads.lab_profile import LabProfile, ProfileError, build_profile, model_identity
 from hematovision.heads.metrics import softmax
 from hematovision.heads.morphology import ANNOTATED_CLASSES, ATTRIBUTES_FILE, AttributeHeads, AttributeHeadsError
@@ -89,6 +89,19 @@ class ImageResult:
     #: Platelets found in the field of view (hematovision.core.smear.find_platelets), on every result of a field;
     #: None for an image classified as one cell.
     field_platelets: int | None = None
+    #: A single cell re-cut around itself before the network read it: that square (left, top, side) in the
+    #: uploaded image's pixels, and the uploaded image itself where images are kept (maps are laid back onto it).
+    window: tuple[int, int, int] | None = None
+    upload: DecodedImage | None = None
+
+    def beyond_photo(self) -> tuple[int, int, int, int]:
+        """Rows above and below, columns before and after the photo in ``image`` (mirrored there): all 0 for an
+        image read as it is."""
+        if self.box is not None and self.field_image is not None:
+            return beyond_photo(self.field_image.rgb.shape, self.box)
+        if self.window is not None and self.upload is not None:
+            return window_beyond_photo(self.upload.rgb.shape, self.window)
+        return (0, 0, 0, 0)
 
 
 @dataclass
@@ -443,9 +456,10 @@ class Classifier:
         notes = inspection.notes if inspection.boxes is None else [*inspection.notes, NO_CELL_FOUND_NOTE]
         if inspection.framing_note:
             notes = [*notes, inspection.framing_note]
-        result = ImageResult(name=name, source=name, notes=notes)
+        result = ImageResult(name=name, source=name, notes=notes, window=inspection.window)
         # The framed view, so that what is shown and explained is what the network saw.
         result.image = inspection.image if keep_images else None
+        result.upload = inspection.upload if keep_images else None
         return [result], [result]
 
     @staticmethod

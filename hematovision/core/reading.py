@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision.core.framing import frame_single_cell
+from hematovision.core.framing import frame_single_cell_with_window
 from hematovision.core.imaging import DecodedImage, ImageLoadError, decode_image, to_model_input
 from hematovision.core.smear import (
     MAX_SINGLE_CELL_ASPECT,
@@ -41,7 +41,8 @@ class Inspection:
 
     ``single``: read as one cell (``inputs`` holds its framed view); else a field of view (``boxes`` the white cells
     found, ``inputs`` one crop per box). ``image``: kept only where asked (the framed view of one cell, or the
-    whole field); ``shape``: the decoded image's.
+    whole field); ``shape``: the decoded image's. A single cell re-cut around itself has its square as ``window``
+    (left, top, side in the decoded image's pixels) and, where images are kept, the decoded image as ``upload``.
     """
 
     error: str | None = None
@@ -53,6 +54,8 @@ class Inspection:
     platelets: int | None = None
     inputs: list[np.ndarray] = field(default_factory=list)
     image: DecodedImage | None = None
+    window: tuple[int, int, int] | None = None
+    upload: DecodedImage | None = None
 
 
 def inspect_image(source: bytes | str | Path, mode: str, input_size: int, keep_images: bool = False) -> Inspection:
@@ -69,7 +72,8 @@ def inspect_image(source: bytes | str | Path, mode: str, input_size: int, keep_i
     found = None if mode == "single" else find_white_cells(rgb)
     boxes = field_boxes(rgb, mode, found)
     if boxes is None or (not boxes and mode != "field"):
-        framed, framing_note = frame_single_cell(rgb, found)
+        framed, framing_note, window = frame_single_cell_with_window(rgb, found)
+        recut = framed is not rgb
         return Inspection(
             notes=decoded.notes,
             shape=rgb.shape,
@@ -77,6 +81,8 @@ def inspect_image(source: bytes | str | Path, mode: str, input_size: int, keep_i
             framing_note=framing_note,
             inputs=[to_model_input(framed, input_size)],
             image=DecodedImage(framed, decoded.notes) if keep_images else None,
+            window=window if recut else None,
+            upload=decoded if keep_images and recut else None,
         )
     return Inspection(
         notes=decoded.notes,

@@ -382,8 +382,14 @@ def crop_window(shape: tuple[int, ...], box: CellBox, margin: float = CROP_MARGI
 
 def beyond_photo(shape: tuple[int, ...], box: CellBox, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
     """Rows above and below, columns before and after the photo in :func:`crop_cell`'s crop (mirrored there)."""
+    return window_beyond_photo(shape, crop_window(shape, box, margin))
+
+
+def window_beyond_photo(shape: tuple[int, ...], window: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """Rows above and below, columns before and after a photo of ``shape`` in the square ``window`` (left, top,
+    side, in the photo's pixels)."""
     height, width = shape[:2]
-    left, top, side = crop_window(shape, box, margin)
+    left, top, side = window
     return max(-top, 0), max(top + side - height, 0), max(-left, 0), max(left + side - width, 0)
 
 
