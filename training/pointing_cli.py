@@ -28,9 +28,9 @@ from PIL import Image
 
 from hematovision.core import paths
 from hematovision.core.artifacts import load_evaluation, write_json
-from hematovision.core.imaging import ImageLoadError, decode_image
+from hematovision.core.imaging import decode_image
 from hematovision.explain import pointing as pt
-from training.pointing_eval import by_class, grouped, mean_and_error
+from training.pointing_eval import add_draw_arguments, by_class, grouped, mean_and_error, read_with_mask
 from training.saliency_eval import sample_split
 
 RECORD_KEY = "pointing_cli"
@@ -55,15 +55,11 @@ def write_moved_cells(data: Path, drawn, folder: Path) -> tuple[list[dict], list
     moved, skipped = [], []
     for image in drawn:
         name = image.path.relative_to(data).as_posix()
-        try:
-            square = centre_square(decode_image(image.path).rgb)
-        except ImageLoadError as exc:
-            skipped.append(f"{name}: {exc}")
+        read = read_with_mask(name, lambda path=image.path: centre_square(decode_image(path).rgb))
+        if isinstance(read, str):
+            skipped.append(read)
             continue
-        mask = pt.cell_mask(square)
-        if not mask.any() or mask.mean() > pt.MAX_MASK_SHARE:
-            skipped.append(f"{name}: no single-cell mask (share {mask.mean():.2f})")
-            continue
+        square, mask = read
         for (crop, crop_mask), (row, col) in zip(pt.off_centre(square, mask), pt.OFF_CENTRE_POSITIONS, strict=True):
             file = folder / f"{len(moved):04d}_{image.path.stem}_r{round(100 * row)}c{round(100 * col)}.png"
             Image.fromarray(crop).save(file)
@@ -110,11 +106,7 @@ def score(moved: list[dict], rows: dict[str, dict], out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.pointing_cli", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
-    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="PBC split to draw from")
-    parser.add_argument("--n", type=int, default=60, help="cells to draw")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    add_draw_arguments(parser, split="test", n=60)
     parser.add_argument("--keep", type=Path, help="keep the moved images and the command's output here")
     parser.add_argument(
         "--record", action="store_true", help=f"write the figures into evaluation.json under '{RECORD_KEY}'"

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -173,19 +174,27 @@ def evaluate(attribution: AttributionMethods, methods: list[str], cells: list[di
     return results
 
 
+def read_with_mask(name: str, read: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | str:
+    """The image ``read()`` gives and its cell's mask, or why the image cannot be used (named by ``name``)."""
+    try:
+        image = read()
+    except ImageLoadError as exc:
+        return f"{name}: {exc}"
+    mask = pt.cell_mask(image)
+    if not mask.any() or mask.mean() > pt.MAX_MASK_SHARE:
+        return f"{name}: no single-cell mask (share {mask.mean():.2f})"
+    return image, mask
+
+
 def load_cells(classifier, data: Path, drawn: list[tuple[Path, str]]) -> tuple[list[dict], list[str]]:
     cells, skipped = [], []
     for path, label in drawn:
         name = path.relative_to(data).as_posix()
-        try:
-            image = classifier.model_input(path)
-        except ImageLoadError as exc:
-            skipped.append(f"{name}: {exc}")
+        read = read_with_mask(name, lambda path=path: classifier.model_input(path))
+        if isinstance(read, str):
+            skipped.append(read)
             continue
-        mask = pt.cell_mask(image)
-        if not mask.any() or mask.mean() > pt.MAX_MASK_SHARE:
-            skipped.append(f"{name}: no single-cell mask (share {mask.mean():.2f})")
-            continue
+        image, mask = read
         cells.append(
             {"name": name, "label": label, "class": classifier.classes.index(label), "image": image, "mask": mask}
         )
@@ -199,15 +208,20 @@ def meets_targets(figures: dict) -> bool:
     )
 
 
+def add_draw_arguments(parser: argparse.ArgumentParser, split: str, n: int) -> None:
+    """The model and the cells drawn: the options this CLI shares with ``training.pointing_cli``."""
+    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
+    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
+    parser.add_argument("--split", default=split, choices=("train", "val", "test"), help="PBC split to draw from")
+    parser.add_argument("--n", type=int, default=n, help="cells to draw")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+
+
 def main(argv: list[str] | None = None) -> int:
     from hematovision.core.predict import Classifier
 
     parser = argparse.ArgumentParser(prog="python -m training.pointing_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=paths.SHIPPED_MODEL_DIR, help="artifact folder")
-    parser.add_argument("--data", type=Path, default=paths.SHARED_DATA_DIR, help="folder with pbc_manifest.csv")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="PBC split to draw from")
-    parser.add_argument("--n", type=int, default=40, help="cells to draw")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    add_draw_arguments(parser, split="val", n=40)
     parser.add_argument(
         "--methods",
         default=",".join(dict.fromkeys([FAST_METHOD, FINE_METHOD])),
