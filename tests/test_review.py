@@ -354,3 +354,14 @@ def test_morphology_rides_along_and_a_contradiction_asks_for_a_look(tmp_path):
     assert Review.from_json(review.to_json()).cells["1"].morphology == odd.morphology
     text = pdf_text(pdf_report(review, ModelSummary("m", "tiny", []), WHITE, {}), tmp_path, layout=False)
     assert "no granules" in " ".join(text.split())
+
+
+def test_a_thumbnail_shows_the_mirrored_margin_of_a_re_cut_cell_pale():
+    from hematovision.core.imaging import DecodedImage
+    from hematovision.workflows.report import cell_pictures
+
+    upload = DecodedImage(np.zeros((100, 140, 3), np.uint8))  # black photo; the re-cut square reaches 20 px above
+    square = DecodedImage(np.zeros((120, 120, 3), np.uint8))
+    cell = ImageResult("x.png", image=square, upload=upload, window=(10, -20, 120))
+    thumbnail = cell_pictures([cell], {"x.png": "d"}, 96)["d"].thumbnail
+    assert thumbnail[0].min() > 100 and thumbnail[-1].max() == 0  # the rows above the photo pale, the photo as it is

@@ -27,7 +27,7 @@ from hematovision.core.credits import DATASET_CREDIT, DISCLAIMER, plain
 from hematovision.core.imaging import centre_square, to_model_input
 from hematovision.core.predict import ImageResult
 from hematovision.core.smear import CellBox
-from hematovision.explain.overlay import draw_cell_boxes, overlay
+from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo, overlay
 from hematovision.workflows.count_tables import review_apart_table, review_class_table, review_differential_table
 from hematovision.workflows.differential import count_warning, platelet_text
 from hematovision.workflows.review import FLAG_UNCERTAIN, Review, cell_key, differentials
@@ -128,7 +128,8 @@ def cell_pictures(
     for result in results:
         if result.image is None:
             continue
-        square = centre_square(result.image.rgb)
+        # As the app shows it: a crop's mirrored margin pale, so that it is not taken for a second cell.
+        square = centre_square(fade_beyond_photo(result.image.rgb, result.beyond_photo()))
         thumbnail = np.asarray(Image.fromarray(square).resize((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS)))
         heat = None
         prediction = result.prediction
