@@ -500,3 +500,13 @@ def test_explain_lays_the_map_on_the_uploaded_image_where_the_cell_was_re_cut(ap
     assert not at.exception
     captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
     assert "as the network sees it (re-cut around the cell)" in captions and "overlay on your image" in captions
+
+
+def test_classify_shows_the_mirrored_margin_of_a_re_cut_cell_pale(app):
+    from tests.test_explain_cli import off_centre_cell
+
+    big_cell = off_centre_cell(height=240, width=320, centre=(120, 160), radius=60)  # re-cut past the top and bottom
+    at = upload(app.switch_page("pages/1_Classify.py").run(), ("big.png", encode(big_cell), "image/png"))
+    assert not at.exception
+    captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+    assert "big.png (pale: the photo mirrored beyond its edge)" in captions

@@ -53,7 +53,9 @@ def group_by_source(results: list[ImageResult]) -> list[list[ImageResult]]:
 def show_single(result: ImageResult, threshold: float, unfamiliar_said: bool = False) -> None:
     """One image: the picture beside its verdict and the chart of every class."""
     image_column, chart_column = st.columns([1, 2])
-    image_column.image(result.image.rgb, caption=result.name, width="stretch")
+    beyond = result.beyond_photo()
+    caption = f"{result.name} (pale: the photo mirrored beyond its edge)" if any(beyond) else result.name
+    image_column.image(fade_beyond_photo(result.image.rgb, beyond), caption=caption, width="stretch")
     show_verdict(chart_column, result, threshold, unfamiliar_said)
     show_chart(chart_column, result, threshold)
 
