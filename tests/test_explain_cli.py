@@ -130,8 +130,27 @@ def test_a_re_cut_cell_keeps_its_upload_and_the_explain_overlay_lies_on_it(tiny_
 
     stored_moved, stored_centred = explainable([moved, centred], classifier.card.input_size)
     heat = darkness_map(stored_moved.model_input)
-    laid = overlay_on_upload(stored_moved, heat, "inferno", 1.0)
-    assert laid.shape == rgb.shape
+    shown, laid = overlay_on_upload(stored_moved, heat, "inferno", 1.0)
+    assert np.array_equal(shown, rgb) and laid.shape == rgb.shape  # a small upload is shown as it is
     cell_rows, cell_cols = np.nonzero(laid.astype(int).sum(axis=-1) == laid.astype(int).sum(axis=-1).max())
     assert abs(cell_rows.mean() - 140) < 20 and abs(cell_cols.mean() - 170) < 20  # brightest where the cell is
     assert overlay_on_upload(stored_centred, darkness_map(stored_centred.model_input), "inferno", 1.0) is None
+
+
+def test_a_large_upload_is_shrunk_under_its_overlay_and_the_map_stays_on_the_cell():
+    from hematovision.app.explain_view import UPLOAD_SHOWN_PIXELS, overlay_on_upload
+    from hematovision.app.stored_image import StoredImage
+    from hematovision.core.imaging import DecodedImage
+    from hematovision.core.predict import ImageResult
+
+    rgb = off_centre_cell(height=1200, width=1600, centre=(560, 680), radius=80)
+    framed, _, window = frame_single_cell_with_window(rgb)
+    result = ImageResult("big.png", image=DecodedImage(framed), upload=DecodedImage(rgb), window=window)
+    model_input = to_model_input(framed, 96)
+    stored = StoredImage("big.png", "d", model_input, framed, result)
+    shown, laid = overlay_on_upload(stored, darkness_map(model_input), "inferno", 1.0)
+    scale = UPLOAD_SHOWN_PIXELS / 1600
+    assert shown.shape == laid.shape == (round(1200 * scale), UPLOAD_SHOWN_PIXELS, 3)
+    brightness = laid.astype(int).sum(axis=-1)
+    rows, cols = np.nonzero(brightness == brightness.max())
+    assert abs(rows.mean() - 560 * scale) < 80 * scale and abs(cols.mean() - 680 * scale) < 80 * scale
