@@ -28,21 +28,13 @@ from PIL import Image
 
 from hematovision.core import paths
 from hematovision.core.artifacts import load_evaluation, write_json
-from hematovision.core.imaging import decode_image
+from hematovision.core.imaging import centre_square, decode_image
 from hematovision.explain import pointing as pt
 from training.pointing_eval import add_draw_arguments, by_class, grouped, mean_and_error, read_with_mask
 from training.saliency_eval import sample_split
 
 RECORD_KEY = "pointing_cli"
 TARGET = 0.90  # issue 38: held-back cells moved off-centre, checked through `hematovision explain`
-
-
-def centre_square(rgb: np.ndarray) -> np.ndarray:
-    """The largest centred square of ``rgb``."""
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return rgb[top : top + side, left : left + side]
 
 
 def is_hit(peak_xy: tuple[float, float], centre_rc: tuple[float, float], side: int) -> bool:

@@ -12,7 +12,7 @@ from hematovision.app.state import classify, explain
 from hematovision.app.stored_image import StoredImage, explainable
 from hematovision.core.predict import ImageResult
 from hematovision.core.reading import CLASSIFY_MODES
-from hematovision.explain.overlay import draw_cell_boxes, fade_beyond_photo
+from hematovision.explain.overlay import MIRRORED_MARGIN_CAPTION, draw_cell_boxes, fade_beyond_photo
 from hematovision.heads.morphology import ANNOTATED_CLASSES, NOT_ANNOTATED_REASON, describe
 from hematovision.workflows.count_tables import differential_table
 from hematovision.workflows.differential import Differential, count_warning, differential_count
@@ -54,7 +54,7 @@ def show_single(result: ImageResult, threshold: float, unfamiliar_said: bool = F
     """One image: the picture beside its verdict and the chart of every class."""
     image_column, chart_column = st.columns([1, 2])
     beyond = result.beyond_photo()
-    caption = f"{result.name} (pale: the photo mirrored beyond its edge)" if any(beyond) else result.name
+    caption = f"{result.name} ({MIRRORED_MARGIN_CAPTION})" if any(beyond) else result.name
     image_column.image(fade_beyond_photo(result.image.rgb, beyond), caption=caption, width="stretch")
     show_verdict(chart_column, result, threshold, unfamiliar_said)
     show_chart(chart_column, result, threshold)
@@ -170,7 +170,7 @@ def show_field(
             beyond = cell.beyond_photo()
             crop_column.image(
                 fade_beyond_photo(cell.image.rgb, beyond),
-                caption="pale: the photo mirrored beyond its edge" if any(beyond) else None,
+                caption=MIRRORED_MARGIN_CAPTION if any(beyond) else None,
                 width="stretch",
             )
             show_verdict(chart_column, cell, threshold, unfamiliar_said)

@@ -15,7 +15,7 @@ from hematovision.app.state import CLASSIFIED_BATCHES_KEY, CURRENT_BATCH_KEY, KE
 from hematovision.app.stored_image import StoredImage, explainable
 from hematovision.core.imaging import centre_square
 from hematovision.core.predict import ImageResult
-from hematovision.explain.overlay import draw_cell_boxes, overlay
+from hematovision.explain.overlay import MIRRORED_MARGIN_CAPTION, draw_cell_boxes, overlay
 from hematovision.explain.saliency import DEFAULT_METHOD, FAST_METHOD
 from hematovision.workflows.report import ModelSummary, cell_pictures, field_pictures, pdf_report
 from hematovision.workflows.review import (
@@ -213,7 +213,7 @@ def review_focus(batch: ReviewedBatch, options: list[str]) -> None:
             picture.info(f"No picture: {result.error or 'the image could not be read'}.")
         else:
             image = stored[0]
-            caption = "pale: the photo mirrored beyond its edge" if image.mirrored_margin else "as the network saw it"
+            caption = MIRRORED_MARGIN_CAPTION if image.mirrored_margin else "as the network saw it"
             picture.image(image.display, caption=caption, width="stretch")
             _focus_heatmap(heat, image, cell)
             if result.field_image is not None and result.box is not None:

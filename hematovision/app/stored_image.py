@@ -9,7 +9,7 @@ import numpy as np
 
 from hematovision.core.imaging import centre_square, to_model_input
 from hematovision.core.predict import ImageResult
-from hematovision.explain.overlay import fade_beyond_photo
+from hematovision.explain.overlay import MIRRORED_MARGIN_CAPTION, fade_beyond_photo
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class StoredImage:
     def seen_as(self) -> str:
         """How the network's square was cut from what the user gave, in a few words for a caption."""
         if self.mirrored_margin:
-            return "pale: the photo mirrored beyond its edge"
+            return MIRRORED_MARGIN_CAPTION
         if self.result.window is not None:
             return "re-cut around the cell"
         return "cut around the cell" if self.result.box is not None else "centre square"

@@ -65,6 +65,10 @@ def draw_cell_boxes(rgb: np.ndarray, boxes: list[tuple[CellBox, str, bool]]) -> 
 MIRRORED_MARGIN_FADE = 0.55
 
 
+#: What a picture faded by :func:`fade_beyond_photo` says under it.
+MIRRORED_MARGIN_CAPTION = "pale: the photo mirrored beyond its edge"
+
+
 def fade_beyond_photo(crop: np.ndarray, beyond: tuple[int, int, int, int]) -> np.ndarray:
     """The crop with its mirrored margin (rows above and below, columns before and after the photo) faded.
 
